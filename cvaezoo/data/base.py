@@ -1,0 +1,140 @@
+"""A LightningDataModule over in-memory tensors: stratified seeded split, binarisation, loaders."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import lightning as L
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+from torch.utils.data import DataLoader, TensorDataset
+
+BINARIZE_MODES = ("none", "threshold", "dynamic")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What a model needs to know about the data to build its networks."""
+
+    x_shape: tuple[int, ...]
+    y_kind: str  # "class" or "multihot"
+    y_dim: int  # number of classes, or of attributes
+
+
+def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int) -> list[np.ndarray]:
+    """Indices of disjoint train/val/test subsets of the given sizes, each with the label proportions."""
+    sizes = [int(s) for s in sizes]
+    if len(sizes) != 3 or any(s <= 0 for s in sizes):
+        raise ValueError(f"data.split must be three positive sizes [train, val, test], got {sizes}")
+    if sum(sizes) > len(labels):
+        raise ValueError(f"data.split {sizes} asks for {sum(sizes)} examples but the dataset has {len(labels)}")
+    index = np.arange(len(labels))
+    rest, test = train_test_split(index, test_size=sizes[2], stratify=labels, random_state=seed)
+    train, val = train_test_split(rest, train_size=sizes[0], test_size=sizes[1], stratify=labels[rest], random_state=seed)
+    return [np.sort(train), np.sort(val), np.sort(test)]
+
+
+class TensorDataModule(L.LightningDataModule):
+    """Images in [0, 1] of shape (N, C, H, W) with integer labels, split and served from memory.
+
+    Subclasses implement :meth:`load` (all examples) or :meth:`load_splits` (predefined splits).
+    ``binarize``: "none" keeps grey levels; "threshold" maps x > 0.5 to 1; "dynamic" draws
+    x ~ Bernoulli(grey level) afresh for every training batch and once, with a fixed seed, for
+    the validation and test sets (the protocol behind the literature's binarized-MNIST numbers).
+    """
+
+    num_classes: int = 10
+
+    def __init__(
+        self,
+        split: Sequence[int] = (4000, 500, 500),
+        split_seed: int = 0,
+        batch_size: int = 128,
+        eval_batch_size: int = 500,
+        binarize: str = "none",
+        num_workers: int = 0,
+    ):
+        super().__init__()
+        if binarize not in BINARIZE_MODES:
+            raise ValueError(f"data.binarize must be one of {list(BINARIZE_MODES)}, got {binarize!r}")
+        if batch_size <= 0 or eval_batch_size <= 0:
+            raise ValueError(f"data.batch_size and data.eval_batch_size must be > 0, got {batch_size}, {eval_batch_size}")
+        self.split, self.split_seed = list(split), split_seed
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.binarize, self.num_workers = binarize, num_workers
+        self.splits: dict[str, TensorDataset] = {}
+
+    # ----- what a dataset defines ------------------------------------------------------------
+    def load(self) -> tuple[Tensor, Tensor]:
+        """All images (N, C, H, W) float in [0, 1] and labels (N,) int64."""
+        raise NotImplementedError
+
+    def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        """train/val/test tensors; by default a stratified split of :meth:`load`."""
+        images, labels = self.load()
+        parts = stratified_split(labels.numpy(), self.split, self.split_seed)
+        return {name: (images[idx], labels[idx]) for name, idx in zip(("train", "val", "test"), parts)}
+
+    # ----- Lightning -------------------------------------------------------------------------
+    def setup(self, stage: str | None = None) -> None:
+        if self.splits:
+            return
+        for name, (images, labels) in self.load_splits().items():
+            _check_images(images, labels, name, self.num_classes)
+            if self.binarize == "threshold" or (self.binarize == "dynamic" and name != "train"):
+                images = self._binarize_fixed(images, name)
+            self.splits[name] = TensorDataset(images.contiguous(), labels.long().contiguous())
+
+    def _binarize_fixed(self, images: Tensor, name: str) -> Tensor:
+        if self.binarize == "threshold":
+            return (images > 0.5).float()
+        generator = torch.Generator().manual_seed(self.split_seed + {"val": 1, "test": 2}[name])
+        return torch.bernoulli(images, generator=generator)
+
+    @property
+    def spec(self) -> DataSpec:
+        self.setup()
+        return DataSpec(tuple(self.splits["train"].tensors[0].shape[1:]), "class", self.num_classes)
+
+    def class_prior(self) -> list[float]:
+        """p(y) estimated from the training labels."""
+        self.setup()
+        counts = torch.bincount(self.splits["train"].tensors[1], minlength=self.num_classes).float()
+        return (counts / counts.sum()).tolist()
+
+    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+        if self.binarize == "dynamic" and self.trainer is not None and self.trainer.training:
+            x, y = batch
+            return torch.bernoulli(x), y
+        return batch
+
+    def _loader(self, name: str, shuffle: bool, batch_size: int) -> DataLoader:
+        self.setup()
+        return DataLoader(self.splits[name], batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", True, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("val", False, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", False, self.eval_batch_size)
+
+
+def _check_images(images: Tensor, labels: Tensor, name: str, num_classes: int) -> None:
+    if images.dim() != 4:
+        raise ValueError(f"{name} images must have shape (N, C, H, W), got {tuple(images.shape)}")
+    if len(images) != len(labels):
+        raise ValueError(f"{name}: {len(images)} images but {len(labels)} labels")
+    if not torch.isfinite(images).all():
+        raise ValueError(f"{name} images contain non-finite values")
+    lo, hi = float(images.min()), float(images.max())
+    if lo < 0.0 or hi > 1.0:
+        raise ValueError(f"{name} images must lie in [0, 1], found values in [{lo}, {hi}]")
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if len(bad):
+        raise ValueError(f"{name} labels must lie in [0, {num_classes}), found {bad[:5].tolist()}")

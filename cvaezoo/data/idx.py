@@ -1,0 +1,115 @@
+"""MNIST / Fashion-MNIST from IDX files in a local directory (never downloaded at run time).
+
+Expected files (each may also be gzipped, with a ``.gz`` suffix):
+    train-images-idx3-ubyte  train-labels-idx1-ubyte  t10k-images-idx3-ubyte  t10k-labels-idx1-ubyte
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+from torch import Tensor
+
+from cvaezoo.data.base import TensorDataModule
+
+IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
+IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
+FILES = {
+    "train_images": "train-images-idx3-ubyte",
+    "train_labels": "train-labels-idx1-ubyte",
+    "test_images": "t10k-images-idx3-ubyte",
+    "test_labels": "t10k-labels-idx1-ubyte",
+}
+
+
+class IDXFormatError(ValueError):
+    """An IDX file whose header or size is not what the format requires."""
+
+
+def _open(path: Path):
+    return gzip.open(path, "rb") if path.suffix == ".gz" else open(path, "rb")
+
+
+def read_idx(path: str | Path) -> np.ndarray:
+    """Read one IDX file (optionally gzipped) into an array, checking header against size."""
+    path = Path(path)
+    with _open(path) as f:
+        raw = f.read()
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in IDX_DTYPES:
+        raise IDXFormatError(f"{path}: not an IDX file (magic bytes {raw[:4].hex() or 'missing'}, expected 0000TTNN)")
+    dtype, ndim = np.dtype(IDX_DTYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise IDXFormatError(f"{path}: truncated header ({len(raw)} bytes, expected at least {header})")
+    shape = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(shape)) * dtype.itemsize
+    if len(raw) != expected:
+        raise IDXFormatError(f"{path}: header says shape {shape} ({expected} bytes) but the file has {len(raw)} bytes")
+    return np.frombuffer(raw, dtype=dtype, offset=header).reshape(shape)
+
+
+def write_idx(path: str | Path, array: np.ndarray) -> None:
+    """Write an unsigned/signed byte array as IDX (gzipped when the name ends in .gz)."""
+    array = np.asarray(array)
+    if array.dtype not in IDX_CODES:
+        raise ValueError(f"write_idx supports uint8 and int8 arrays, got {array.dtype}")
+    header = bytes([0, 0, IDX_CODES[array.dtype], array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
+    path = Path(path)
+    with (gzip.open(path, "wb") if path.suffix == ".gz" else open(path, "wb")) as f:
+        f.write(header + array.tobytes())
+
+
+def find_idx_file(root: Path, stem: str) -> Path:
+    for candidate in (root / stem, root / f"{stem}.gz"):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError(
+        f"missing IDX file {stem}[.gz] in {root}. Put the four MNIST/Fashion-MNIST files "
+        f"({', '.join(FILES.values())}, optionally .gz) in that directory, or set data.root=<dir>."
+    )
+
+
+def sha256_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class IDXDataModule(TensorDataModule):
+    """Official train/test IDX files; a stratified, seeded validation split is carved from train.
+
+    ``sha256`` maps file names to expected checksums; a mismatch is an error, naming both.
+    """
+
+    def __init__(self, root: str, val_size: int = 5000, sha256: Mapping[str, str] | None = None, **kwargs):
+        kwargs.setdefault("split", (1, 1, 1))  # the files define the split; only val_size is used
+        super().__init__(**kwargs)
+        if root is None or str(root) in ("", "???"):
+            raise ValueError("data.root must name the directory holding the IDX files (e.g. data.root=/data/mnist)")
+        self.root, self.val_size, self.sha256 = Path(root).expanduser(), int(val_size), dict(sha256 or {})
+
+    def _read(self, key: str) -> np.ndarray:
+        path = find_idx_file(self.root, FILES[key])
+        expected = self.sha256.get(path.name)
+        if expected is not None and sha256_of(path) != expected:
+            raise IDXFormatError(f"{path}: sha256 {sha256_of(path)} does not match the expected {expected}")
+        return read_idx(path)
+
+    def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
+        parts = {}
+        for part in ("train", "test"):
+            images, labels = self._read(f"{part}_images"), self._read(f"{part}_labels")
+            if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+                raise IDXFormatError(
+                    f"{self.root}: {part} images must be (N, H, W) and labels (N,), got {images.shape} and {labels.shape}"
+                )
+            parts[part] = (torch.from_numpy(images.astype(np.float32) / 255.0)[:, None], torch.from_numpy(labels.astype(np.int64)))
+        images, labels = parts["train"]
+        train_idx, val_idx = train_test_split(
+            np.arange(len(labels)), test_size=self.val_size, stratify=labels.numpy(), random_state=self.split_seed
+        )
+        return {"train": (images[train_idx], labels[train_idx]), "val": (images[val_idx], labels[val_idx]), "test": parts["test"]}

@@ -1,0 +1,147 @@
+"""Distributions used by every model: a diagonal Gaussian over z and the likelihoods p(target | ...).
+
+All log-densities are summed over data dimensions and returned per example, in nats.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+LOG_2PI = math.log(2.0 * math.pi)
+# Log-variances are squashed into this range so that extreme inputs cannot overflow exp().
+LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0
+
+
+def bounded_logvar(raw: Tensor) -> Tensor:
+    """Map an unconstrained network output smoothly into [LOGVAR_MIN, LOGVAR_MAX]."""
+    half_range = (LOGVAR_MAX - LOGVAR_MIN) / 2.0
+    centre = (LOGVAR_MAX + LOGVAR_MIN) / 2.0
+    return centre + half_range * torch.tanh((raw - centre) / half_range)
+
+
+@dataclass
+class DiagonalGaussian:
+    """N(mean, diag(exp(logvar))) over the last dimension; leading dimensions are batch."""
+
+    mean: Tensor
+    logvar: Tensor
+
+    @classmethod
+    def standard(cls, like: Tensor) -> DiagonalGaussian:
+        """N(0, I) with the shape of ``like``; it has no parameters."""
+        zeros = torch.zeros_like(like)
+        return cls(zeros, zeros)
+
+    @property
+    def std(self) -> Tensor:
+        return torch.exp(0.5 * self.logvar)
+
+    def rsample(self, n_samples: int = 1, temperature: float = 1.0, eps: Tensor | None = None) -> Tensor:
+        """Reparameterised samples z = mean + temperature * std * eps, shape (n_samples, *batch, D).
+
+        ``eps`` (standard-normal noise of that shape) may be given to share noise between calls.
+        """
+        if eps is None:
+            eps = torch.randn((n_samples, *self.mean.shape), dtype=self.mean.dtype, device=self.mean.device)
+        return self.mean + temperature * self.std * eps
+
+    def log_prob(self, z: Tensor) -> Tensor:
+        """log N(z; mean, var) summed over the last dimension; z may carry extra leading sample dims."""
+        return -0.5 * (LOG_2PI + self.logvar + (z - self.mean) ** 2 / torch.exp(self.logvar)).sum(-1)
+
+    def kl(self, prior: DiagonalGaussian) -> Tensor:
+        """Closed-form KL(self || prior) between diagonal Gaussians, summed over the last dimension.
+
+        KL = 1/2 * sum( log var_p - log var_q + (var_q + (mu_q - mu_p)^2) / var_p - 1 )
+        """
+        var_ratio = torch.exp(self.logvar - prior.logvar)
+        mahalanobis = (self.mean - prior.mean) ** 2 / torch.exp(prior.logvar)
+        return 0.5 * (var_ratio + mahalanobis - 1.0 - (self.logvar - prior.logvar)).sum(-1)
+
+
+
+class Likelihood:
+    """p(target | params) for a network output ``params`` of shape (B, params_per_dim * C, ...)."""
+
+    params_per_dim: int = 1
+
+    def log_prob(self, params: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def mean(self, params: Tensor) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def sample(self, params: Tensor) -> Tensor:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+def _sum_except_batch(t: Tensor) -> Tensor:
+    return t.flatten(start_dim=1).sum(-1)
+
+
+class Bernoulli(Likelihood):
+    """Independent Bernoulli per dimension; params are logits; targets in [0, 1] (binary or grey)."""
+
+    def log_prob(self, params: Tensor, target: Tensor) -> Tensor:
+        return -_sum_except_batch(F.binary_cross_entropy_with_logits(params, target, reduction="none"))
+
+    def mean(self, params: Tensor) -> Tensor:
+        return torch.sigmoid(params)
+
+    def sample(self, params: Tensor) -> Tensor:
+        return torch.bernoulli(torch.sigmoid(params))
+
+
+class Gaussian(Likelihood):
+    """Independent Gaussian per dimension, with a learned (per-dimension output) or fixed variance."""
+
+    def __init__(self, learn_variance: bool = True, fixed_std: float = 0.1):
+        if fixed_std <= 0:
+            raise ValueError(f"likelihood fixed_std must be > 0, got {fixed_std}")
+        self.learn_variance = learn_variance
+        self.params_per_dim = 2 if learn_variance else 1
+        self.fixed_logvar = 2.0 * math.log(fixed_std)
+
+    def _split(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        if self.learn_variance:
+            mean, raw_logvar = params.chunk(2, dim=1)
+            return mean, bounded_logvar(raw_logvar)
+        return params, torch.full_like(params, self.fixed_logvar)
+
+    def log_prob(self, params: Tensor, target: Tensor) -> Tensor:
+        mean, logvar = self._split(params)
+        return -0.5 * _sum_except_batch(LOG_2PI + logvar + (target - mean) ** 2 / torch.exp(logvar))
+
+    def mean(self, params: Tensor) -> Tensor:
+        return self._split(params)[0]
+
+    def sample(self, params: Tensor) -> Tensor:
+        mean, logvar = self._split(params)
+        return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
+
+
+class Categorical(Likelihood):
+    """One categorical over classes; params are logits (B, C); targets are class indices (B,)."""
+
+    def log_prob(self, params: Tensor, target: Tensor) -> Tensor:
+        return -F.cross_entropy(params, target, reduction="none")
+
+    def mean(self, params: Tensor) -> Tensor:
+        return torch.softmax(params, dim=-1)
+
+    def sample(self, params: Tensor) -> Tensor:
+        return torch.distributions.Categorical(logits=params).sample()
+
+
+LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": Gaussian, "categorical": Categorical}
+
+
+def build_likelihood(name: str, **kwargs) -> Likelihood:
+    if name not in LIKELIHOODS:
+        raise ValueError(f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}")
+    return LIKELIHOODS[name](**kwargs)

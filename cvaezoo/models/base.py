@@ -1,0 +1,269 @@
+"""The bound shared by every model, written once.
+
+    ELBO(x, y) = E_q(z|x,y)[ log p(target | z, ...) ] - KL( q(z|x,y) || p(z | ...) )
+
+A model file says only which networks it has and what each distribution is conditioned on:
+``prior(x, c)``, ``likelihood_params(z, x, c)`` and ``target(x, y)``. This module owns the
+posterior q(z|x,y), sampling, the closed-form KL, the importance-weighted bound, KL warm-up,
+logging of every term and the optimiser.
+
+Metric scheme, for stage in {train, val, test}, epoch means per example, in nats
+(``train_step/<term>`` holds the per-batch training values):
+    {stage}/recon      -E_q[log p(target|z,...)], a positive negative log-likelihood
+    {stage}/kl         KL(q || p) >= 0
+    {stage}/elbo       -(recon + kl), the evidence lower bound itself
+    {stage}/kl_weight  the KL weight (beta times warm-up) used for the loss
+    {stage}/loss       recon + kl_weight * kl, what the optimiser minimises
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchmetrics import MeanMetric
+
+from cvaezoo.distributions import DiagonalGaussian, Likelihood, build_likelihood
+from cvaezoo.nets import Decoder, Encoder, GaussianHead, NetConfig, mlp
+
+CONDITION_KINDS = ("class", "multihot")
+STAGES = ("train", "val", "test")
+TERMS = ("elbo", "recon", "kl", "loss")
+
+
+@dataclass
+class ElboTerms:
+    """Per-example terms of the bound, each of shape (B,)."""
+
+    recon: Tensor  # -E_q[log p(target | z, ...)]
+    kl: Tensor  # KL(q(z|x,y) || p(z|...))
+
+    @property
+    def elbo(self) -> Tensor:
+        return -(self.recon + self.kl)
+
+
+def repeat_samples(t: Tensor | None, n: int) -> Tensor | None:
+    """(B, ...) -> (n*B, ...), sample-major, to pair with z.flatten(0, 1) of shape (n, B, D)."""
+    if t is None or n == 1:
+        return t
+    return t.unsqueeze(0).expand(n, *t.shape).reshape(n * t.shape[0], *t.shape[1:])
+
+
+class ConditionalVAE(L.LightningModule):
+    """Base class: maximises E_q(z|x,y)[log p(target|z,...)] - KL(q(z|x,y) || p(z|...))."""
+
+    #: what the likelihood is over: "x" (generative models) or "y" (predictive models)
+    target_name: str = "x"
+
+    def __init__(
+        self,
+        x_shape: Sequence[int],
+        y_kind: str = "class",
+        y_dim: int = 10,
+        net: dict | None = None,
+        latent_dim: int = 16,
+        likelihood: str = "bernoulli",
+        likelihood_kwargs: dict | None = None,
+        beta: float = 1.0,
+        kl_warmup_steps: int = 0,
+        n_samples: int = 1,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        class_prior: Sequence[float] | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters()
+        _check_positive(latent_dim=latent_dim, y_dim=y_dim, n_samples=n_samples, lr=lr)
+        if beta < 0:
+            raise ValueError(f"model.beta must be >= 0, got {beta}")
+        if kl_warmup_steps < 0:
+            raise ValueError(f"model.kl_warmup_steps must be >= 0, got {kl_warmup_steps}")
+        if y_kind not in CONDITION_KINDS:
+            raise ValueError(f"y_kind must be one of {list(CONDITION_KINDS)}, got {y_kind!r}")
+        self.x_shape = tuple(int(s) for s in x_shape)
+        if len(self.x_shape) == 0 or any(s <= 0 for s in self.x_shape):
+            raise ValueError(f"x_shape must be a non-empty list of positive sizes, got {list(x_shape)}")
+        self.y_kind, self.y_dim, self.latent_dim = y_kind, int(y_dim), int(latent_dim)
+        self.net_config = NetConfig.from_dict(net)
+        self.likelihood: Likelihood = build_likelihood(likelihood, **(likelihood_kwargs or {}))
+
+        prior = torch.full((self.y_dim,), 1.0 / self.y_dim) if class_prior is None else torch.as_tensor(class_prior)
+        if y_kind == "class" and prior.shape != (self.y_dim,):
+            raise ValueError(f"class_prior must have {self.y_dim} entries, got shape {tuple(prior.shape)}")
+        self.register_buffer("log_class_prior", torch.log(prior.float()))
+
+        # q(z|x,y): the same inference network in every model.
+        self.posterior_net = GaussianHead(*self.encoder(self.x_shape, self.y_dim), self.latent_dim)
+        self.build_networks()
+        self.metrics = nn.ModuleDict({f"{s}_{t}": MeanMetric() for s in STAGES for t in TERMS})
+
+    # ----- what a model file defines -------------------------------------------------------
+    def build_networks(self) -> None:
+        """Create the prior and likelihood networks (called once from __init__)."""
+        raise NotImplementedError
+
+    def prior(self, x: Tensor | None, c: Tensor | None) -> DiagonalGaussian:
+        """p(z | ...): the prior of the bound."""
+        raise NotImplementedError
+
+    def likelihood_params(self, z: Tensor, x: Tensor | None, c: Tensor | None) -> Tensor:
+        """Parameters of p(target | z, ...)."""
+        raise NotImplementedError
+
+    def target(self, x: Tensor, y: Tensor) -> Tensor:
+        """What the likelihood scores: x for generative models, y for predictive ones."""
+        return x if self.target_name == "x" else y
+
+    def generation_inputs(self, condition: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """(x, c) to feed prior and likelihood when generating the target from ``condition``."""
+        return None, self.encode_condition(condition)
+
+    # ----- building blocks for model files -------------------------------------------------
+    def encoder(self, x_shape: Sequence[int], cond_dim: int) -> tuple[Encoder, int]:
+        enc = Encoder(x_shape, cond_dim, self.net_config)
+        return enc, enc.out_dim
+
+    def decoder(self, in_dim: int, out_shape: Sequence[int]) -> Decoder:
+        return Decoder(in_dim, out_shape, self.likelihood.params_per_dim, self.net_config)
+
+    def condition_mlp(self, in_dim: int) -> tuple[nn.Module, int]:
+        return mlp(in_dim, self.net_config.hidden, self.net_config.activation), int(self.net_config.hidden[-1])
+
+    # ----- conditions ----------------------------------------------------------------------
+    def encode_condition(self, y: Tensor) -> Tensor:
+        """Class indices -> one-hot; multi-hot attribute vectors pass through as floats."""
+        if self.y_kind == "class":
+            if y.dim() != 1:
+                raise ValueError(f"class labels must have shape (B,), got {tuple(y.shape)}")
+            return F.one_hot(y.long(), self.y_dim).to(self.posterior_net.to_params.weight.dtype)
+        if y.dim() != 2 or y.shape[1] != self.y_dim:
+            raise ValueError(f"attribute vectors must have shape (B, {self.y_dim}), got {tuple(y.shape)}")
+        return y.to(self.posterior_net.to_params.weight.dtype)
+
+    def check_x(self, x: Tensor) -> None:
+        if tuple(x.shape[1:]) != self.x_shape:
+            raise ValueError(f"x must have shape (B, {', '.join(map(str, self.x_shape))}), got {tuple(x.shape)}")
+
+    # ----- the bound -----------------------------------------------------------------------
+    def posterior(self, x: Tensor, c: Tensor) -> DiagonalGaussian:
+        """q(z | x, y)."""
+        return self.posterior_net(x, c)
+
+    def log_likelihood(self, z: Tensor, x: Tensor | None, c: Tensor | None, target: Tensor) -> Tensor:
+        """log p(target | z, ...) for z of shape (S, B, D); returns (S, B)."""
+        n, batch = z.shape[:2]
+        params = self.likelihood_params(z.flatten(0, 1), repeat_samples(x, n), repeat_samples(c, n))
+        return self.likelihood.log_prob(params, repeat_samples(target, n)).view(n, batch)
+
+    def elbo_terms(self, x: Tensor, y: Tensor, n_samples: int | None = None, eps: Tensor | None = None) -> ElboTerms:
+        """Monte-Carlo reconstruction term (n_samples draws from q) and closed-form KL."""
+        self.check_x(x)
+        c = self.encode_condition(y)
+        q, p = self.posterior(x, c), self.prior(x, c)
+        z = q.rsample(n_samples or self.hparams.n_samples, eps=eps)
+        log_lik = self.log_likelihood(z, x, c, self.target(x, y))
+        return ElboTerms(recon=-log_lik.mean(0), kl=q.kl(p))
+
+    def iwae_bound(self, x: Tensor, y: Tensor, k: int, eps: Tensor | None = None) -> Tensor:
+        """Importance-weighted bound log 1/K sum_k p(target, z_k|...)/q(z_k|x,y), per example (B,).
+
+        K=1 is an unbiased single-sample estimate of the ELBO; the bound rises with K.
+        """
+        self.check_x(x)
+        c = self.encode_condition(y)
+        q, p = self.posterior(x, c), self.prior(x, c)
+        z = q.rsample(k, eps=eps)
+        log_w = self.log_likelihood(z, x, c, self.target(x, y)) + p.log_prob(z) - q.log_prob(z)
+        return torch.logsumexp(log_w, dim=0) - math.log(k)
+
+    # ----- classifier mode -------------------------------------------------------------------
+    @torch.no_grad()
+    def class_log_likelihoods(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
+        """Bound on log p(x|y) for every class at once, (B, C); the same noise serves every class.
+
+        method "elbo": the ELBO with k posterior samples; "iwae": the importance-weighted bound.
+        """
+        if self.y_kind != "class" or self.target_name != "x":
+            raise ValueError(f"{type(self).__name__} has no class-conditional likelihood p(x|y) to invert")
+        if method not in ("elbo", "iwae"):
+            raise ValueError(f"method must be 'elbo' or 'iwae', got {method!r}")
+        self.check_x(x)
+        batch, n_classes = x.shape[0], self.y_dim
+        xs = repeat_samples(x, n_classes)  # class-major: (C*B, ...)
+        ys = torch.arange(n_classes, device=x.device).repeat_interleave(batch)
+        eps = torch.randn(k, 1, batch, self.latent_dim, device=x.device, dtype=x.dtype)
+        eps = eps.expand(k, n_classes, batch, self.latent_dim).reshape(k, n_classes * batch, self.latent_dim)
+        if method == "elbo":
+            bound = self.elbo_terms(xs, ys, n_samples=k, eps=eps).elbo
+        else:
+            bound = self.iwae_bound(xs, ys, k, eps=eps)
+        return bound.view(n_classes, batch).T
+
+    @torch.no_grad()
+    def predict_proba(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
+        """p(y|x) by Bayes rule: softmax_y[ log p(x|y) + log p(y) ], with log p(x|y) bounded by ``method``."""
+        return torch.softmax(self.class_log_likelihoods(x, k, method) + self.log_class_prior, dim=-1)
+
+    @torch.no_grad()
+    def classify(self, x: Tensor, **kwargs) -> Tensor:
+        """The most probable class for each x, (B,)."""
+        return self.predict_proba(x, **kwargs).argmax(dim=-1)
+
+    def kl_weight(self) -> float:
+        """beta, linearly warmed up from 0 over kl_warmup_steps optimiser steps."""
+        beta, warmup = self.hparams.beta, self.hparams.kl_warmup_steps
+        return beta if warmup == 0 else beta * min(1.0, self.global_step / warmup)
+
+    # ----- generation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, condition: Tensor, n: int = 1, temperature: float = 1.0, use_mean: bool = True) -> Tensor:
+        """n draws of the target for each condition: (len(condition), n, *target_shape).
+
+        Generative models: condition is y, z ~ p(z|y) (or N(0, I)), x from p(x|z,...).
+        With use_mean the likelihood's mean is returned instead of a sample from it.
+        """
+        x, c = self.generation_inputs(condition)
+        z = self.prior(x, c).rsample(n, temperature)
+        params = self.likelihood_params(z.flatten(0, 1), repeat_samples(x, n), repeat_samples(c, n))
+        out = self.likelihood.mean(params) if use_mean else self.likelihood.sample(params)
+        return out.view(n, z.shape[1], *out.shape[1:]).transpose(0, 1)
+
+    # ----- Lightning -----------------------------------------------------------------------
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+        x, y = batch
+        terms = self.elbo_terms(x, y)
+        kl_weight = self.kl_weight()
+        loss = terms.recon + kl_weight * terms.kl
+        values = {"elbo": terms.elbo, "recon": terms.recon, "kl": terms.kl, "loss": loss}
+        for name, value in values.items():
+            metric = self.metrics[f"{stage}_{name}"]
+            batch_value = metric(value.detach())  # exact epoch mean over all ranks, weighted by examples
+            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "elbo")
+            if stage == "train":
+                self.log(f"train_step/{name}", batch_value, on_step=True, on_epoch=False)
+        self.log(f"{stage}/kl_weight", kl_weight, on_step=False, on_epoch=True, batch_size=x.shape[0])
+        return loss.mean()
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "train")
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "val")
+
+    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        return self._shared_step(batch, "test")
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+
+
+def _check_positive(**values: float) -> None:
+    for key, value in values.items():
+        if value <= 0:
+            raise ValueError(f"model.{key} must be > 0, got {value}")

@@ -1,0 +1,38 @@
+"""Image grids written with numpy and Pillow (torchvision is not a dependency)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+
+def image_grid(images: Tensor, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
+    """(rows, cols, C, H, W) values in [0, 1] -> one uint8 array (rows*(H+p)+p, cols*(W+p)+p[, 3])."""
+    if images.dim() != 5:
+        raise ValueError(f"image_grid expects (rows, cols, C, H, W), got {tuple(images.shape)}")
+    rows, cols, channels, height, width = images.shape
+    if channels not in (1, 3):
+        raise ValueError(f"image_grid draws 1- or 3-channel images, got {channels} channels")
+    grid = torch.full((channels, rows * (height + padding) + padding, cols * (width + padding) + padding), pad_value)
+    for r in range(rows):
+        for c in range(cols):
+            top, left = padding + r * (height + padding), padding + c * (width + padding)
+            grid[:, top : top + height, left : left + width] = images[r, c]
+    array = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return array[..., 0] if channels == 1 else array
+
+
+def save_image_grid(images: Tensor, path: str | Path, scale: int = 2) -> Path:
+    """Save (rows, cols, C, H, W) images as a PNG, each pixel enlarged ``scale`` times."""
+    array = image_grid(images.detach().float().cpu())
+    picture = Image.fromarray(array)
+    if scale > 1:
+        picture = picture.resize((picture.width * scale, picture.height * scale), Image.NEAREST)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    picture.save(path)
+    return path
