@@ -1,0 +1,51 @@
+"""Every model x net x data combination composes with Hydra and runs a fast_dev_run."""
+
+import itertools
+from pathlib import Path
+
+import pytest
+from hydra.utils import instantiate
+
+from cvaezoo.train import CONFIG_DIR, train
+
+from conftest import MODEL_NAMES
+
+NETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "net").glob("*.yaml"))
+DATA = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))
+EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+
+
+def test_config_groups_are_complete():
+    assert MODEL_NAMES == sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+    assert {"mlp", "conv"} <= set(NETS) and {"mnist5k", "digits", "idx"} <= set(DATA)
+
+
+@pytest.mark.parametrize("model, net, data", list(itertools.product(MODEL_NAMES, NETS, DATA)))
+def test_every_combination_runs_fast_dev_run(compose_config, idx_dir, model, net, data):
+    overrides = [f"model={model}", f"net={net}", f"data={data}", "+trainer.fast_dev_run=1", "~logger"]
+    if data == "idx":
+        overrides += [f"data.root={idx_dir}", "data.val_size=20"]
+    cfg = compose_config(*overrides)
+    metrics = train(cfg)
+    assert {"test/elbo", "test/recon", "test/kl", "test/loss", "test/kl_weight"} <= set(metrics)
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_composes(compose_config, experiment):
+    cfg = compose_config(f"experiment={experiment}")
+    assert instantiate(cfg.data) is not None
+    assert cfg.model._target_.startswith("cvaezoo.")
+
+
+@pytest.mark.parametrize(
+    "override, value",
+    [("model.latent_dim=3", 3), ("model.beta=0.5", 0.5), ("model.lr=0.01", 0.01), ("data.batch_size=64", 64),
+     ("seed=7", 7), ("net.hidden=[64]", [64])],
+)
+def test_sweepable_values_are_overridable(compose_config, override, value):
+    cfg = compose_config(override)
+    key = override.split("=")[0]
+    node = cfg
+    for part in key.split("."):
+        node = node[part]
+    assert (list(node) if hasattr(node, "__iter__") else node) == value

@@ -1,0 +1,105 @@
+import math
+
+import pytest
+import torch
+from torch.distributions import Normal, kl_divergence
+
+from cvaezoo.distributions import (
+    LOGVAR_MAX,
+    LOGVAR_MIN,
+    Bernoulli,
+    Categorical,
+    DiagonalGaussian,
+    Gaussian,
+    bounded_logvar,
+    build_likelihood,
+)
+
+
+def random_gaussian(batch: int, dim: int, scale: float = 1.0) -> DiagonalGaussian:
+    return DiagonalGaussian(scale * torch.randn(batch, dim), torch.randn(batch, dim))
+
+
+def test_closed_form_kl_matches_monte_carlo_for_non_standard_prior():
+    q, p = random_gaussian(4, 3), random_gaussian(4, 3, scale=2.0)
+    z = q.rsample(200_000)
+    monte_carlo = (q.log_prob(z) - p.log_prob(z)).mean(0)
+    closed = q.kl(p)
+    assert torch.allclose(closed, monte_carlo, rtol=0.03, atol=0.03), (closed, monte_carlo)
+
+
+def test_kl_matches_torch_distributions_and_is_zero_for_equal_gaussians():
+    q, p = random_gaussian(5, 7), random_gaussian(5, 7)
+    reference = kl_divergence(Normal(q.mean, q.std), Normal(p.mean, p.std)).sum(-1)
+    assert torch.allclose(q.kl(p), reference, atol=1e-5)
+    assert torch.allclose(q.kl(q), torch.zeros(5), atol=1e-6)
+    assert (q.kl(p) > 0).all()
+
+
+def test_log_prob_matches_torch_normal():
+    q = random_gaussian(3, 4)
+    z = torch.randn(6, 3, 4)
+    assert torch.allclose(q.log_prob(z), Normal(q.mean, q.std).log_prob(z).sum(-1), atol=1e-5)
+
+
+def test_rsample_is_reparameterised_and_uses_given_noise():
+    mean, logvar = torch.zeros(2, 3, requires_grad=True), torch.zeros(2, 3, requires_grad=True)
+    q = DiagonalGaussian(mean, logvar)
+    eps = torch.randn(5, 2, 3)
+    z = q.rsample(5, eps=eps, temperature=0.5)
+    assert torch.allclose(z, 0.5 * eps)
+    z.sum().backward()
+    assert mean.grad is not None and logvar.grad is not None
+
+
+def test_standard_gaussian_is_n01():
+    prior = DiagonalGaussian.standard(torch.ones(2, 3))
+    assert torch.equal(prior.mean, torch.zeros(2, 3)) and torch.equal(prior.std, torch.ones(2, 3))
+
+
+def test_bounded_logvar_stays_in_range_and_is_near_identity_in_the_middle():
+    raw = torch.tensor([-1e6, -2.0, 0.0, 1.0, 1e6])
+    out = bounded_logvar(raw)
+    assert out.min() >= LOGVAR_MIN and out.max() <= LOGVAR_MAX
+    assert torch.allclose(bounded_logvar(torch.tensor([-2.0])), torch.tensor([-2.0]), atol=1e-6)
+    assert abs(float(bounded_logvar(torch.tensor(0.0))) - 0.0) < 0.05
+
+
+def test_bernoulli_log_prob_matches_torch():
+    logits, target = torch.randn(3, 1, 4, 4), torch.randint(0, 2, (3, 1, 4, 4)).float()
+    expected = torch.distributions.Bernoulli(logits=logits).log_prob(target).flatten(1).sum(-1)
+    assert torch.allclose(Bernoulli().log_prob(logits, target), expected, atol=1e-5)
+
+
+def test_gaussian_likelihood_learned_and_fixed_variance():
+    target = torch.randn(3, 2, 5)
+    params = torch.randn(3, 4, 5)  # mean channels then log-variance channels
+    learned = Gaussian(learn_variance=True)
+    mean, raw = params.chunk(2, dim=1)
+    expected = Normal(mean, torch.exp(0.5 * bounded_logvar(raw))).log_prob(target).flatten(1).sum(-1)
+    assert torch.allclose(learned.log_prob(params, target), expected, atol=1e-4)
+    fixed = Gaussian(learn_variance=False, fixed_std=0.3)
+    assert fixed.params_per_dim == 1
+    expected = Normal(mean, 0.3).log_prob(target).flatten(1).sum(-1)
+    assert torch.allclose(fixed.log_prob(mean, target), expected, atol=1e-4)
+
+
+def test_categorical_log_prob_and_mean():
+    logits, target = torch.randn(6, 10), torch.randint(0, 10, (6,))
+    expected = torch.log_softmax(logits, -1).gather(1, target[:, None]).squeeze(1)
+    likelihood = Categorical()
+    assert torch.allclose(likelihood.log_prob(logits, target), expected, atol=1e-6)
+    assert torch.allclose(likelihood.mean(logits).sum(-1), torch.ones(6))
+
+
+def test_unknown_likelihood_names_the_choices():
+    with pytest.raises(ValueError, match="bernoulli"):
+        build_likelihood("poisson")
+    with pytest.raises(ValueError, match="fixed_std"):
+        Gaussian(learn_variance=False, fixed_std=0.0)
+
+
+def test_log_prob_of_extreme_logvar_is_finite():
+    q = DiagonalGaussian(torch.zeros(1, 2), bounded_logvar(torch.tensor([[1e9, -1e9]])))
+    assert math.isfinite(float(q.log_prob(torch.ones(1, 2)).sum()))
+    assert math.isfinite(float(q.kl(DiagonalGaussian.standard(q.mean)).sum()))

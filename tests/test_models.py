@@ -1,0 +1,181 @@
+"""The four models: shapes, the arrows of each graph, and the bound against exact log-likelihoods."""
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from cvaezoo.models import MODELS
+
+from conftest import MODEL_NAMES
+
+SMALL_NET = {"kind": "mlp", "hidden": [32, 16]}
+
+
+def make_model(name: str, x_shape=(1, 8, 8), latent_dim: int = 4, **kwargs):
+    likelihood = "categorical" if name == "cvae3" else "bernoulli"
+    return MODELS[name](x_shape=x_shape, y_dim=10, net=SMALL_NET, latent_dim=latent_dim, likelihood=likelihood, **kwargs)
+
+
+def batch(n: int = 6, x_shape=(1, 8, 8)):
+    return torch.bernoulli(torch.full((n, *x_shape), 0.3)), torch.arange(n) % 10
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_forward_backward_shapes_and_finite_loss(name):
+    model = make_model(name)
+    x, y = batch()
+    terms = model.elbo_terms(x, y, n_samples=3)
+    assert terms.recon.shape == terms.kl.shape == terms.elbo.shape == (6,)
+    assert torch.isfinite(terms.elbo).all() and (terms.kl >= 0).all() and (terms.recon >= 0).all()
+    (terms.recon + terms.kl).mean().backward()
+    no_grad = [n for n, p in model.named_parameters() if p.grad is None or not p.grad.abs().sum() > 0]
+    if name == "cvae2":
+        assert no_grad == []
+    assert not [n for n in no_grad if "posterior" in n or "decoder" in n or "predictor" in n]
+
+
+@pytest.mark.parametrize("name", ["cvae1", "cvae2", "cvae4"])
+def test_generative_samples_have_the_data_shape_and_range(name):
+    model = make_model(name)
+    samples = model.sample(torch.tensor([0, 3, 9]), n=5)
+    assert samples.shape == (3, 5, 1, 8, 8)
+    assert samples.min() >= 0 and samples.max() <= 1
+
+
+def test_cvae3_samples_labels_given_x():
+    model = make_model("cvae3")
+    x, _ = batch(4)
+    samples = model.sample(x, n=7)
+    assert samples.shape == (4, 7, 10)
+    assert torch.allclose(samples.sum(-1), torch.ones(4, 7), atol=1e-5)  # class probabilities
+
+
+def test_cvae2_prior_is_exactly_standard_normal_and_has_no_parameters():
+    model = make_model("cvae2")
+    x, y = batch()
+    prior = model.prior(x, model.encode_condition(y))
+    assert torch.equal(prior.mean, torch.zeros(6, 4)) and torch.equal(prior.logvar, torch.zeros(6, 4))
+    assert not any("prior" in name for name, _ in model.named_parameters())
+    # and its KL is the textbook KL(q || N(0, I))
+    q = model.posterior(x, model.encode_condition(y))
+    textbook = 0.5 * (q.mean**2 + q.logvar.exp() - 1 - q.logvar).sum(-1)
+    assert torch.allclose(q.kl(prior), textbook, atol=1e-5)
+
+
+@pytest.mark.parametrize("name, sees_y", [("cvae1", True), ("cvae2", True), ("cvae4", False)])
+def test_decoder_sees_y_only_where_the_graph_says(name, sees_y):
+    model = make_model(name)
+    x, y = batch()
+    c = model.encode_condition(y).requires_grad_(True)
+    z = torch.randn(6, 4)
+    recon = -model.likelihood.log_prob(model.likelihood_params(z, x, c), x).sum()
+    (grad,) = torch.autograd.grad(recon, c, allow_unused=True)
+    if sees_y:
+        assert grad is not None and grad.abs().sum() > 0
+    else:
+        assert grad is None or torch.count_nonzero(grad) == 0
+
+
+def test_cvae4_prior_depends_on_y_and_cvae3_prior_on_x():
+    cvae4, cvae3 = make_model("cvae4"), make_model("cvae3")
+    x, y = batch(2)
+    c = cvae4.encode_condition(y)
+    assert not torch.allclose(cvae4.prior(x, c).mean[0], cvae4.prior(x, c).mean[1])
+    p1, p2 = cvae3.prior(x, None), cvae3.prior(torch.zeros_like(x), None)
+    assert not torch.allclose(p1.mean, p2.mean)
+
+
+def test_cvae3_reconstruction_term_is_log_p_y_given_x_z():
+    model = make_model("cvae3")
+    x, y = batch()
+    eps = torch.randn(1, 6, 4)
+    terms = model.elbo_terms(x, y, n_samples=1, eps=eps)
+    q = model.posterior(x, model.encode_condition(y))
+    logits = model.predictor_head(model.predictor_trunk(x, q.mean + q.std * eps[0]))
+    by_hand = nn.functional.cross_entropy(logits, y, reduction="none")
+    assert torch.allclose(terms.recon, by_hand, atol=1e-5)
+    assert torch.allclose(terms.kl, q.kl(model.prior(x, None)))
+
+
+def exact_log_likelihood(model, x, y, points: int = 4001) -> torch.Tensor:
+    """log p(target|cond) for a 1-d latent by quadrature: integral of p(target|z) p(z) dz."""
+    c = model.encode_condition(y)
+    prior = model.prior(x, c)
+    t = torch.linspace(-10, 10, points)[:, None, None]  # z = mean + std * t
+    z = prior.mean + prior.std * t  # (points, B, 1)
+    log_integrand = model.log_likelihood(z, x, c, model.target(x, y)) - 0.5 * (t[..., 0] ** 2 + math.log(2 * math.pi))
+    return torch.logsumexp(log_integrand, dim=0) + math.log(20 / (points - 1))
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_elbo_below_iwae_below_exact_log_likelihood(name):
+    model = make_model(name, x_shape=(1, 2, 2), latent_dim=1).double()
+    x, y = batch(5, x_shape=(1, 2, 2))
+    x = x.double()
+    with torch.no_grad():
+        exact = exact_log_likelihood(model, x, y)
+        elbo = model.elbo_terms(x, y, n_samples=20_000).elbo
+        iwae = torch.stack([model.iwae_bound(x, y, k=2_000) for _ in range(5)]).mean(0)
+    assert (elbo <= exact + 1e-3).all(), (elbo, exact)
+    assert (iwae <= exact + 1e-2).all(), (iwae, exact)
+    assert (iwae >= elbo - 1e-2).all(), (iwae, elbo)
+    assert (exact - iwae).mean() < (exact - elbo).mean()  # importance weighting tightens the bound
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_iwae_with_one_sample_is_the_single_sample_elbo(name):
+    model = make_model(name).double()
+    x, y = batch()
+    x = x.double()
+    eps = torch.randn(1, 6, 4, dtype=torch.double)
+    with torch.no_grad():
+        iwae = model.iwae_bound(x, y, k=1, eps=eps)
+        c = model.encode_condition(y)
+        q, p = model.posterior(x, c), model.prior(x, c)
+        z = q.rsample(eps=eps)
+        single = model.log_likelihood(z, x, c, model.target(x, y))[0] + p.log_prob(z[0]) - q.log_prob(z[0])
+        assert torch.allclose(iwae, single)
+        # averaged over many draws, IWAE(K=1) is the ELBO with its closed-form KL
+        many = torch.stack([model.iwae_bound(x, y, k=1) for _ in range(4000)]).mean(0)
+        elbo = model.elbo_terms(x, y, n_samples=4000).elbo
+    assert torch.allclose(many, elbo, atol=0.5), (many, elbo)
+
+
+def test_kl_warmup_is_linear_up_to_beta():
+    model = make_model("cvae1", beta=2.0, kl_warmup_steps=100)
+    assert model.kl_weight() == 0.0
+    for step, expected in [(50, 1.0), (100, 2.0), (400, 2.0)]:
+        model._trainer = type("T", (), {"global_step": step})()
+        assert model.kl_weight() == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_wrong_input_shapes_give_clear_errors(name):
+    model = make_model(name)
+    with pytest.raises(ValueError, match=r"x must have shape \(B, 1, 8, 8\), got \(6, 1, 28, 28\)"):
+        model.elbo_terms(torch.rand(6, 1, 28, 28), torch.arange(6))
+    with pytest.raises(ValueError, match=r"class labels must have shape \(B,\)"):
+        model.elbo_terms(torch.rand(6, 1, 8, 8), torch.zeros(6, 10))
+
+
+@pytest.mark.parametrize(
+    "kwargs, key",
+    [({"latent_dim": 0}, "latent_dim"), ({"beta": -1.0}, "beta"), ({"n_samples": 0}, "n_samples"),
+     ({"lr": 0.0}, "lr"), ({"kl_warmup_steps": -5}, "kl_warmup_steps")],
+)
+def test_bad_hyperparameters_name_the_key(kwargs, key):
+    args = {"latent_dim": 4, **kwargs}
+    with pytest.raises(ValueError, match=key):
+        MODELS["cvae1"](x_shape=(1, 8, 8), y_dim=10, net=SMALL_NET, **args)
+
+
+def test_multihot_conditions_pass_through():
+    model = MODELS["cvae4"](x_shape=(1, 8, 8), y_kind="multihot", y_dim=3, net=SMALL_NET, latent_dim=4)
+    x = torch.rand(5, 1, 8, 8)
+    y = torch.randint(0, 2, (5, 3)).float()
+    assert torch.equal(model.encode_condition(y), y)
+    assert model.elbo_terms(x, y).elbo.shape == (5,)
+    with pytest.raises(ValueError, match=r"attribute vectors must have shape \(B, 3\), got \(5, 4\)"):
+        model.elbo_terms(x, torch.ones(5, 4))
