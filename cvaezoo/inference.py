@@ -1,15 +1,47 @@
-"""Using a trained model: the label-conditioned figure written at the end of training."""
+"""Using a trained model: classifier mode, label-conditioned generation, evaluation of the bound.
+
+Shared by the command-line tools (:mod:`cvaezoo.cli`) and the Python API.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
 
 from cvaezoo.models.base import ConditionalVAE
 
 
+def _batches(x: Tensor, batch_size: int) -> Iterable[Tensor]:
+    for start in range(0, len(x), batch_size):
+        yield x[start : start + batch_size]
+
+
+# ----- classifier mode ----------------------------------------------------------------------------
 @torch.no_grad()
-def label_grid(model: ConditionalVAE, images: Tensor, n_per_class: int = 8) -> Tensor:
+def predict_proba(model: ConditionalVAE, x: Tensor, batch_size: int = 250, **kwargs) -> Tensor:
+    """p(y|x) for every row of x, (N, C), in batches (kwargs go to ``model.predict_proba``)."""
+    model.eval()
+    return torch.cat([model.predict_proba(b.to(model.device), **kwargs).cpu() for b in _batches(x, batch_size)])
+
+
+def classification_metrics(probs: Tensor, labels: Tensor, n_bins: int = 15) -> dict:
+    """Accuracy, negative log-likelihood (nats), expected calibration error and confusion matrix."""
+    n_classes = probs.shape[1]
+    labels = labels.long()
+    return {
+        "accuracy": float(MulticlassAccuracy(n_classes, average="micro")(probs, labels)),
+        "nll": float(-torch.log(probs.gather(1, labels[:, None]).clamp_min(1e-12)).mean()),
+        "ece": float(MulticlassCalibrationError(n_classes, n_bins=n_bins, norm="l1")(probs, labels)),
+        "confusion_matrix": MulticlassConfusionMatrix(n_classes)(probs, labels).tolist(),
+    }
+
+
+# ----- generation -----------------------------------------------------------------------------------
+@torch.no_grad()
+def label_grid(model: ConditionalVAE, images: Tensor, n_per_class: int = 8, **sample_kwargs) -> Tensor:
     """(classes, n_per_class, C, H, W) images, one row per class label.
 
     Generative models (target x) draw x from p(x|z,y) (its mean) with z from their prior.
@@ -19,11 +51,84 @@ def label_grid(model: ConditionalVAE, images: Tensor, n_per_class: int = 8) -> T
     model.eval()
     labels = torch.arange(model.y_dim, device=model.device)
     if model.target_name == "x":
-        return model.sample(labels, n_per_class).cpu()
-    images = images.to(model.device)
-    predicted = model.classify(images)
+        return model.sample(labels, n_per_class, **sample_kwargs).cpu()
+    predicted = predict_proba(model, images).argmax(-1)
     grid = torch.ones(model.y_dim, n_per_class, *images.shape[1:])
     for label in range(model.y_dim):
-        chosen = images[predicted == label][:n_per_class].cpu()
+        chosen = images[predicted == label][:n_per_class]
         grid[label, : len(chosen)] = chosen
     return grid
+
+
+def _require_image_decoder(model: ConditionalVAE, what: str) -> None:
+    if model.target_name != "x":
+        raise ValueError(f"{what} needs a model that generates x; {model.model_name} generates y")
+
+
+@torch.no_grad()
+def reconstruction_grid(model: ConditionalVAE, x: Tensor, y: Tensor) -> Tensor:
+    """(N, 2, C, H, W): each x beside the mean of p(x|z,...) at z = the mean of q(z|x,y)."""
+    _require_image_decoder(model, "reconstruction")
+    model.eval()
+    x, y = x.to(model.device), y.to(model.device)
+    c = model.encode_condition(y)
+    recon = model.decode(model.posterior(x, c).mean, c)
+    return torch.stack([x, recon], dim=1).cpu()
+
+
+@torch.no_grad()
+def analogy_grid(model: ConditionalVAE, x: Tensor, y: Tensor) -> Tensor:
+    """(N, 1 + C, ...): x, then its style z (posterior mean given its own label) decoded with every label.
+
+    Only for models whose decoder sees y (CVAE-1, CVAE-2).
+    """
+    _require_image_decoder(model, "an analogy grid")
+    if model.model_name == "cvae4":
+        raise ValueError("cvae4's decoder never sees y, so z cannot be decoded with another label")
+    model.eval()
+    x, y = x.to(model.device), y.to(model.device)
+    z = model.posterior(x, model.encode_condition(y)).mean  # (N, D)
+    labels = torch.arange(model.y_dim, device=model.device)
+    columns = [model.decode(z, model.encode_condition(labels[i].expand(len(x)))) for i in range(model.y_dim)]
+    return torch.stack([x, *columns], dim=1).cpu()
+
+
+@torch.no_grad()
+def interpolation_grid(model: ConditionalVAE, x_a: Tensor, x_b: Tensor, y: Tensor, steps: int = 8) -> Tensor:
+    """(N, steps, ...): decode (1-t) z_a + t z_b at fixed y, z_* the posterior means of x_a, x_b given y."""
+    _require_image_decoder(model, "interpolation")
+    model.eval()
+    x_a, x_b, y = x_a.to(model.device), x_b.to(model.device), y.to(model.device)
+    c = model.encode_condition(y)
+    z_a, z_b = model.posterior(x_a, c).mean, model.posterior(x_b, c).mean
+    t = torch.linspace(0, 1, steps, device=model.device)[:, None, None]
+    z = (1 - t) * z_a + t * z_b  # (steps, N, D)
+    frames = model.decode(z.flatten(0, 1), c.repeat(steps, 1))
+    return frames.view(steps, len(x_a), *frames.shape[1:]).transpose(0, 1).cpu()
+
+
+@torch.no_grad()
+def conditional_generation_accuracy(model: ConditionalVAE, reference, n_per_class: int = 100) -> dict:
+    """Fraction of samples for label y that the reference classifier labels y, per class and overall."""
+    _require_image_decoder(model, "conditional-generation accuracy")
+    samples = label_grid(model, torch.empty(0), n_per_class)  # (C, n, ...)
+    n_classes = samples.shape[0]
+    predicted = reference.classify(samples.flatten(0, 1).to(reference.device)).cpu().view(n_classes, n_per_class)
+    hits = (predicted == torch.arange(n_classes)[:, None]).float()
+    return {"overall": float(hits.mean()), "per_class": hits.mean(1).tolist()}
+
+
+# ----- evaluation of the bound ---------------------------------------------------------------------
+@torch.no_grad()
+def evaluate_bound(model: ConditionalVAE, x: Tensor, y: Tensor, k: int = 100, batch_size: int = 100) -> dict:
+    """Means over examples of each ELBO term and the K-sample importance-weighted bound (nats)."""
+    model.eval()
+    sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0, f"iwae_k{k}": 0.0}
+    for xb, yb in zip(_batches(x, batch_size), _batches(y, batch_size)):
+        xb, yb = xb.to(model.device), yb.to(model.device)
+        terms = model.elbo_terms(xb, yb, n_samples=1)
+        sums["elbo"] += float(terms.elbo.sum())
+        sums["recon"] += float(terms.recon.sum())
+        sums["kl"] += float(terms.kl.sum())
+        sums[f"iwae_k{k}"] += float(model.iwae_bound(xb, yb, k).sum())
+    return {name: total / len(x) for name, total in sums.items()}

@@ -234,6 +234,11 @@ class ConditionalVAE(L.LightningModule):
         out = self.likelihood.mean(params) if use_mean else self.likelihood.sample(params)
         return out.view(n, z.shape[1], *out.shape[1:]).transpose(0, 1)
 
+    @torch.no_grad()
+    def decode(self, z: Tensor, c: Tensor | None) -> Tensor:
+        """Mean of p(x | z, ...) for generative models (those whose target is x)."""
+        return self.likelihood.mean(self.likelihood_params(z, None, c))
+
     # ----- Lightning -----------------------------------------------------------------------
     def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
@@ -258,6 +263,35 @@ class ConditionalVAE(L.LightningModule):
 
     def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._shared_step(batch, "test")
+
+    @property
+    def model_name(self) -> str:
+        """The config name of this model (``cvae1`` ... ``cvae4``)."""
+        return type(self).__name__.lower()
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["cvaezoo_model"] = self.model_name
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Refuse a checkpoint of another model, or of the same model sized differently."""
+        stored = checkpoint.get("cvaezoo_model")
+        if stored is None:
+            raise ValueError("not a cvaezoo checkpoint: it has no 'cvaezoo_model' entry")
+        if stored != self.model_name:
+            raise ValueError(f"checkpoint holds a {stored} model, but a {self.model_name} model was configured")
+        own, stored_state = self.state_dict(), checkpoint.get("state_dict", {})
+        missing, unexpected = sorted(set(own) - set(stored_state)), sorted(set(stored_state) - set(own))
+        if missing or unexpected:
+            raise ValueError(
+                f"checkpoint does not fit this {self.model_name}: missing {missing[:3]}, unexpected {unexpected[:3]} "
+                "(trained with another net kind?)"
+            )
+        for key, tensor in stored_state.items():
+            if tensor.shape != own[key].shape:
+                raise ValueError(
+                    f"checkpoint does not fit this {self.model_name}: {key} has shape {tuple(tensor.shape)} in the "
+                    f"checkpoint but {tuple(own[key].shape)} here (trained with other sizes: latent_dim, net, data?)"
+                )
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

@@ -1,0 +1,236 @@
+"""Command-line tools that use a trained model: ``cvaezoo-classify``, ``-generate``, ``-evaluate``.
+
+Each takes a training run directory (or a .ckpt file) and, optionally, Hydra overrides for the
+data, composed on top of the overrides the run was trained with, e.g.
+``cvaezoo-classify runs/cvae1/<date> data=idx data.root=/data/mnist``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from cvaezoo.checkpoints import CheckpointError, load_model, resolve_checkpoint, run_dir_of
+from cvaezoo.data.base import TensorDataModule
+from cvaezoo.inference import (
+    analogy_grid,
+    classification_metrics,
+    conditional_generation_accuracy,
+    evaluate_bound,
+    interpolation_grid,
+    label_grid,
+    predict_proba,
+    reconstruction_grid,
+)
+from cvaezoo.models.base import ConditionalVAE
+from cvaezoo.train import CONFIG_DIR, write_json_atomic
+from cvaezoo.viz import save_image_grid
+
+
+def merge_overrides(saved: list[str], new: list[str]) -> list[str]:
+    """Saved training overrides, replaced by new ones for the same key (a new ``data=...`` drops saved ``data.*``)."""
+    merged: dict[str, str] = {}
+    for item in saved:
+        if "=" in item and not item.lstrip("+~").startswith("hydra."):
+            merged[item.split("=", 1)[0]] = item
+    for item in new:
+        key = item.split("=", 1)[0]
+        if "." not in key.lstrip("+~"):  # a group choice: forget that group's saved values
+            merged = {k: v for k, v in merged.items() if not k.lstrip("+~").startswith(key.lstrip("+~") + ".")}
+        merged[key] = item
+    return list(merged.values())
+
+
+def load_data(checkpoint: Path, overrides: list[str], model: ConditionalVAE) -> TensorDataModule:
+    """The run's data config (with overrides), checked against what the model was trained on."""
+    run_dir = run_dir_of(checkpoint)
+    saved: list[str] = []
+    if run_dir is not None and (run_dir / ".hydra" / "overrides.yaml").exists():
+        saved = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[*merge_overrides(saved, overrides), "run_dir=."])
+    datamodule = instantiate(cfg.data)
+    spec = datamodule.spec
+    if tuple(spec.x_shape) != model.x_shape or spec.y_dim != model.y_dim:
+        raise ValueError(
+            f"the data has x of shape {tuple(spec.x_shape)} and {spec.y_dim} classes, but the model was trained on "
+            f"x of shape {model.x_shape} and {model.y_dim} classes"
+        )
+    return datamodule
+
+
+def output_dir(args: argparse.Namespace, checkpoint: Path, command: str) -> Path:
+    out = args.out or (run_dir_of(checkpoint) or checkpoint.parent) / command
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def base_parser(description: str) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("run", type=Path, help="a training run directory or a .ckpt file")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for the data, e.g. data=idx data.root=DIR")
+    parser.add_argument("--out", type=Path, default=None, help="output directory (default: <run>/<command>)")
+    parser.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split to use")
+    parser.add_argument("--seed", type=int, default=0, help="seed for the Monte-Carlo estimates")
+    return parser
+
+
+def _load(args: argparse.Namespace) -> tuple[Path, ConditionalVAE]:
+    checkpoint = resolve_checkpoint(args.run)
+    torch.manual_seed(args.seed)
+    return checkpoint, load_model(checkpoint)
+
+
+def _split_tensors(datamodule: TensorDataModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
+    datamodule.setup()
+    return datamodule.splits[split].tensors
+
+
+def _predict_kwargs(model: ConditionalVAE, method: str | None, k: int | None) -> dict:
+    if model.target_name == "y":
+        method = method or "mc"
+        if method not in ("mc", "mean"):
+            raise ValueError(f"{model.model_name} predicts with method 'mc' or 'mean', not {method!r}")
+        return {"method": method, "k": 0 if method == "mean" else (k or 100)}
+    method = method or "elbo"
+    if method not in ("elbo", "iwae"):
+        raise ValueError(f"{model.model_name} classifies by Bayes rule with method 'elbo' or 'iwae', not {method!r}")
+    return {"method": method, "k": k or (10 if method == "elbo" else 100)}
+
+
+def _print_table(title: str, rows: dict[str, object]) -> None:
+    print(title)
+    width = max(len(k) for k in rows)
+    for key, value in rows.items():
+        print(f"  {key:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {key:<{width}}  {value}")
+
+
+def classify(args: argparse.Namespace) -> dict:
+    checkpoint, model = _load(args)
+    x, labels = _split_tensors(load_data(checkpoint, args.overrides, model), args.split)
+    kwargs = _predict_kwargs(model, args.method, args.k)
+    probs = predict_proba(model, x, **kwargs)
+    metrics = {"model": model.model_name, "split": args.split, **kwargs, **classification_metrics(probs, labels)}
+    out = output_dir(args, checkpoint, "classify")
+    np.savez(out / "predictions.npz", probs=probs.numpy(), labels=labels.numpy(), predicted=probs.argmax(1).numpy())
+    with open(out / "predictions.csv", "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["index", "label", "predicted", *[f"p_{c}" for c in range(probs.shape[1])]])
+        for i, (label, row) in enumerate(zip(labels.tolist(), probs.tolist())):
+            writer.writerow([i, label, int(np.argmax(row)), *[f"{p:.6g}" for p in row]])
+    write_json_atomic(out / "metrics.json", metrics)
+    _print_table(f"{model.model_name} on {args.split} ({len(x)} examples, {kwargs}):",
+                 {k: metrics[k] for k in ("accuracy", "nll", "ece")})
+    print(f"written to {out}")
+    return metrics
+
+
+def generate(args: argparse.Namespace) -> dict:
+    checkpoint, model = _load(args)
+    out = output_dir(args, checkpoint, "generate")
+    files: dict[str, str] = {}
+    if model.target_name == "x":
+        labels = torch.tensor(args.labels if args.labels else range(model.y_dim))
+        if ((labels < 0) | (labels >= model.y_dim)).any():
+            raise ValueError(f"--labels must lie in [0, {model.y_dim}), got {labels.tolist()}")
+        samples = model.sample(labels, args.n, temperature=args.temperature, use_mean=not args.sample).cpu()
+        files["samples.png"] = str(save_image_grid(samples, out / "samples.png"))
+        np.savez(out / "samples.npz", samples=samples.numpy(), labels=labels.numpy())
+    if args.n_examples > 0:
+        x, y = _split_tensors(load_data(checkpoint, args.overrides, model), args.split)
+        x, y = x[: args.n_examples], y[: args.n_examples]
+        if model.target_name == "x":
+            files["reconstruction.png"] = str(save_image_grid(reconstruction_grid(model, x, y), out / "reconstruction.png"))
+            partner = torch.roll(x, 1, 0)
+            files["interpolation.png"] = str(save_image_grid(interpolation_grid(model, x, partner, y), out / "interpolation.png"))
+            if model.model_name in ("cvae1", "cvae2"):
+                files["analogy.png"] = str(save_image_grid(analogy_grid(model, x, y), out / "analogy.png"))
+        else:  # CVAE-3 generates labels given x: n draws of y per input
+            draws = model.sample(x.to(model.device), args.n, temperature=args.temperature, use_mean=False).cpu()
+            np.savez(out / "label_samples.npz", inputs=x.numpy(), sampled_labels=draws.numpy(), labels=y.numpy())
+            files["label_samples.npz"] = str(out / "label_samples.npz")
+            grid = label_grid(model, _split_tensors(load_data(checkpoint, args.overrides, model), args.split)[0])
+            files["samples.png"] = str(save_image_grid(grid, out / "samples.png"))
+    for name, path in files.items():
+        print(f"{name}: {path}")
+    return files
+
+
+def default_reference(model: ConditionalVAE, checkpoint: Path) -> Path | None:
+    run_dir = run_dir_of(checkpoint)
+    data = "mnist5k"
+    if run_dir is not None:
+        hydra_cfg = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())
+        data = hydra_cfg["hydra"]["runtime"]["choices"].get("data", data)
+    path = Path("runs/reference") / data / "reference.ckpt"
+    return path if path.exists() else None
+
+
+def evaluate(args: argparse.Namespace) -> dict:
+    from cvaezoo.reference import ReferenceClassifier
+
+    checkpoint, model = _load(args)
+    x, y = _split_tensors(load_data(checkpoint, args.overrides, model), args.split)
+    result: dict[str, object] = {"model": model.model_name, "split": args.split, "checkpoint": str(checkpoint)}
+    result.update({f"{args.split}/{k}": v for k, v in evaluate_bound(model, x, y, k=args.k).items()})
+    if model.y_kind == "class":
+        probs = predict_proba(model, x, **_predict_kwargs(model, None, None))
+        result[f"{args.split}/accuracy"] = classification_metrics(probs, y)["accuracy"]
+    reference_path = args.reference or default_reference(model, checkpoint)
+    if model.target_name == "x" and reference_path is not None:
+        reference = ReferenceClassifier.load_from_checkpoint(reference_path, map_location="cpu").eval()
+        generation = conditional_generation_accuracy(model, reference, args.n_per_class)
+        result["generation_accuracy"] = generation["overall"]
+        result["generation_accuracy_per_class"] = generation["per_class"]
+        result["reference"] = str(reference_path)
+    elif model.target_name == "x":
+        print("conditional-generation accuracy skipped: no reference classifier (train one: cvaezoo-reference)")
+    out = output_dir(args, checkpoint, "evaluate")
+    write_json_atomic(out / "evaluation.json", result)
+    _print_table(f"{model.model_name} on {args.split} ({len(x)} examples):",
+                 {k: v for k, v in result.items() if isinstance(v, float)})
+    print(f"written to {out / 'evaluation.json'}")
+    return result
+
+
+def _run(function, parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
+    args = parser.parse_args(argv)
+    try:
+        function(args)
+    except (CheckpointError, ValueError, FileNotFoundError) as exc:
+        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def classify_main(argv: list[str] | None = None) -> None:
+    parser = base_parser("Predict y for new x: Bayes rule for CVAE-1/2/4, p(y|x,z) for CVAE-3.")
+    parser.add_argument("--method", default=None, help="elbo | iwae (CVAE-1/2/4; default elbo); mc | mean (CVAE-3; default mc)")
+    parser.add_argument("-k", type=int, default=None, help="samples per class bound (default 10 for elbo, 100 for iwae/mc)")
+    _run(classify, parser, argv)
+
+
+def generate_main(argv: list[str] | None = None) -> None:
+    parser = base_parser("Sample x for chosen labels; reconstruction, interpolation and analogy grids.")
+    parser.add_argument("--labels", type=int, nargs="*", default=None, help="labels to sample (default: every class)")
+    parser.add_argument("-n", type=int, default=8, help="samples per label")
+    parser.add_argument("--temperature", type=float, default=1.0, help="scale of the prior's standard deviation")
+    parser.add_argument("--sample", action="store_true", help="draw x from p(x|z,y) instead of showing its mean")
+    parser.add_argument("--n-examples", type=int, default=10, help="real examples for the reconstruction/analogy grids")
+    _run(generate, parser, argv)
+
+
+def evaluate_main(argv: list[str] | None = None) -> None:
+    parser = base_parser("ELBO terms, importance-weighted bound, classifier and generation accuracy.")
+    parser.add_argument("-k", type=int, default=100, help="importance samples for the IWAE bound")
+    parser.add_argument("--reference", type=Path, default=None, help="reference classifier checkpoint (cvaezoo-reference)")
+    parser.add_argument("--n-per-class", type=int, default=100, help="generated samples per class to score")
+    _run(evaluate, parser, argv)

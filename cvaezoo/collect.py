@@ -1,0 +1,103 @@
+"""``cvaezoo-collect <dir> [--out DIR]``: gather every run's results.json below a directory.
+
+Writes ``results.csv`` (one row per run, with the overrides that made it) and ``results.md``
+(mean ± std over seeds, one row per combination of the other overrides that vary).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+
+import yaml
+
+IGNORED_OVERRIDE_KEYS = {"seed", "hydra.run.dir", "hydra.sweep.dir", "run_dir"}
+
+
+def read_runs(root: Path) -> list[dict]:
+    """One dict per results.json: its metrics plus ``overrides`` (key -> value) from .hydra/."""
+    runs = []
+    for path in sorted(root.rglob("results.json")):
+        row = json.loads(path.read_text())
+        overrides_file = path.parent / ".hydra" / "overrides.yaml"
+        overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
+        row["overrides"] = dict(item.split("=", 1) for item in overrides or [] if "=" in item)
+        row["run_dir"] = str(path.parent)
+        runs.append(row)
+    return runs
+
+
+def group_key(run: dict, varying: list[str]) -> tuple[str, ...]:
+    return tuple(run["overrides"].get(k, "") for k in varying)
+
+
+def summarise(runs: list[dict], metrics: list[str] | None = None) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of mean ± std over seeds, grouped by the overrides that vary between runs."""
+    keys = sorted({k for r in runs for k in r["overrides"]} - IGNORED_OVERRIDE_KEYS)
+    varying = [k for k in keys if len({r["overrides"].get(k) for r in runs}) > 1] or keys
+    if metrics is None:
+        metrics = sorted({k for r in runs for k, v in r.items() if isinstance(v, (int, float)) and k != "seed"})
+    groups: dict[tuple[str, ...], list[dict]] = defaultdict(list)
+    for run in runs:
+        groups[group_key(run, varying)].append(run)
+    header = [*varying, "runs", *metrics]
+    rows = []
+    for key, members in sorted(groups.items()):
+        cells = [*key, str(len(members))]
+        for metric in metrics:
+            values = [float(m[metric]) for m in members if isinstance(m.get(metric), (int, float))]
+            values = [v for v in values if math.isfinite(v)]
+            if not values:
+                cells.append("–")
+            elif len(values) == 1:
+                cells.append(f"{values[0]:.4g}")
+            else:
+                cells.append(f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}")
+        rows.append(cells)
+    return header, rows
+
+
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def write_outputs(runs: list[dict], out: Path, metrics: list[str] | None = None) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    columns = sorted({k for r in runs for k in r if k not in ("overrides", "run_dir")})
+    override_keys = sorted({k for r in runs for k in r["overrides"]})
+    csv_path, md_path = out / "results.csv", out / "results.md"
+    with open(csv_path, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow([*override_keys, *columns, "run_dir"])
+        for r in runs:
+            writer.writerow([*(r["overrides"].get(k, "") for k in override_keys), *(r.get(c, "") for c in columns), r["run_dir"]])
+    header, rows = summarise(runs, metrics)
+    md_path.write_text(markdown_table(header, rows))
+    return csv_path, md_path
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("root", type=Path, help="a multirun directory (or any directory holding run directories)")
+    parser.add_argument("--out", type=Path, default=None, help="where to write results.csv/.md (default: root)")
+    parser.add_argument("--metrics", nargs="*", default=None, help="columns of the Markdown table (default: all)")
+    args = parser.parse_args(argv)
+    if not args.root.is_dir():
+        parser.error(f"{args.root} is not a directory")
+    runs = read_runs(args.root)
+    if not runs:
+        parser.error(f"no results.json found below {args.root}: did the runs finish?")
+    csv_path, md_path = write_outputs(runs, args.out or args.root, args.metrics)
+    print(md_path.read_text())
+    print(f"cvaezoo-collect: {len(runs)} runs -> {csv_path}, {md_path}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,171 @@
+"""Classifier mode, generation and evaluation on models fitted briefly on the embedded data."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+from cvaezoo.checkpoints import CheckpointError, load_model
+from cvaezoo.inference import (
+    analogy_grid,
+    classification_metrics,
+    conditional_generation_accuracy,
+    evaluate_bound,
+    interpolation_grid,
+    predict_proba,
+    reconstruction_grid,
+)
+from cvaezoo.models import CVAE1, CVAE2
+from cvaezoo.reference import ReferenceClassifier, train_reference
+from cvaezoo.train import CONFIG_DIR, train
+
+from conftest import MODEL_NAMES, SMALL_MNIST
+
+QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+# Chance is 10% on the ten balanced digit classes. After 200 steps on 1 000 digits the
+# predictive CVAE-3 is a trained classifier (> 70%); the Bayes-rule classifiers of the
+# generative models must be at least 4x chance (they reach about 60-85% here).
+ACCURACY_THRESHOLD = {"cvae1": 0.4, "cvae2": 0.4, "cvae3": 0.7, "cvae4": 0.4}
+
+
+def compose_cfg(*overrides: str):
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=[*QUIET, *overrides])
+
+
+@pytest.fixture(scope="module")
+def fitted(tmp_path_factory) -> dict[str, Path]:
+    """Run directories of each model after 25 epochs (200 steps) on 1 000 embedded digits."""
+    runs = {}
+    for name in MODEL_NAMES:
+        run_dir = tmp_path_factory.mktemp(name)
+        train(compose_cfg(f"model={name}", *SMALL_MNIST, "trainer.max_epochs=25", f"run_dir={run_dir}"))
+        runs[name] = run_dir
+    return runs
+
+
+@pytest.fixture(scope="module")
+def test_split():
+    datamodule = instantiate(compose_cfg(*SMALL_MNIST, "run_dir=.").data)
+    datamodule.setup()
+    return datamodule.splits["test"].tensors
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> ReferenceClassifier:
+    run_dir = tmp_path_factory.mktemp("reference")
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("reference", overrides=[*QUIET, *SMALL_MNIST, "trainer.max_epochs=5", f"run_dir={run_dir}"])
+    metrics = train_reference(cfg)
+    assert metrics["test/accuracy"] > 0.85
+    return ReferenceClassifier.load_from_checkpoint(run_dir / "reference.ckpt").eval()
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_classifier_accuracy_far_above_chance_after_short_fit(fitted, test_split, name):
+    model = load_model(fitted[name], expected=name)
+    x, y = test_split
+    probs = predict_proba(model, x) if name == "cvae3" else predict_proba(model, x, k=10)
+    assert torch.allclose(probs.sum(1), torch.ones(len(x)), atol=1e-4)
+    metrics = classification_metrics(probs, y)
+    assert metrics["accuracy"] > ACCURACY_THRESHOLD[name], metrics["accuracy"]
+    assert sum(map(sum, metrics["confusion_matrix"])) == len(x)
+    assert 0 <= metrics["ece"] <= 1 and metrics["nll"] > 0
+
+
+def test_cvae3_deterministic_and_monte_carlo_modes_agree_mostly(fitted, test_split):
+    model = load_model(fitted["cvae3"])
+    x, _ = test_split
+    mean_mode = model.predict_proba(x, method="mean")
+    mc_mode = model.predict_proba(x, k=50)
+    assert (mean_mode.argmax(1) == mc_mode.argmax(1)).float().mean() > 0.9
+
+
+def test_batched_class_bounds_equal_one_class_at_a_time(fitted, test_split):
+    model = load_model(fitted["cvae1"]).double()
+    x = test_split[0][:7].double()
+    torch.manual_seed(3)
+    batched = model.class_log_likelihoods(x, k=4, method="iwae")
+    torch.manual_seed(3)
+    eps = torch.randn(4, 1, 7, model.latent_dim, dtype=torch.double)[:, 0]
+    for label in range(10):
+        single = model.iwae_bound(x, torch.full((7,), label), k=4, eps=eps)
+        assert torch.allclose(batched[:, label], single, atol=1e-8)
+
+
+@pytest.mark.parametrize("name", MODEL_NAMES)
+def test_iwae_is_not_below_the_elbo_on_average(fitted, test_split, name):
+    model = load_model(fitted[name])
+    x, y = test_split
+    torch.manual_seed(0)
+    result = evaluate_bound(model, x, y, k=50)
+    assert result["iwae_k50"] >= result["elbo"] - 0.02  # nats; the ELBO estimate itself is Monte-Carlo
+    assert result["elbo"] == pytest.approx(-(result["recon"] + result["kl"]), rel=1e-5)
+
+
+def test_generated_images_have_data_shape_and_requested_labels(fitted, reference):
+    model = load_model(fitted["cvae1"])
+    samples = model.sample(torch.tensor([1, 7]), n=4, temperature=0.5)
+    assert samples.shape == (2, 4, 1, 28, 28) and samples.min() >= 0 and samples.max() <= 1
+    binary = model.sample(torch.tensor([1]), n=4, use_mean=False)
+    assert set(binary.unique().tolist()) <= {0.0, 1.0}
+    accuracy = conditional_generation_accuracy(model, reference, n_per_class=50)
+    assert len(accuracy["per_class"]) == 10
+    assert accuracy["overall"] > 0.5, accuracy  # chance is 0.1
+
+
+def test_grids_have_the_documented_shapes(fitted, test_split):
+    x, y = test_split[0][:3], test_split[1][:3]
+    model = load_model(fitted["cvae2"])
+    assert reconstruction_grid(model, x, y).shape == (3, 2, 1, 28, 28)
+    analogy = analogy_grid(model, x, y)
+    assert analogy.shape == (3, 11, 1, 28, 28) and torch.equal(analogy[:, 0], x)
+    assert interpolation_grid(model, x, x.flip(0), y, steps=5).shape == (3, 5, 1, 28, 28)
+    with pytest.raises(ValueError, match="never sees y"):
+        analogy_grid(load_model(fitted["cvae4"]), x, y)
+    with pytest.raises(ValueError, match="generates y"):
+        reconstruction_grid(load_model(fitted["cvae3"]), x, y)
+
+
+def test_loading_another_models_checkpoint_is_a_clear_error(fitted):
+    with pytest.raises(CheckpointError, match="holds a cvae1 model, but cvae2 was requested"):
+        load_model(fitted["cvae1"], expected="cvae2")
+    with pytest.raises(ValueError, match="checkpoint holds a cvae1 model, but a cvae2 model was configured"):
+        CVAE2.load_from_checkpoint(fitted["cvae1"] / "checkpoints" / "best.ckpt")
+    with pytest.raises(ValueError, match=r"posterior_net.to_params.weight has shape \(32, 256\) in the checkpoint but \(16, 256\) here"):
+        CVAE1.load_from_checkpoint(fitted["cvae1"] / "checkpoints" / "best.ckpt", latent_dim=8)
+
+
+def test_missing_and_corrupt_checkpoints_are_clear_errors(tmp_path, fitted):
+    with pytest.raises(CheckpointError, match="no checkpoint in .*checkpoints/best.ckpt or last.ckpt"):
+        load_model(tmp_path)
+    broken = tmp_path / "broken.ckpt"
+    broken.write_bytes((fitted["cvae1"] / "checkpoints" / "best.ckpt").read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_model(broken)
+
+
+@pytest.mark.slow
+def test_command_line_tools_end_to_end(fitted, tmp_path):
+    run = fitted["cvae1"]
+    done = subprocess.run(["cvaezoo-classify", str(run), "--out", str(tmp_path / "c")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.4 and (tmp_path / "c" / "predictions.csv").exists()
+    done = subprocess.run(["cvaezoo-generate", str(run), "--labels", "2", "5", "-n", "3", "--out", str(tmp_path / "g")],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert {"samples.png", "samples.npz", "analogy.png", "reconstruction.png", "interpolation.png"} <= {
+        p.name for p in (tmp_path / "g").iterdir()}
+    done = subprocess.run(["cvaezoo-evaluate", str(run), "-k", "5", "--out", str(tmp_path / "e")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    evaluation = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    assert evaluation["test/iwae_k5"] < 0 and "test/accuracy" in evaluation
+    done = subprocess.run(["cvaezoo-classify", str(tmp_path)], capture_output=True, text=True)
+    assert done.returncode == 2 and "no checkpoint in" in done.stderr
+    done = subprocess.run(["cvaezoo-classify", str(run), "data=digits"], capture_output=True, text=True)
+    assert done.returncode == 2 and "shape (1, 8, 8)" in done.stderr
