@@ -17,7 +17,6 @@ import numpy as np
 import torch
 import yaml
 from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
 
 from cvaezoo.checkpoints import CheckpointError, load_model, resolve_checkpoint, run_dir_of
 from cvaezoo.data.base import TensorDataModule
@@ -32,7 +31,7 @@ from cvaezoo.inference import (
     reconstruction_grid,
 )
 from cvaezoo.models.base import ConditionalVAE
-from cvaezoo.train import CONFIG_DIR, write_json_atomic
+from cvaezoo.train import CONFIG_DIR, instantiate_checked, write_json_atomic
 from cvaezoo.viz import save_image_grid
 
 
@@ -58,7 +57,7 @@ def load_data(checkpoint: Path, overrides: list[str], model: ConditionalVAE) -> 
         saved = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*merge_overrides(saved, overrides), "run_dir=."])
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate_checked(cfg.data)
     spec = datamodule.spec
     if tuple(spec.x_shape) != model.x_shape or spec.y_dim != model.y_dim:
         raise ValueError(

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 from pathlib import Path
 from typing import Any
 
 import hydra
 import lightning as L
+from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 
 from cvaezoo.inference import label_grid
@@ -24,11 +27,21 @@ from cvaezoo.viz import save_image_grid
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
+def instantiate_checked(node: DictConfig, **kwargs: Any) -> Any:
+    """hydra.utils.instantiate, re-raising our own validation errors unwrapped (they name the key)."""
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as exc:
+        if isinstance(exc.__cause__, (ValueError, FileNotFoundError)):
+            raise exc.__cause__ from None
+        raise
+
+
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
     """Instantiate the data module and a model sized for its data."""
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate_checked(cfg.data)
     spec = datamodule.spec
-    model = instantiate(
+    model = instantiate_checked(
         cfg.model,
         x_shape=list(spec.x_shape),
         y_kind=spec.y_kind,
@@ -51,11 +64,17 @@ def train(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("skip_if_done") and (run_dir / "results.json").exists():
+        print(f"cvaezoo: {run_dir / 'results.json'} exists; skipping this run (skip_if_done=true)")
+        return json.loads((run_dir / "results.json").read_text())
     datamodule, model = build(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
-    trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except SIGTERMException:  # Lightning's is a SystemExit with status 0; a killed job must not look finished
+        raise SystemExit(128 + signal.SIGTERM) from None
 
     has_best = bool(getattr(trainer.checkpoint_callback, "best_model_path", ""))
     tested = trainer.test(model, datamodule=datamodule, ckpt_path="best" if has_best else None, verbose=False)

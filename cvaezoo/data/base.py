@@ -32,8 +32,11 @@ def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int) -> lis
     if sum(sizes) > len(labels):
         raise ValueError(f"data.split {sizes} asks for {sum(sizes)} examples but the dataset has {len(labels)}")
     index = np.arange(len(labels))
-    rest, test = train_test_split(index, test_size=sizes[2], stratify=labels, random_state=seed)
-    train, val = train_test_split(rest, train_size=sizes[0], test_size=sizes[1], stratify=labels[rest], random_state=seed)
+    try:
+        rest, test = train_test_split(index, test_size=sizes[2], stratify=labels, random_state=seed)
+        train, val = train_test_split(rest, train_size=sizes[0], test_size=sizes[1], stratify=labels[rest], random_state=seed)
+    except ValueError as exc:
+        raise ValueError(f"data.split {sizes} cannot be stratified over these labels: {exc}") from exc
     return [np.sort(train), np.sort(val), np.sort(test)]
 
 
@@ -75,6 +78,7 @@ class TensorDataModule(L.LightningDataModule):
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         """train/val/test tensors; by default a stratified split of :meth:`load`."""
         images, labels = self.load()
+        _check_images(images, labels, "the data", self.num_classes)
         parts = stratified_split(labels.numpy(), self.split, self.split_seed)
         return {name: (images[idx], labels[idx]) for name, idx in zip(("train", "val", "test"), parts)}
 

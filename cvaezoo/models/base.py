@@ -34,6 +34,7 @@ from cvaezoo.nets import Decoder, Encoder, GaussianHead, NetConfig, mlp
 CONDITION_KINDS = ("class", "multihot")
 STAGES = ("train", "val", "test")
 TERMS = ("elbo", "recon", "kl", "loss")
+NONFINITE_POLICIES = ("raise", "skip")
 
 
 @dataclass
@@ -76,6 +77,7 @@ class ConditionalVAE(L.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         class_prior: Sequence[float] | None = None,
+        on_nonfinite: str = "raise",
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -84,6 +86,8 @@ class ConditionalVAE(L.LightningModule):
             raise ValueError(f"model.beta must be >= 0, got {beta}")
         if kl_warmup_steps < 0:
             raise ValueError(f"model.kl_warmup_steps must be >= 0, got {kl_warmup_steps}")
+        if on_nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"model.on_nonfinite must be one of {list(NONFINITE_POLICIES)}, got {on_nonfinite!r}")
         if y_kind not in CONDITION_KINDS:
             raise ValueError(f"y_kind must be one of {list(CONDITION_KINDS)}, got {y_kind!r}")
         self.x_shape = tuple(int(s) for s in x_shape)
@@ -102,6 +106,7 @@ class ConditionalVAE(L.LightningModule):
         self.posterior_net = GaussianHead(*self.encoder(self.x_shape, self.y_dim), self.latent_dim)
         self.build_networks()
         self.metrics = nn.ModuleDict({f"{s}_{t}": MeanMetric() for s in STAGES for t in TERMS})
+        self.skipped_batches = 0  # training batches skipped for a non-finite loss or gradient
 
     # ----- what a model file defines -------------------------------------------------------
     def build_networks(self) -> None:
@@ -141,14 +146,20 @@ class ConditionalVAE(L.LightningModule):
         if self.y_kind == "class":
             if y.dim() != 1:
                 raise ValueError(f"class labels must have shape (B,), got {tuple(y.shape)}")
+            if not self.training and len(y) and (int(y.min()) < 0 or int(y.max()) >= self.y_dim):
+                bad = y[(y < 0) | (y >= self.y_dim)][:5].tolist()
+                raise ValueError(f"class labels must lie in [0, {self.y_dim}), got {bad}")
             return F.one_hot(y.long(), self.y_dim).to(self.posterior_net.to_params.weight.dtype)
         if y.dim() != 2 or y.shape[1] != self.y_dim:
             raise ValueError(f"attribute vectors must have shape (B, {self.y_dim}), got {tuple(y.shape)}")
         return y.to(self.posterior_net.to_params.weight.dtype)
 
     def check_x(self, x: Tensor) -> None:
+        """Shape always; finiteness outside training (the data modules check their data once, up front)."""
         if tuple(x.shape[1:]) != self.x_shape:
             raise ValueError(f"x must have shape (B, {', '.join(map(str, self.x_shape))}), got {tuple(x.shape)}")
+        if not self.training and not bool(torch.isfinite(x).all()):
+            raise ValueError(f"x contains {int((~torch.isfinite(x)).sum())} non-finite values")
 
     # ----- the bound -----------------------------------------------------------------------
     def posterior(self, x: Tensor, c: Tensor) -> DiagonalGaussian:
@@ -240,11 +251,14 @@ class ConditionalVAE(L.LightningModule):
         return self.likelihood.mean(self.likelihood_params(z, None, c))
 
     # ----- Lightning -----------------------------------------------------------------------
-    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor | None:
         x, y = batch
         terms = self.elbo_terms(x, y)
         kl_weight = self.kl_weight()
         loss = terms.recon + kl_weight * terms.kl
+        if stage == "train" and not bool(torch.isfinite(loss).all()):
+            bad = [name for name in ("recon", "kl") if not bool(torch.isfinite(getattr(terms, name)).all())]
+            return self._nonfinite(f"{' and '.join(bad)} term")
         values = {"elbo": terms.elbo, "recon": terms.recon, "kl": terms.kl, "loss": loss}
         for name, value in values.items():
             metric = self.metrics[f"{stage}_{name}"]
@@ -254,6 +268,29 @@ class ConditionalVAE(L.LightningModule):
                 self.log(f"train_step/{name}", batch_value, on_step=True, on_epoch=False)
         self.log(f"{stage}/kl_weight", kl_weight, on_step=False, on_epoch=True, batch_size=x.shape[0])
         return loss.mean()
+
+    def _nonfinite(self, what: str) -> None:
+        """Skip the batch (model.on_nonfinite=skip) or stop before any non-finite value reaches the weights."""
+        where = f"step {self.global_step} (epoch {self.current_epoch})"
+        if self.hparams.on_nonfinite == "skip":
+            self.skipped_batches += 1
+            self.print(f"cvaezoo: skipped a batch with a non-finite {what} at {where} ({self.skipped_batches} so far)")
+            return None
+        raise FloatingPointError(
+            f"non-finite {what} at {where}; training stopped before updating the weights, so the checkpoints on disk "
+            "are the last good ones. Try a lower model.lr, model.kl_warmup_steps>0, or model.on_nonfinite=skip."
+        )
+
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        grads = [p.grad for p in self.parameters() if p.grad is not None]
+        if grads and not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
+            self._nonfinite("gradient")
+            for p in self.parameters():  # skip: parameters without a gradient are not updated
+                p.grad = None
+
+    def on_train_epoch_end(self) -> None:
+        if self.skipped_batches:
+            self.log("train/skipped_batches", float(self.skipped_batches))
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         return self._shared_step(batch, "train")

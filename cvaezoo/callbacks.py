@@ -1,0 +1,46 @@
+"""Callbacks that make a run resumable exactly: interrupt checkpoints and random-number state."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+
+class InterruptCheckpoint(L.Callback):
+    """On Ctrl-C (SIGINT) or SIGTERM, write ``last.ckpt`` so that ``ckpt_path=last`` resumes from here.
+
+    Errors (a non-finite loss, a bug) write nothing, so the last good checkpoint stays as it was.
+    Lightning saves checkpoints atomically (a temporary file renamed into place).
+    """
+
+    def __init__(self, dirpath: str | Path):
+        self.dirpath = Path(dirpath)
+
+    def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
+        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.state.fn == "fit":
+            trainer.save_checkpoint(self.dirpath / "last.ckpt")
+            print(f"cvaezoo: interrupted at step {trainer.global_step}; saved {self.dirpath / 'last.ckpt'} "
+                  "(resume with ckpt_path=last and the same hydra.run.dir)")
+
+
+class RNGStateCheckpoint(L.Callback):
+    """Store the Python, NumPy and torch random states in checkpoints and restore them on resume."""
+
+    def state_dict(self) -> dict[str, Any]:
+        # only tensors and plain Python values, so that weights_only checkpoint loading accepts them
+        name, keys, position, has_gauss, cached = np.random.get_state()
+        numpy_state = {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "position": int(position),
+                       "has_gauss": int(has_gauss), "cached_gaussian": float(cached)}
+        return {"python": random.getstate(), "numpy": numpy_state, "torch": torch.get_rng_state()}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        random.setstate(state_dict["python"])
+        n = state_dict["numpy"]
+        np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["position"], n["has_gauss"], n["cached_gaussian"]))
+        torch.set_rng_state(state_dict["torch"])
