@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-IGNORED_OVERRIDE_KEYS = {"seed", "hydra.run.dir", "hydra.sweep.dir", "run_dir"}
+IGNORED_OVERRIDE_KEYS = {"seed", "hydra.run.dir", "hydra.sweep.dir", "run_dir", "skip_if_done", "trainer.enable_progress_bar", "trainer.enable_model_summary"}
 
 
 def read_runs(root: Path) -> list[dict]:

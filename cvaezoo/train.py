@@ -15,11 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import hydra
+import numpy as np
 import lightning as L
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 
 from cvaezoo.inference import label_grid
 from cvaezoo.viz import save_image_grid
@@ -59,6 +62,15 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
+def log_image(logger: Any, key: str, path: Path, step: int) -> None:
+    """Send a saved PNG to loggers that show images (wandb, TensorBoard)."""
+    if isinstance(logger, WandbLogger):
+        logger.log_image(key=key, images=[str(path)], step=step)
+    elif isinstance(logger, TensorBoardLogger):
+        picture = np.asarray(Image.open(path).convert("RGB"))
+        logger.experiment.add_image(key, picture, global_step=step, dataformats="HWC")
+
+
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, test and write the run's files; returns the final test metrics."""
     L.seed_everything(cfg.seed, workers=True)
@@ -71,6 +83,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    if logger:
+        logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     except SIGTERMException:  # Lightning's is a SystemExit with status 0; a killed job must not look finished
@@ -85,8 +99,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
         results = {"model": cfg.model._target_.rsplit(".", 1)[-1].lower(), "seed": cfg.seed, **metrics}
         write_json_atomic(run_dir / "results.json", results)
         test_images = datamodule.splits["test"].tensors[0]
-        save_image_grid(label_grid(model, test_images, cfg.n_samples_per_class), run_dir / "samples.png")
+        grid_path = save_image_grid(label_grid(model, test_images, cfg.n_samples_per_class), run_dir / "samples.png")
+        log_image(logger, "samples", grid_path, trainer.global_step)
         print(f"cvaezoo: test/elbo={metrics.get('test/elbo', float('nan')):.2f} nats; run directory {run_dir}")
+    if isinstance(logger, WandbLogger):
+        logger.experiment.finish()  # one wandb run per job, also when a multirun shares the process
     return metrics
 
 

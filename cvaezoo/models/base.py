@@ -266,7 +266,7 @@ class ConditionalVAE(L.LightningModule):
             self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "elbo")
             if stage == "train":
                 self.log(f"train_step/{name}", batch_value, on_step=True, on_epoch=False)
-        self.log(f"{stage}/kl_weight", kl_weight, on_step=False, on_epoch=True, batch_size=x.shape[0])
+        self.log(f"{stage}/kl_weight", kl_weight, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
         return loss.mean()
 
     def _nonfinite(self, what: str) -> None:
