@@ -6,21 +6,23 @@ from pathlib import Path
 import pytest
 from hydra.utils import instantiate
 
+from cvaezoo.models import MODELS
 from cvaezoo.train import CONFIG_DIR, train
 
 from conftest import MODEL_NAMES
 
+CONF_MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
 NETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "net").glob("*.yaml"))
 DATA = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
 
 
 def test_config_groups_are_complete():
-    assert MODEL_NAMES == sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
+    assert CONF_MODELS == sorted(MODELS) and set(MODEL_NAMES) <= set(CONF_MODELS)
     assert {"mlp", "conv"} <= set(NETS) and {"mnist5k", "digits", "idx"} <= set(DATA)
 
 
-@pytest.mark.parametrize("model, net, data", list(itertools.product(MODEL_NAMES, NETS, DATA)))
+@pytest.mark.parametrize("model, net, data", list(itertools.product(CONF_MODELS, NETS, DATA)))
 def test_every_combination_runs_fast_dev_run(compose_config, idx_dir, model, net, data):
     overrides = [f"model={model}", f"net={net}", f"data={data}", "+trainer.fast_dev_run=1", "~logger"]
     if data == "idx":

@@ -109,7 +109,7 @@ def exact_log_likelihood(model, x, y, points: int = 4001) -> torch.Tensor:
     return torch.logsumexp(log_integrand, dim=0) + math.log(20 / (points - 1))
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", [*MODEL_NAMES, "vae"])
 def test_elbo_below_iwae_below_exact_log_likelihood(name):
     model = make_model(name, x_shape=(1, 2, 2), latent_dim=1).double()
     x, y = batch(5, x_shape=(1, 2, 2))
@@ -179,3 +179,12 @@ def test_multihot_conditions_pass_through():
     assert model.elbo_terms(x, y).elbo.shape == (5,)
     with pytest.raises(ValueError, match=r"attribute vectors must have shape \(B, 3\), got \(5, 4\)"):
         model.elbo_terms(x, torch.ones(5, 4))
+
+
+def test_vae_ignores_the_label_and_refuses_to_classify():
+    model = make_model("vae")
+    x, y = batch()
+    eps = torch.randn(1, 6, 4)
+    assert torch.equal(model.elbo_terms(x, y, eps=eps).elbo, model.elbo_terms(x, (y + 1) % 10, eps=eps).elbo)
+    with pytest.raises(ValueError, match="ignores the label"):
+        model.predict_proba(x)

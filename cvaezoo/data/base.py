@@ -15,6 +15,23 @@ from torch.utils.data import DataLoader, TensorDataset
 BINARIZE_MODES = ("none", "threshold", "dynamic")
 
 
+class InMemoryDataset(TensorDataset):
+    """A TensorDataset whose batches are gathered with one indexing op per tensor.
+
+    DataLoader hands a whole batch of indices to ``__getitems__``; with :func:`keep_batch` as the
+    collate function there is no per-example indexing and stacking (the cost that dominates
+    small-model training from memory). Samplers, including DDP's DistributedSampler, work as usual.
+    """
+
+    def __getitems__(self, indices: list[int]) -> tuple[Tensor, ...]:
+        index = torch.as_tensor(indices)
+        return tuple(t[index] for t in self.tensors)
+
+
+def keep_batch(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    return batch
+
+
 @dataclass(frozen=True)
 class DataSpec:
     """What a model needs to know about the data to build its networks."""
@@ -68,7 +85,7 @@ class TensorDataModule(L.LightningDataModule):
         self.split, self.split_seed = list(split), split_seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.binarize, self.num_workers = binarize, num_workers
-        self.splits: dict[str, TensorDataset] = {}
+        self.splits: dict[str, InMemoryDataset] = {}
 
     # ----- what a dataset defines ------------------------------------------------------------
     def load(self) -> tuple[Tensor, Tensor]:
@@ -90,7 +107,7 @@ class TensorDataModule(L.LightningDataModule):
             _check_images(images, labels, name, self.num_classes)
             if self.binarize == "threshold" or (self.binarize == "dynamic" and name != "train"):
                 images = self._binarize_fixed(images, name)
-            self.splits[name] = TensorDataset(images.contiguous(), labels.long().contiguous())
+            self.splits[name] = InMemoryDataset(images.contiguous(), labels.long().contiguous())
 
     def _binarize_fixed(self, images: Tensor, name: str) -> Tensor:
         if self.binarize == "threshold":
@@ -117,7 +134,8 @@ class TensorDataModule(L.LightningDataModule):
 
     def _loader(self, name: str, shuffle: bool, batch_size: int) -> DataLoader:
         self.setup()
-        return DataLoader(self.splits[name], batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers)
+        return DataLoader(self.splits[name], batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
+                          collate_fn=keep_batch, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", True, self.batch_size)

@@ -78,6 +78,7 @@ class ConditionalVAE(L.LightningModule):
         weight_decay: float = 0.0,
         class_prior: Sequence[float] | None = None,
         on_nonfinite: str = "raise",
+        compile: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -103,7 +104,7 @@ class ConditionalVAE(L.LightningModule):
         self.register_buffer("log_class_prior", torch.log(prior.float()))
 
         # q(z|x,y): the same inference network in every model.
-        self.posterior_net = GaussianHead(*self.encoder(self.x_shape, self.y_dim), self.latent_dim)
+        self.posterior_net = GaussianHead(*self.encoder(self.x_shape, self.condition_dim), self.latent_dim)
         self.build_networks()
         self.metrics = nn.ModuleDict({f"{s}_{t}": MeanMetric() for s in STAGES for t in TERMS})
         self.skipped_batches = 0  # training batches skipped for a non-finite loss or gradient
@@ -141,6 +142,11 @@ class ConditionalVAE(L.LightningModule):
         return mlp(in_dim, self.net_config.hidden, self.net_config.activation), int(self.net_config.hidden[-1])
 
     # ----- conditions ----------------------------------------------------------------------
+    @property
+    def condition_dim(self) -> int:
+        """Width of the encoded condition c that the networks receive."""
+        return self.y_dim
+
     def encode_condition(self, y: Tensor) -> Tensor:
         """Class indices -> one-hot; multi-hot attribute vectors pass through as floats."""
         if self.y_kind == "class":
@@ -329,6 +335,14 @@ class ConditionalVAE(L.LightningModule):
                     f"checkpoint does not fit this {self.model_name}: {key} has shape {tuple(tensor.shape)} in the "
                     f"checkpoint but {tuple(own[key].shape)} here (trained with other sizes: latent_dim, net, data?)"
                 )
+
+    def configure_model(self) -> None:
+        """With ``compile=True`` every network is compiled in place by torch.compile (same state_dict keys)."""
+        if self.hparams.compile and not getattr(self, "_compiled", False):
+            for module in self.children():
+                if not isinstance(module, nn.ModuleDict):  # the metrics
+                    module.compile()
+            self._compiled = True
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)

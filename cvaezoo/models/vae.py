@@ -1,0 +1,36 @@
+"""VAE: the unconditional reference (Kingma & Welling, 2014); the label is ignored.
+
+Graph: q(z|x), p(z) = N(0, I), p(x|z). Bound:
+    log p(x) >= E_q(z|x)[log p(x|z)] - KL(q(z|x) || N(0, I))
+Its test -ELBO is the yardstick for how many nats a label is worth to the conditional models.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from cvaezoo.distributions import DiagonalGaussian
+from cvaezoo.models.base import ConditionalVAE
+
+
+class VAE(ConditionalVAE):
+    """No condition anywhere: the encoded condition is empty."""
+
+    @property
+    def condition_dim(self) -> int:
+        return 0
+
+    def encode_condition(self, y: Tensor) -> Tensor:
+        return y.new_zeros((y.shape[0], 0), dtype=self.posterior_net.to_params.weight.dtype)
+
+    def build_networks(self) -> None:
+        self.decoder_net = self.decoder(self.latent_dim, self.x_shape)
+
+    def prior(self, x: Tensor | None, c: Tensor) -> DiagonalGaussian:
+        return DiagonalGaussian.standard(c.new_zeros(c.shape[0], self.latent_dim))
+
+    def likelihood_params(self, z: Tensor, x: Tensor | None, c: Tensor | None) -> Tensor:
+        return self.decoder_net(z)
+
+    def class_log_likelihoods(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
+        raise ValueError("vae ignores the label: it has no class-conditional likelihood to classify with")
