@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor
+from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, TensorDataset
 
 BINARIZE_MODES = ("none", "threshold", "dynamic")
@@ -76,6 +77,8 @@ class TensorDataModule(L.LightningDataModule):
         eval_batch_size: int = 500,
         binarize: str = "none",
         num_workers: int = 0,
+        labels_per_class: int | None = None,
+        labelled_batch_size: int = 32,
     ):
         super().__init__()
         if binarize not in BINARIZE_MODES:
@@ -85,6 +88,11 @@ class TensorDataModule(L.LightningDataModule):
         self.split, self.split_seed = list(split), split_seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.binarize, self.num_workers = binarize, num_workers
+        if labels_per_class is not None and labels_per_class <= 0:
+            raise ValueError(f"data.labels_per_class must be a positive number or null, got {labels_per_class}")
+        if labelled_batch_size <= 0:
+            raise ValueError(f"data.labelled_batch_size must be > 0, got {labelled_batch_size}")
+        self.labels_per_class, self.labelled_batch_size = labels_per_class, labelled_batch_size
         self.splits: dict[str, InMemoryDataset] = {}
 
     # ----- what a dataset defines ------------------------------------------------------------
@@ -115,6 +123,25 @@ class TensorDataModule(L.LightningDataModule):
         generator = torch.Generator().manual_seed(self.split_seed + {"val": 1, "test": 2}[name])
         return torch.bernoulli(images, generator=generator)
 
+    def semi_supervised_split(self) -> tuple[InMemoryDataset, InMemoryDataset]:
+        """(labelled, unlabelled) parts of the training split: labels_per_class examples of each class
+        chosen with split_seed, and the rest with every label replaced by -1 (no label can leak)."""
+        self.setup()
+        images, labels = self.splits["train"].tensors
+        generator = torch.Generator().manual_seed(self.split_seed)
+        chosen = []
+        for label in range(self.num_classes):
+            members = torch.nonzero(labels == label).flatten()
+            if len(members) < self.labels_per_class:
+                raise ValueError(f"data.labels_per_class={self.labels_per_class} but class {label} has {len(members)} training examples")
+            chosen.append(members[torch.randperm(len(members), generator=generator)[: self.labels_per_class]])
+        labelled = torch.sort(torch.cat(chosen)).values
+        mask = torch.ones(len(labels), dtype=torch.bool)
+        mask[labelled] = False
+        unlabelled_images = images[mask]
+        return (InMemoryDataset(images[labelled], labels[labelled]),
+                InMemoryDataset(unlabelled_images, torch.full((len(unlabelled_images),), -1, dtype=torch.long)))
+
     @property
     def spec(self) -> DataSpec:
         self.setup()
@@ -126,8 +153,10 @@ class TensorDataModule(L.LightningDataModule):
         counts = torch.bincount(self.splits["train"].tensors[1], minlength=self.num_classes).float()
         return (counts / counts.sum()).tolist()
 
-    def on_after_batch_transfer(self, batch: tuple[Tensor, Tensor], dataloader_idx: int) -> tuple[Tensor, Tensor]:
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):
         if self.binarize == "dynamic" and self.trainer is not None and self.trainer.training:
+            if isinstance(batch, dict):
+                return {name: (torch.bernoulli(x), y) for name, (x, y) in batch.items()}
             x, y = batch
             return torch.bernoulli(x), y
         return batch
@@ -137,8 +166,18 @@ class TensorDataModule(L.LightningDataModule):
         return DataLoader(self.splits[name], batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
                           collate_fn=keep_batch, persistent_workers=self.num_workers > 0)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader("train", True, self.batch_size)
+    def train_dataloader(self) -> DataLoader | CombinedLoader:
+        """Batches of (x, y); with labels_per_class, dicts {"labelled": (x, y), "unlabelled": (x, -1)}
+        in which the small labelled set is cycled alongside each pass over the unlabelled rest."""
+        if self.labels_per_class is None:
+            return self._loader("train", True, self.batch_size)
+        labelled, unlabelled = self.semi_supervised_split()
+        loaders = {
+            "labelled": DataLoader(labelled, batch_size=min(self.labelled_batch_size, len(labelled)), shuffle=True,
+                                   collate_fn=keep_batch),
+            "unlabelled": DataLoader(unlabelled, batch_size=self.batch_size, shuffle=True, collate_fn=keep_batch),
+        }
+        return CombinedLoader(loaders, mode="max_size_cycle")
 
     def val_dataloader(self) -> DataLoader:
         return self._loader("val", False, self.eval_batch_size)

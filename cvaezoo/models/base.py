@@ -200,11 +200,11 @@ class ConditionalVAE(L.LightningModule):
         return torch.logsumexp(log_w, dim=0) - math.log(k)
 
     # ----- classifier mode -------------------------------------------------------------------
-    @torch.no_grad()
-    def class_log_likelihoods(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
+    def class_bounds(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
         """Bound on log p(x|y) for every class at once, (B, C); the same noise serves every class.
 
         method "elbo": the ELBO with k posterior samples; "iwae": the importance-weighted bound.
+        Differentiable (M2 trains through it); :meth:`class_log_likelihoods` is the no-grad version.
         """
         if self.y_kind != "class" or self.target_name != "x":
             raise ValueError(f"{type(self).__name__} has no class-conditional likelihood p(x|y) to invert")
@@ -221,6 +221,11 @@ class ConditionalVAE(L.LightningModule):
         else:
             bound = self.iwae_bound(xs, ys, k, eps=eps)
         return bound.view(n_classes, batch).T
+
+    @torch.no_grad()
+    def class_log_likelihoods(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
+        """:meth:`class_bounds` without gradients, for classifier mode."""
+        return self.class_bounds(x, k, method)
 
     @torch.no_grad()
     def predict_proba(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
@@ -265,6 +270,11 @@ class ConditionalVAE(L.LightningModule):
         if stage == "train" and not bool(torch.isfinite(loss).all()):
             bad = [name for name in ("recon", "kl") if not bool(torch.isfinite(getattr(terms, name)).all())]
             return self._nonfinite(f"{' and '.join(bad)} term")
+        self.log_terms(stage, terms, loss, kl_weight)
+        return loss.mean()
+
+    def log_terms(self, stage: str, terms: ElboTerms, loss: Tensor, kl_weight: float) -> None:
+        """Log every term of the bound under the documented names."""
         values = {"elbo": terms.elbo, "recon": terms.recon, "kl": terms.kl, "loss": loss}
         for name, value in values.items():
             metric = self.metrics[f"{stage}_{name}"]
@@ -272,8 +282,7 @@ class ConditionalVAE(L.LightningModule):
             self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "elbo")
             if stage == "train":
                 self.log(f"train_step/{name}", batch_value, on_step=True, on_epoch=False)
-        self.log(f"{stage}/kl_weight", kl_weight, on_step=False, on_epoch=True, batch_size=x.shape[0], sync_dist=True)
-        return loss.mean()
+        self.log(f"{stage}/kl_weight", kl_weight, on_step=False, on_epoch=True, batch_size=len(loss), sync_dist=True)
 
     def _nonfinite(self, what: str) -> None:
         """Skip the batch (model.on_nonfinite=skip) or stop before any non-finite value reaches the weights."""
@@ -298,7 +307,9 @@ class ConditionalVAE(L.LightningModule):
         if self.skipped_batches:
             self.log("train/skipped_batches", float(self.skipped_batches))
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+    def training_step(self, batch: tuple[Tensor, Tensor] | dict, batch_idx: int) -> Tensor | None:
+        if isinstance(batch, dict):  # semi-supervised data (data.labels_per_class): these models use the labels only
+            batch = batch["labelled"]
         return self._shared_step(batch, "train")
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:

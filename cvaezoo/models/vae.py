@@ -32,5 +32,5 @@ class VAE(ConditionalVAE):
     def likelihood_params(self, z: Tensor, x: Tensor | None, c: Tensor | None) -> Tensor:
         return self.decoder_net(z)
 
-    def class_log_likelihoods(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
+    def class_bounds(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
         raise ValueError("vae ignores the label: it has no class-conditional likelihood to classify with")
