@@ -12,8 +12,10 @@ import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 
-class InterruptCheckpoint(L.Callback):
-    """On Ctrl-C (SIGINT) or SIGTERM, write ``last.ckpt`` so that ``ckpt_path=last`` resumes from here.
+class LastStateCheckpoint(L.Callback):
+    """Keep ``last.ckpt`` at the latest state: on Ctrl-C (SIGINT) or SIGTERM, and when training stops
+    between two epoch-end checkpoints (``max_steps`` after a mid-epoch resume), so ``ckpt_path=last``
+    resumes from where the run really stopped.
 
     Errors (a non-finite loss, a bug) write nothing, so the last good checkpoint stays as it was.
     Lightning saves checkpoints atomically (a temporary file renamed into place).
@@ -21,6 +23,11 @@ class InterruptCheckpoint(L.Callback):
 
     def __init__(self, dirpath: str | Path):
         self.dirpath = Path(dirpath)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        saved_at = getattr(trainer.checkpoint_callback, "_last_global_step_saved", None)
+        if saved_at is not None and saved_at != trainer.global_step:
+            trainer.save_checkpoint(self.dirpath / "last.ckpt")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.state.fn == "fit":

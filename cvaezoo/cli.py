@@ -146,7 +146,8 @@ def generate(args: argparse.Namespace) -> dict:
         np.savez(out / "samples.npz", samples=samples.numpy(), labels=labels.numpy())
     if args.n_examples > 0:
         x, y = _split_tensors(load_data(checkpoint, args.overrides, model), args.split)
-        x, y = x[: args.n_examples], y[: args.n_examples]
+        pick = torch.linspace(0, len(x) - 1, min(args.n_examples, len(x))).long()  # spread over the (class-sorted) split
+        x, y = x[pick], y[pick]
         if model.target_name == "x":
             files["reconstruction.png"] = str(save_image_grid(reconstruction_grid(model, x, y), out / "reconstruction.png"))
             partner = torch.roll(x, 1, 0)
@@ -181,7 +182,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     x, y = _split_tensors(load_data(checkpoint, args.overrides, model), args.split)
     result: dict[str, object] = {"model": model.model_name, "split": args.split, "checkpoint": str(checkpoint)}
     result.update({f"{args.split}/{k}": v for k, v in evaluate_bound(model, x, y, k=args.k).items()})
-    if model.y_kind == "class":
+    if model.y_kind == "class" and model.classifies:
         probs = predict_proba(model, x, **_predict_kwargs(model, None, None))
         result[f"{args.split}/accuracy"] = classification_metrics(probs, y)["accuracy"]
     reference_path = args.reference or default_reference(model, checkpoint)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import time
 from pathlib import Path
 from typing import Any
 
@@ -85,10 +86,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     if logger:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
+    started = time.perf_counter()
     try:
         trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
     except SIGTERMException:  # Lightning's is a SystemExit with status 0; a killed job must not look finished
         raise SystemExit(128 + signal.SIGTERM) from None
+    fit_seconds = time.perf_counter() - started
 
     has_best = bool(getattr(trainer.checkpoint_callback, "best_model_path", ""))
     tested = trainer.test(model, datamodule=datamodule, ckpt_path="best" if has_best else None, verbose=False)
@@ -96,7 +99,8 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if has_best:
         metrics["val/elbo_best"] = float(trainer.checkpoint_callback.best_model_score)
     if trainer.is_global_zero:
-        results = {"model": cfg.model._target_.rsplit(".", 1)[-1].lower(), "seed": cfg.seed, **metrics}
+        results = {"model": cfg.model._target_.rsplit(".", 1)[-1].lower(), "seed": cfg.seed, **metrics,
+                   "fit_seconds": round(fit_seconds, 1)}
         write_json_atomic(run_dir / "results.json", results)
         test_images = datamodule.splits["test"].tensors[0]
         grid_path = save_image_grid(label_grid(model, test_images, cfg.n_samples_per_class), run_dir / "samples.png")

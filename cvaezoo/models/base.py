@@ -33,7 +33,7 @@ from cvaezoo.nets import Decoder, Encoder, GaussianHead, NetConfig, mlp
 
 CONDITION_KINDS = ("class", "multihot")
 STAGES = ("train", "val", "test")
-TERMS = ("elbo", "recon", "kl", "loss")
+TERMS = ("elbo", "recon", "kl", "kl_weight", "loss")
 NONFINITE_POLICIES = ("raise", "skip")
 
 
@@ -61,6 +61,8 @@ class ConditionalVAE(L.LightningModule):
 
     #: what the likelihood is over: "x" (generative models) or "y" (predictive models)
     target_name: str = "x"
+    #: whether classifier mode (predict_proba) is defined
+    classifies: bool = True
 
     def __init__(
         self,
@@ -274,15 +276,40 @@ class ConditionalVAE(L.LightningModule):
         return loss.mean()
 
     def log_terms(self, stage: str, terms: ElboTerms, loss: Tensor, kl_weight: float) -> None:
-        """Log every term of the bound under the documented names."""
+        """Accumulate every term of the bound; epoch means are logged by :meth:`log_epoch_terms`.
+
+        Per step this only updates torchmetrics accumulators (no host sync, no ``self.log``);
+        ``train_step/<term>`` batch means are logged every ``log_every_n_steps`` steps.
+        """
         values = {"elbo": terms.elbo, "recon": terms.recon, "kl": terms.kl, "loss": loss}
         for name, value in values.items():
+            self.metrics[f"{stage}_{name}"].update(value.detach())
+        self.metrics[f"{stage}_kl_weight"].update(torch.tensor(float(kl_weight), device=loss.device), weight=len(loss))
+        # Lightning writes step metrics when (step + 1) is a multiple of log_every_n_steps: log only then
+        if stage == "train" and self._trainer is not None and (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            step_values = {f"train_step/{name}": value.detach().mean() for name, value in values.items()}
+            self.log_dict({**step_values, "train_step/kl_weight": float(kl_weight)}, on_step=True, on_epoch=False)
+
+    def log_epoch_terms(self, stage: str) -> None:
+        """Log the epoch mean of each term, over every example on every process (torchmetrics syncs)."""
+        for name in TERMS:
             metric = self.metrics[f"{stage}_{name}"]
-            batch_value = metric(value.detach())  # exact epoch mean over all ranks, weighted by examples
-            self.log(f"{stage}/{name}", metric, on_step=False, on_epoch=True, prog_bar=name == "elbo")
-            if stage == "train":
-                self.log(f"train_step/{name}", batch_value, on_step=True, on_epoch=False)
-        self.log(f"{stage}/kl_weight", kl_weight, on_step=False, on_epoch=True, batch_size=len(loss), sync_dist=True)
+            if metric.update_count == 0:
+                continue
+            self.log(f"{stage}/{name}", metric.compute(), prog_bar=name == "elbo", sync_dist=True)
+            with torch.inference_mode(False):  # fresh states must stay usable by a later fit's no-grad validation
+                metric.reset()
+
+    def on_train_epoch_end(self) -> None:
+        self.log_epoch_terms("train")
+        if self.skipped_batches:
+            self.log("train/skipped_batches", float(self.skipped_batches))
+
+    def on_validation_epoch_end(self) -> None:
+        self.log_epoch_terms("val")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_epoch_terms("test")
 
     def _nonfinite(self, what: str) -> None:
         """Skip the batch (model.on_nonfinite=skip) or stop before any non-finite value reaches the weights."""
@@ -302,10 +329,6 @@ class ConditionalVAE(L.LightningModule):
             self._nonfinite("gradient")
             for p in self.parameters():  # skip: parameters without a gradient are not updated
                 p.grad = None
-
-    def on_train_epoch_end(self) -> None:
-        if self.skipped_batches:
-            self.log("train/skipped_batches", float(self.skipped_batches))
 
     def training_step(self, batch: tuple[Tensor, Tensor] | dict, batch_idx: int) -> Tensor | None:
         if isinstance(batch, dict):  # semi-supervised data (data.labels_per_class): these models use the labels only

@@ -16,6 +16,8 @@ from cvaezoo.models.base import ConditionalVAE
 class VAE(ConditionalVAE):
     """No condition anywhere: the encoded condition is empty."""
 
+    classifies = False
+
     @property
     def condition_dim(self) -> int:
         return 0

@@ -14,6 +14,6 @@ for run in "$sweep"/*/; do
   cvaezoo-classify "$run"
   case "$run" in *cvae3*) ;; *) cvaezoo-classify "$run" --method iwae -k 100 --out "$run/classify_iwae" ;; esac
 done
-python "$out/baselines.py" > "$out/baselines.jsonl"
+python experiments/baselines.py > "$out/baselines.jsonl"
 python "$out/table.py" "$sweep" "$out/baselines.jsonl" runs/reference/mnist5k/results.json > "$out/results.md"
 cat "$out/results.md"
