@@ -19,11 +19,17 @@ import yaml
 IGNORED_OVERRIDE_KEYS = {"seed", "hydra.run.dir", "hydra.sweep.dir", "run_dir", "skip_if_done", "trainer.enable_progress_bar", "trainer.enable_model_summary"}
 
 
-def read_runs(root: Path) -> list[dict]:
-    """One dict per results.json: its metrics plus ``overrides`` (key -> value) from .hydra/."""
+def read_runs(root: Path, include: list[str] | None = None) -> list[dict]:
+    """One dict per results.json: its metrics, the numbers of each ``include`` file of the same run
+    (e.g. ``evaluate/evaluation.json``), and ``overrides`` (key -> value) from .hydra/."""
     runs = []
     for path in sorted(root.rglob("results.json")):
         row = json.loads(path.read_text())
+        for extra in include or []:
+            extra_path = path.parent / extra
+            if extra_path.exists():
+                values = json.loads(extra_path.read_text())
+                row.update({k: v for k, v in values.items() if isinstance(v, (int, float)) and k not in row})
         overrides_file = path.parent / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
         row["overrides"] = dict(item.split("=", 1) for item in overrides or [] if "=" in item)
@@ -88,10 +94,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("root", type=Path, help="a multirun directory (or any directory holding run directories)")
     parser.add_argument("--out", type=Path, default=None, help="where to write results.csv/.md (default: root)")
     parser.add_argument("--metrics", nargs="*", default=None, help="columns of the Markdown table (default: all)")
+    parser.add_argument("--include", nargs="*", default=None,
+                        help="more JSON files per run to merge, relative to the run directory (e.g. evaluate/evaluation.json)")
     args = parser.parse_args(argv)
     if not args.root.is_dir():
         parser.error(f"{args.root} is not a directory")
-    runs = read_runs(args.root)
+    runs = read_runs(args.root, args.include)
     if not runs:
         parser.error(f"no results.json found below {args.root}: did the runs finish?")
     csv_path, md_path = write_outputs(runs, args.out or args.root, args.metrics)

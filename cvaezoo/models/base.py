@@ -108,7 +108,8 @@ class ConditionalVAE(L.LightningModule):
         # q(z|x,y): the same inference network in every model.
         self.posterior_net = GaussianHead(*self.encoder(self.x_shape, self.condition_dim), self.latent_dim)
         self.build_networks()
-        self.metrics = nn.ModuleDict({f"{s}_{t}": MeanMetric() for s in STAGES for t in TERMS})
+        # nan_strategy="disable": no NaN scan per update (the loss is checked once per step instead)
+        self.metrics = nn.ModuleDict({f"{s}_{t}": MeanMetric(nan_strategy="disable") for s in STAGES for t in TERMS})
         self.skipped_batches = 0  # training batches skipped for a non-finite loss or gradient
 
     # ----- what a model file defines -------------------------------------------------------
