@@ -23,6 +23,7 @@ from cvaezoo.data.base import TensorDataModule
 from cvaezoo.inference import (
     analogy_grid,
     classification_metrics,
+    completion_grid,
     conditional_generation_accuracy,
     evaluate_bound,
     interpolation_grid,
@@ -154,6 +155,10 @@ def generate(args: argparse.Namespace) -> dict:
             files["interpolation.png"] = str(save_image_grid(interpolation_grid(model, x, partner, y), out / "interpolation.png"))
             if model.model_name in ("cvae1", "cvae2"):
                 files["analogy.png"] = str(save_image_grid(analogy_grid(model, x, y), out / "analogy.png"))
+        elif model.y_kind != "class":  # structured outputs: completions beside input and truth
+            datamodule = load_data(checkpoint, args.overrides, model)
+            grid = completion_grid(model, datamodule, x, y, args.n)
+            files["completions.png"] = str(save_image_grid(grid, out / "completions.png"))
         else:  # CVAE-3 generates labels given x: n draws of y per input
             draws = model.sample(x.to(model.device), args.n, temperature=args.temperature, use_mean=False).cpu()
             np.savez(out / "label_samples.npz", inputs=x.numpy(), sampled_labels=draws.numpy(), labels=y.numpy())

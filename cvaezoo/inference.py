@@ -60,6 +60,27 @@ def label_grid(model: ConditionalVAE, images: Tensor, n_per_class: int = 8, **sa
     return grid
 
 
+@torch.no_grad()
+def completion_grid(model: ConditionalVAE, datamodule, x: Tensor, y: Tensor, n: int = 6) -> Tensor:
+    """(N, 2 + n, C, H, W) for structured outputs: the input, the truth, then n completions with y
+    drawn from p(y|x,z), z ~ p(z|x) (the means of p(y|x,z)); ``datamodule.complete`` reassembles images."""
+    model.eval()
+    draws = model.sample(x.to(model.device), n).cpu()  # (N, n, y_dim)
+    completions = [datamodule.complete(x, draws[:, i]) for i in range(n)]
+    return torch.stack([x, datamodule.complete(x, y), *completions], dim=1)
+
+
+def summary_grid(model: ConditionalVAE, datamodule, n: int = 8) -> Tensor | None:
+    """The figure a run ends with: label rows for class conditions, completions for structured outputs."""
+    x, y = datamodule.splits["test"].tensors
+    if model.y_kind == "class":
+        return label_grid(model, x, n)
+    if model.target_name == "y" and hasattr(datamodule, "complete"):
+        pick = torch.linspace(0, len(x) - 1, n).long()
+        return completion_grid(model, datamodule, x[pick], y[pick])
+    return None
+
+
 def _require_image_decoder(model: ConditionalVAE, what: str) -> None:
     if model.target_name != "x":
         raise ValueError(f"{what} needs a model that generates x; {model.model_name} generates y")

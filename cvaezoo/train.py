@@ -25,7 +25,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
-from cvaezoo.inference import label_grid
+from cvaezoo.inference import summary_grid
 from cvaezoo.viz import save_image_grid
 
 CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
@@ -102,9 +102,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         results = {"model": cfg.model._target_.rsplit(".", 1)[-1].lower(), "seed": cfg.seed, **metrics,
                    "fit_seconds": round(fit_seconds, 1)}
         write_json_atomic(run_dir / "results.json", results)
-        test_images = datamodule.splits["test"].tensors[0]
-        grid_path = save_image_grid(label_grid(model, test_images, cfg.n_samples_per_class), run_dir / "samples.png")
-        log_image(logger, "samples", grid_path, trainer.global_step)
+        grid = summary_grid(model, datamodule, cfg.n_samples_per_class)
+        if grid is not None:
+            grid_path = save_image_grid(grid, run_dir / "samples.png")
+            log_image(logger, "samples", grid_path, trainer.global_step)
         print(f"cvaezoo: test/elbo={metrics.get('test/elbo', float('nan')):.2f} nats; run directory {run_dir}")
     if isinstance(logger, WandbLogger):
         logger.experiment.finish()  # one wandb run per job, also when a multirun shares the process

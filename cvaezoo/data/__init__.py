@@ -3,5 +3,7 @@
 from cvaezoo.data.base import DataSpec, TensorDataModule, stratified_split
 from cvaezoo.data.embedded import Digits, MNIST5k
 from cvaezoo.data.idx import IDXDataModule, read_idx, write_idx
+from cvaezoo.data.quadrants import QuadrantIDX, QuadrantMNIST
 
-__all__ = ["DataSpec", "TensorDataModule", "stratified_split", "MNIST5k", "Digits", "IDXDataModule", "read_idx", "write_idx"]
+__all__ = ["DataSpec", "TensorDataModule", "stratified_split", "MNIST5k", "Digits", "IDXDataModule", "read_idx", "write_idx",
+           "QuadrantMNIST", "QuadrantIDX"]

@@ -38,8 +38,8 @@ class DataSpec:
     """What a model needs to know about the data to build its networks."""
 
     x_shape: tuple[int, ...]
-    y_kind: str  # "class" or "multihot"
-    y_dim: int  # number of classes, or of attributes
+    y_kind: str  # "class", or "vector" (multi-hot attributes, pixels of a structured output)
+    y_dim: int  # number of classes, or the length of y
 
 
 def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int) -> list[np.ndarray]:
@@ -68,6 +68,8 @@ class TensorDataModule(L.LightningDataModule):
     """
 
     num_classes: int = 10
+    #: what y is: "class" labels, or a "vector" made by :meth:`make_pairs` (e.g. missing pixels)
+    y_kind: str = "class"
 
     def __init__(
         self,
@@ -115,7 +117,12 @@ class TensorDataModule(L.LightningDataModule):
             _check_images(images, labels, name, self.num_classes)
             if self.binarize == "threshold" or (self.binarize == "dynamic" and name != "train"):
                 images = self._binarize_fixed(images, name)
-            self.splits[name] = InMemoryDataset(images.contiguous(), labels.long().contiguous())
+            x, y = self.make_pairs(images, labels)
+            self.splits[name] = InMemoryDataset(x.contiguous(), y.contiguous())
+
+    def make_pairs(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
+        """The (x, y) a split serves: the images and their class labels, unless a task says otherwise."""
+        return images, labels.long()
 
     def _binarize_fixed(self, images: Tensor, name: str) -> Tensor:
         if self.binarize == "threshold":
@@ -145,11 +152,14 @@ class TensorDataModule(L.LightningDataModule):
     @property
     def spec(self) -> DataSpec:
         self.setup()
-        return DataSpec(tuple(self.splits["train"].tensors[0].shape[1:]), "class", self.num_classes)
+        x, y = self.splits["train"].tensors
+        return DataSpec(tuple(x.shape[1:]), self.y_kind, self.num_classes if self.y_kind == "class" else int(y.shape[1]))
 
-    def class_prior(self) -> list[float]:
-        """p(y) estimated from the training labels."""
+    def class_prior(self) -> list[float] | None:
+        """p(y) estimated from the training labels (None when y is not a class label)."""
         self.setup()
+        if self.y_kind != "class":
+            return None
         counts = torch.bincount(self.splits["train"].tensors[1], minlength=self.num_classes).float()
         return (counts / counts.sum()).tolist()
 

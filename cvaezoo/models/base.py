@@ -31,7 +31,7 @@ from torchmetrics import MeanMetric
 from cvaezoo.distributions import DiagonalGaussian, Likelihood, build_likelihood
 from cvaezoo.nets import Decoder, Encoder, GaussianHead, NetConfig, mlp
 
-CONDITION_KINDS = ("class", "multihot")
+CONDITION_KINDS = ("class", "multihot", "vector")  # multi-hot and vector conditions pass through alike
 STAGES = ("train", "val", "test")
 TERMS = ("elbo", "recon", "kl", "kl_weight", "loss")
 NONFINITE_POLICIES = ("raise", "skip")
@@ -151,7 +151,7 @@ class ConditionalVAE(L.LightningModule):
         return self.y_dim
 
     def encode_condition(self, y: Tensor) -> Tensor:
-        """Class indices -> one-hot; multi-hot attribute vectors pass through as floats."""
+        """Class indices -> one-hot; multi-hot attribute vectors (or other vectors) pass through as floats."""
         if self.y_kind == "class":
             if y.dim() != 1:
                 raise ValueError(f"class labels must have shape (B,), got {tuple(y.shape)}")
@@ -269,12 +269,16 @@ class ConditionalVAE(L.LightningModule):
         x, y = batch
         terms = self.elbo_terms(x, y)
         kl_weight = self.kl_weight()
-        loss = terms.recon + kl_weight * terms.kl
+        loss = self.training_loss(x, y, terms, kl_weight)
         if stage == "train" and not bool(torch.isfinite(loss).all()):
             bad = [name for name in ("recon", "kl") if not bool(torch.isfinite(getattr(terms, name)).all())]
-            return self._nonfinite(f"{' and '.join(bad)} term")
+            return self._nonfinite(f"{' and '.join(bad) or 'loss'} term")
         self.log_terms(stage, terms, loss, kl_weight)
         return loss.mean()
+
+    def training_loss(self, x: Tensor, y: Tensor, terms: ElboTerms, kl_weight: float) -> Tensor:
+        """What is minimised, per example: recon + kl_weight * KL (models may add terms)."""
+        return terms.recon + kl_weight * terms.kl
 
     def log_terms(self, stage: str, terms: ElboTerms, loss: Tensor, kl_weight: float) -> None:
         """Accumulate every term of the bound; epoch means are logged by :meth:`log_epoch_terms`.

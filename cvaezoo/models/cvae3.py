@@ -2,22 +2,38 @@
 
 Graph: q(z|x,y), p(z|x), p(y|x,z). Bound:
     log p(y|x) >= E_q(z|x,y)[log p(y|x,z)] - KL(q(z|x,y) || p(z|x))
+y is a class label (categorical likelihood) or a structured output such as the missing pixels of
+an image (Bernoulli likelihood). With hybrid_alpha < 1 the loss is Sohn et al.'s hybrid
+    alpha * (-bound) + (1 - alpha) * L_GSNN,   L_GSNN = -E_p(z|x)[log p(y|x,z)],
+and hybrid_alpha = 0 is the GSNN, which trains the prior network alone as the sampler.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import Tensor
 
 from cvaezoo.distributions import DiagonalGaussian
-from cvaezoo.models.base import ConditionalVAE, repeat_samples
+from cvaezoo.models.base import ConditionalVAE, ElboTerms, repeat_samples
 from cvaezoo.nets import GaussianHead
 
 
 class CVAE3(ConditionalVAE):
-    """Conditional prior p(z|x); the likelihood is over y (categorical for class labels)."""
+    """Conditional prior p(z|x); the likelihood is over y."""
 
     target_name = "y"
+
+    def __init__(self, *args, hybrid_alpha: float = 1.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        if not 0.0 <= hybrid_alpha <= 1.0:
+            raise ValueError(f"model.hybrid_alpha must lie in [0, 1], got {hybrid_alpha}")
+        if (self.y_kind == "class") != (self.hparams.likelihood == "categorical"):
+            raise ValueError(
+                f"cvae3 with y_kind={self.y_kind!r} needs model.likelihood="
+                f"{'categorical' if self.y_kind == 'class' else 'bernoulli or gaussian'}, got {self.hparams.likelihood!r}"
+            )
 
     def build_networks(self) -> None:
         self.prior_net = GaussianHead(*self.encoder(self.x_shape, 0), self.latent_dim)
@@ -37,6 +53,33 @@ class CVAE3(ConditionalVAE):
         """CVAE-3 generates y: the condition is an input x."""
         self.check_x(condition)
         return condition, None
+
+    def gsnn_nll(self, x: Tensor, y: Tensor, n_samples: int | None = None) -> Tensor:
+        """-E_p(z|x)[log p(y|x,z)], Monte Carlo with z drawn from the prior, per example."""
+        z = self.prior(x, None).rsample(n_samples or self.hparams.n_samples)
+        return -self.log_likelihood(z, x, None, y).mean(0)
+
+    def training_loss(self, x: Tensor, y: Tensor, terms: ElboTerms, kl_weight: float) -> Tensor:
+        alpha = self.hparams.hybrid_alpha
+        loss = terms.recon + kl_weight * terms.kl
+        if alpha == 1.0:
+            return loss
+        return alpha * loss + (1.0 - alpha) * self.gsnn_nll(x, y)
+
+    @torch.no_grad()
+    def conditional_log_likelihood(self, x: Tensor, y: Tensor, samples: int = 100, proposal: str = "posterior") -> Tensor:
+        """Importance-sampled estimate of log p(y|x) per example, from ``samples`` draws.
+
+        proposal "posterior": z ~ q(z|x,y) (the IWAE bound; for CVAE and hybrid models);
+        proposal "prior": z ~ p(z|x), i.e. log mean_s p(y|x,z_s) (for the GSNN, whose q is untrained).
+        """
+        if proposal == "posterior":
+            return self.iwae_bound(x, y, samples)
+        if proposal != "prior":
+            raise ValueError(f"proposal must be 'posterior' or 'prior', got {proposal!r}")
+        self.check_x(x)
+        z = self.prior(x, None).rsample(samples)
+        return torch.logsumexp(self.log_likelihood(z, x, None, y), dim=0) - math.log(samples)
 
     @torch.no_grad()
     def predict_proba(self, x: Tensor, k: int = 0, method: str = "mc") -> Tensor:

@@ -30,6 +30,8 @@ class M2(CVAE2):
         super().__init__(*args, **kwargs)
         if alpha < 0:
             raise ValueError(f"model.alpha must be >= 0, got {alpha}")
+        if self.y_kind != "class":
+            raise ValueError(f"m2 classifies: it needs class labels, but the data's y is a {self.y_kind}")
         self.accuracy = nn.ModuleDict({f"{s}_accuracy": MulticlassAccuracy(self.y_dim, average="micro") for s in STAGES})
 
     def build_networks(self) -> None:
