@@ -97,10 +97,13 @@ def data_wait_fraction(batch_size: int, steps: int, rate: float) -> float:
 
 
 def peak_memory_mb(model_name: str, net: str, steps: int) -> float:
-    """Peak RSS of a fresh process that trains `steps` steps (MiB)."""
+    """Peak resident memory (VmHWM) of a fresh process that trains `steps` steps, in MiB.
+
+    Not ru_maxrss: Linux carries that over from the parent across fork and exec.
+    """
     code = ("import sys; sys.argv=['x']; from experiments.bench.throughput import lightning_rate; "
-            f"lightning_rate({model_name!r}, {net!r}, 256, {steps}); import resource; "
-            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+            f"lightning_rate({model_name!r}, {net!r}, 256, {steps}); "
+            "print([l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')][0])")
     root = Path(__file__).resolve().parents[2]
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, check=True)
     return int(out.stdout.strip().splitlines()[-1]) / 1024
@@ -117,10 +120,13 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    parser.add_argument("--studies", default=parser_default_studies(),
+                        help="comma-separated subset of overhead, batch, compile, memory")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
+    studies = set(args.studies.split(","))
     rows = []
-    for net in NETS:
+    for net in NETS if "overhead" in studies else ():
         for name in (m for m in MODELS if m != "m2"):  # the plain loop trains a bound; M2 also trains q(y|x)
             lightning, plain = [], []
             for _ in range(args.repeats):  # alternate so that drifts in machine speed hit both
@@ -130,16 +136,15 @@ def main() -> None:
                    "cvaezoo_ex_per_s": statistics.median(lightning), "plain_ex_per_s": statistics.median(plain)}
             row["ratio"] = row["cvaezoo_ex_per_s"] / row["plain_ex_per_s"]
             row["data_wait_fraction"] = data_wait_fraction(args.batch_size, args.steps, row["cvaezoo_ex_per_s"])
-            row["peak_rss_mib"] = peak_memory_mb(name, net, 50)
             rows.append(row)
             print(json.dumps(row), flush=True)
-    for batch_size in (64, 128, 256, 512, 1024):
+    for batch_size in (64, 128, 256, 512, 1024) if "batch" in studies else ():
         lightning = statistics.median(lightning_rate("cvae1", "mlp", batch_size, args.steps) for _ in range(args.repeats))
         plain = statistics.median(plain_rate("cvae1", "mlp", batch_size, args.steps) for _ in range(args.repeats))
         rows.append({"study": "batch size", "model": "cvae1", "net": "mlp", "batch_size": batch_size,
                      "cvaezoo_ex_per_s": lightning, "plain_ex_per_s": plain, "ratio": lightning / plain})
         print(json.dumps(rows[-1]), flush=True)
-    for net in NETS:
+    for net in NETS if "compile" in studies else ():
         eager, compiled = [], []
         for _ in range(args.repeats):
             eager.append(lightning_rate("cvae1", net, args.batch_size, args.steps))
@@ -148,13 +153,23 @@ def main() -> None:
                      "cvaezoo_ex_per_s": statistics.median(eager), "compiled_ex_per_s": statistics.median(compiled),
                      "ratio": statistics.median(compiled) / statistics.median(eager)})
         print(json.dumps(rows[-1]), flush=True)
+    for net in NETS if "memory" in studies else ():
+        for name in MODELS:
+            rows.append({"study": "memory", "model": name, "net": net, "batch_size": args.batch_size,
+                         "peak_rss_mib": peak_memory_mb(name, net, 50)})
+            print(json.dumps(rows[-1]), flush=True)
     write(rows, args)
+
+
+def parser_default_studies() -> str:
+    return "overhead,batch,compile,memory"
 
 
 def write(rows: list[dict], args: argparse.Namespace) -> None:
     columns = ["study", "model", "net", "batch_size", "cvaezoo_ex_per_s", "plain_ex_per_s", "compiled_ex_per_s",
                "ratio", "data_wait_fraction", "peak_rss_mib"]
-    with open(args.out / "throughput.csv", "w", newline="") as f:
+    name = "throughput" if args.studies == parser_default_studies() else "throughput_" + args.studies.replace(",", "_")
+    with open(args.out / f"{name}.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         writer.writerows(rows)
@@ -163,13 +178,13 @@ def write(rows: list[dict], args: argparse.Namespace) -> None:
         "# Training throughput: cvaezoo vs a plain PyTorch loop", "",
         f"- date: {datetime.date.today()}", f"- machine: {machine()}",
         f"- command: `python experiments/bench/throughput.py --steps {args.steps} --repeats {args.repeats} "
-        f"--batch-size {args.batch_size}`",
+        f"--batch-size {args.batch_size} --studies {args.studies}`",
         f"- embedded MNIST, dynamic binarisation, Adam; examples/s over steps {WARMUP}..{args.steps}, median of "
         f"{args.repeats} alternating repeats; ratio = cvaezoo / plain (overhead, batch size) or compiled / eager.", "",
         "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns),
     ]
     lines += ["| " + " | ".join(fmt(r.get(c)) for c in columns) + " |" for r in rows]
-    (args.out / "throughput.md").write_text("\n".join(lines) + "\n")
+    (args.out / f"{name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
