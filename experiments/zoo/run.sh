@@ -2,7 +2,7 @@
 # The quality table of the whole zoo: CVAE-1..4 and the unconditional VAE, 3 seeds, default config
 # but 50 epochs (to fit a 2-core CPU in half an hour), on the embedded MNIST and on sklearn's 8x8 digits; each run evaluated on its test
 # split (ELBO terms, IWAE K=100, classifier accuracy, conditional-generation accuracy); scikit-learn
-# baselines on the same splits. About 25 minutes on a 2-core CPU.
+# baselines on the same splits. About 15 minutes on a 2-core CPU.
 # Usage: bash experiments/zoo/run.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
