@@ -26,7 +26,7 @@ def marginal_bound(class_bounds: Tensor, log_q: Tensor) -> Tensor:
 class M2(CVAE2):
     """CVAE-2 plus q(y|x); learns from labelled and unlabelled batches (``data.labels_per_class``)."""
 
-    def __init__(self, *args, alpha: float = 1.0, use_unlabelled: bool = True, **kwargs):
+    def __init__(self, *args, alpha: float = 100.0, use_unlabelled: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         if alpha < 0:
             raise ValueError(f"model.alpha must be >= 0, got {alpha}")
@@ -65,7 +65,7 @@ class M2(CVAE2):
         cross_entropy = F.nll_loss(log_q, y)
         self.accuracy["train_accuracy"](log_q, y)
         self.log("train/accuracy", self.accuracy["train_accuracy"], on_step=False, on_epoch=True)
-        self.log("train/classifier_nll", cross_entropy, on_step=False, on_epoch=True)
+        self.log("train/classifier_nll", cross_entropy, on_step=False, on_epoch=True, batch_size=len(y))
         loss = loss + self.hparams.alpha * cross_entropy
         if unlabelled is not None and self.hparams.use_unlabelled:
             bound = self.unlabelled_bound(unlabelled).mean()

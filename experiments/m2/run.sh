@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 out=experiments/m2
 sweep=runs/m2
 rm -rf "$sweep"
-common="trainer.max_epochs=30 model.alpha=${ALPHA:-1.0} trainer.enable_progress_bar=false trainer.enable_model_summary=false"
+common="trainer.max_epochs=30 model.alpha=${ALPHA:-100} trainer.enable_progress_bar=false trainer.enable_model_summary=false"
 cvaezoo-train -m model=m2 data.labels_per_class=10 model.use_unlabelled=true,false seed=0,1,2 \
   hydra.sweep.dir="$sweep/labels100" $common
 cvaezoo-train -m model=m2 seed=0,1,2 hydra.sweep.dir="$sweep/labels_all" $common
