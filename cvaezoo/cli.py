@@ -146,9 +146,10 @@ def generate(args: argparse.Namespace) -> dict:
         files["samples.png"] = str(save_image_grid(samples, out / "samples.png"))
         np.savez(out / "samples.npz", samples=samples.numpy(), labels=labels.numpy())
     if args.n_examples > 0:
-        x, y = _split_tensors(load_data(checkpoint, args.overrides, model), args.split)
-        pick = torch.linspace(0, len(x) - 1, min(args.n_examples, len(x))).long()  # spread over the (class-sorted) split
-        x, y = x[pick], y[pick]
+        datamodule = load_data(checkpoint, args.overrides, model)
+        split_x, split_y = _split_tensors(datamodule, args.split)
+        pick = torch.linspace(0, len(split_x) - 1, min(args.n_examples, len(split_x))).long()  # spread over the split
+        x, y = split_x[pick], split_y[pick]
         if model.target_name == "x":
             files["reconstruction.png"] = str(save_image_grid(reconstruction_grid(model, x, y), out / "reconstruction.png"))
             partner = torch.roll(x, 1, 0)
@@ -156,14 +157,13 @@ def generate(args: argparse.Namespace) -> dict:
             if model.model_name in ("cvae1", "cvae2"):
                 files["analogy.png"] = str(save_image_grid(analogy_grid(model, x, y), out / "analogy.png"))
         elif model.y_kind != "class":  # structured outputs: completions beside input and truth
-            datamodule = load_data(checkpoint, args.overrides, model)
             grid = completion_grid(model, datamodule, x, y, args.n)
             files["completions.png"] = str(save_image_grid(grid, out / "completions.png"))
         else:  # CVAE-3 generates labels given x: n draws of y per input
             draws = model.sample(x.to(model.device), args.n, temperature=args.temperature, use_mean=False).cpu()
             np.savez(out / "label_samples.npz", inputs=x.numpy(), sampled_labels=draws.numpy(), labels=y.numpy())
             files["label_samples.npz"] = str(out / "label_samples.npz")
-            grid = label_grid(model, _split_tensors(load_data(checkpoint, args.overrides, model), args.split)[0])
+            grid = label_grid(model, split_x)
             files["samples.png"] = str(save_image_grid(grid, out / "samples.png"))
     for name, path in files.items():
         print(f"{name}: {path}")
