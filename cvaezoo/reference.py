@@ -6,9 +6,8 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from collections.abc import Sequence
+from pathlib import Path
 
 import hydra
 import lightning as L
@@ -20,8 +19,8 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from cvaezoo.nets import Encoder, NetConfig
+from cvaezoo.train import CONFIG_DIR, write_json_atomic
 
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
 
 class ReferenceClassifier(L.LightningModule):
@@ -72,7 +71,7 @@ def train_reference(cfg: DictConfig) -> dict[str, float]:
     trainer.fit(model, datamodule=datamodule)
     metrics = {k: float(v) for k, v in trainer.test(model, datamodule=datamodule, verbose=False)[0].items()}
     trainer.save_checkpoint(run_dir / "reference.ckpt")
-    (run_dir / "results.json").write_text(json.dumps(metrics, indent=2))
+    write_json_atomic(run_dir / "results.json", metrics)
     print(f"cvaezoo-reference: test accuracy {metrics['test/accuracy']:.4f}; saved {run_dir / 'reference.ckpt'}")
     return metrics
 

@@ -99,7 +99,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     if has_best:
         metrics["val/elbo_best"] = float(trainer.checkpoint_callback.best_model_score)
     if trainer.is_global_zero:
-        results = {"model": cfg.model._target_.rsplit(".", 1)[-1].lower(), "seed": cfg.seed, **metrics,
+        results = {"model": model.model_name, "seed": cfg.seed, **metrics,
                    "fit_seconds": round(fit_seconds, 1)}
         write_json_atomic(run_dir / "results.json", results)
         grid = summary_grid(model, datamodule, cfg.n_samples_per_class)

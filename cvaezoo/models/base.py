@@ -175,17 +175,25 @@ class ConditionalVAE(L.LightningModule):
         """q(z | x, y)."""
         return self.posterior_net(x, c)
 
+    def sampled_likelihood_params(self, z: Tensor, x: Tensor | None, c: Tensor | None) -> Tensor:
+        """Parameters of p(target | z, ...) for z of shape (S, B, D), sample-major: (S*B, ...)."""
+        n = z.shape[0]
+        return self.likelihood_params(z.flatten(0, 1), repeat_samples(x, n), repeat_samples(c, n))
+
     def log_likelihood(self, z: Tensor, x: Tensor | None, c: Tensor | None, target: Tensor) -> Tensor:
         """log p(target | z, ...) for z of shape (S, B, D); returns (S, B)."""
         n, batch = z.shape[:2]
-        params = self.likelihood_params(z.flatten(0, 1), repeat_samples(x, n), repeat_samples(c, n))
-        return self.likelihood.log_prob(params, repeat_samples(target, n)).view(n, batch)
+        return self.likelihood.log_prob(self.sampled_likelihood_params(z, x, c), repeat_samples(target, n)).view(n, batch)
+
+    def _posterior_and_prior(self, x: Tensor, y: Tensor) -> tuple[Tensor, DiagonalGaussian, DiagonalGaussian]:
+        """(c, q(z|x,y), p(z|...)) after checking the inputs."""
+        self.check_x(x)
+        c = self.encode_condition(y)
+        return c, self.posterior(x, c), self.prior(x, c)
 
     def elbo_terms(self, x: Tensor, y: Tensor, n_samples: int | None = None, eps: Tensor | None = None) -> ElboTerms:
         """Monte-Carlo reconstruction term (n_samples draws from q) and closed-form KL."""
-        self.check_x(x)
-        c = self.encode_condition(y)
-        q, p = self.posterior(x, c), self.prior(x, c)
+        c, q, p = self._posterior_and_prior(x, y)
         z = q.rsample(n_samples or self.hparams.n_samples, eps=eps)
         log_lik = self.log_likelihood(z, x, c, self.target(x, y))
         return ElboTerms(recon=-log_lik.mean(0), kl=q.kl(p))
@@ -195,9 +203,7 @@ class ConditionalVAE(L.LightningModule):
 
         K=1 is an unbiased single-sample estimate of the ELBO; the bound rises with K.
         """
-        self.check_x(x)
-        c = self.encode_condition(y)
-        q, p = self.posterior(x, c), self.prior(x, c)
+        c, q, p = self._posterior_and_prior(x, y)
         z = q.rsample(k, eps=eps)
         log_w = self.log_likelihood(z, x, c, self.target(x, y)) + p.log_prob(z) - q.log_prob(z)
         return torch.logsumexp(log_w, dim=0) - math.log(k)
@@ -255,7 +261,7 @@ class ConditionalVAE(L.LightningModule):
         """
         x, c = self.generation_inputs(condition)
         z = self.prior(x, c).rsample(n, temperature)
-        params = self.likelihood_params(z.flatten(0, 1), repeat_samples(x, n), repeat_samples(c, n))
+        params = self.sampled_likelihood_params(z, x, c)
         out = self.likelihood.mean(params) if use_mean else self.likelihood.sample(params)
         return out.view(n, z.shape[1], *out.shape[1:]).transpose(0, 1)
 

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from cvaezoo.distributions import DiagonalGaussian
-from cvaezoo.models.base import ConditionalVAE, ElboTerms, repeat_samples
+from cvaezoo.models.base import ConditionalVAE, ElboTerms
 from cvaezoo.nets import GaussianHead
 
 
@@ -54,10 +54,13 @@ class CVAE3(ConditionalVAE):
         self.check_x(condition)
         return condition, None
 
+    def prior_log_likelihoods(self, x: Tensor, y: Tensor, n_samples: int) -> Tensor:
+        """log p(y|x,z_s) for z_s ~ p(z|x), shape (n_samples, B)."""
+        return self.log_likelihood(self.prior(x, None).rsample(n_samples), x, None, y)
+
     def gsnn_nll(self, x: Tensor, y: Tensor, n_samples: int | None = None) -> Tensor:
         """-E_p(z|x)[log p(y|x,z)], Monte Carlo with z drawn from the prior, per example."""
-        z = self.prior(x, None).rsample(n_samples or self.hparams.n_samples)
-        return -self.log_likelihood(z, x, None, y).mean(0)
+        return -self.prior_log_likelihoods(x, y, n_samples or self.hparams.n_samples).mean(0)
 
     def training_loss(self, x: Tensor, y: Tensor, terms: ElboTerms, kl_weight: float) -> Tensor:
         alpha = self.hparams.hybrid_alpha
@@ -78,8 +81,7 @@ class CVAE3(ConditionalVAE):
         if proposal != "prior":
             raise ValueError(f"proposal must be 'posterior' or 'prior', got {proposal!r}")
         self.check_x(x)
-        z = self.prior(x, None).rsample(samples)
-        return torch.logsumexp(self.log_likelihood(z, x, None, y), dim=0) - math.log(samples)
+        return torch.logsumexp(self.prior_log_likelihoods(x, y, samples), dim=0) - math.log(samples)
 
     @torch.no_grad()
     def predict_proba(self, x: Tensor, k: int = 0, method: str = "mc") -> Tensor:
@@ -89,5 +91,5 @@ class CVAE3(ConditionalVAE):
             raise ValueError("predict_proba needs class labels; use sample(x, n) for structured outputs")
         prior = self.prior(x, None)
         z = prior.mean[None] if k == 0 or method == "mean" else prior.rsample(k)
-        logits = self.likelihood_params(z.flatten(0, 1), repeat_samples(x, z.shape[0]), None)
+        logits = self.sampled_likelihood_params(z, x, None)
         return torch.softmax(logits, dim=-1).view(z.shape[0], x.shape[0], -1).mean(0)
