@@ -142,9 +142,14 @@ def conditional_generation_accuracy(model: ConditionalVAE, reference, n_per_clas
 # ----- evaluation of the bound ---------------------------------------------------------------------
 @torch.no_grad()
 def evaluate_bound(model: ConditionalVAE, x: Tensor, y: Tensor, k: int = 100, batch_size: int = 100) -> dict:
-    """Means over examples of each ELBO term and the K-sample importance-weighted bound (nats)."""
+    """Means over examples of each ELBO term and the K-sample importance-weighted bound (nats).
+
+    Predictive models (CVAE-3, GSNN, hybrid, baseline) add ``cnll_s{k}``: -log p(y|x) estimated
+    with k importance samples by ``model.conditional_log_likelihood`` (exact for the baseline).
+    """
     model.eval()
-    sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0, f"iwae_k{k}": 0.0}
+    predictive = hasattr(model, "conditional_log_likelihood")
+    sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0, f"iwae_k{k}": 0.0, **({f"cnll_s{k}": 0.0} if predictive else {})}
     for xb, yb in zip(_batches(x, batch_size), _batches(y, batch_size)):
         xb, yb = xb.to(model.device), yb.to(model.device)
         terms = model.elbo_terms(xb, yb, n_samples=1)
@@ -152,4 +157,6 @@ def evaluate_bound(model: ConditionalVAE, x: Tensor, y: Tensor, k: int = 100, ba
         sums["recon"] += float(terms.recon.sum())
         sums["kl"] += float(terms.kl.sum())
         sums[f"iwae_k{k}"] += float(model.iwae_bound(xb, yb, k).sum())
+        if predictive:
+            sums[f"cnll_s{k}"] -= float(model.conditional_log_likelihood(xb, yb, samples=k).sum())
     return {name: total / len(x) for name, total in sums.items()}

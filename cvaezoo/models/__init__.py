@@ -1,6 +1,7 @@
 """The model zoo: one file per model, the shared bound in :mod:`cvaezoo.models.base`."""
 
 from cvaezoo.models.base import ConditionalVAE, ElboTerms
+from cvaezoo.models.baseline import Baseline
 from cvaezoo.models.cvae1 import CVAE1
 from cvaezoo.models.cvae2 import CVAE2
 from cvaezoo.models.cvae3 import CVAE3
@@ -8,6 +9,7 @@ from cvaezoo.models.cvae4 import CVAE4
 from cvaezoo.models.m2 import M2
 from cvaezoo.models.vae import VAE
 
-MODELS: dict[str, type[ConditionalVAE]] = {"cvae1": CVAE1, "cvae2": CVAE2, "cvae3": CVAE3, "cvae4": CVAE4, "m2": M2, "vae": VAE}
+MODELS: dict[str, type[ConditionalVAE]] = {"cvae1": CVAE1, "cvae2": CVAE2, "cvae3": CVAE3, "cvae4": CVAE4, "m2": M2, "vae": VAE,
+                                         "baseline": Baseline}
 
-__all__ = ["MODELS", "ConditionalVAE", "ElboTerms", "CVAE1", "CVAE2", "CVAE3", "CVAE4", "M2", "VAE"]
+__all__ = ["MODELS", "ConditionalVAE", "ElboTerms", "CVAE1", "CVAE2", "CVAE3", "CVAE4", "M2", "VAE", "Baseline"]

@@ -63,6 +63,8 @@ class ConditionalVAE(L.LightningModule):
     target_name: str = "x"
     #: whether classifier mode (predict_proba) is defined
     classifies: bool = True
+    #: False for the deterministic baseline, which has no z and so no q(z|x,y)
+    has_latent: bool = True
 
     def __init__(
         self,
@@ -105,8 +107,8 @@ class ConditionalVAE(L.LightningModule):
             raise ValueError(f"class_prior must have {self.y_dim} entries, got shape {tuple(prior.shape)}")
         self.register_buffer("log_class_prior", torch.log(prior.float()))
 
-        # q(z|x,y): the same inference network in every model.
-        self.posterior_net = GaussianHead(*self.encoder(self.x_shape, self.condition_dim), self.latent_dim)
+        if self.has_latent:  # q(z|x,y): the same inference network in every model.
+            self.posterior_net = GaussianHead(*self.encoder(self.x_shape, self.condition_dim), self.latent_dim)
         self.build_networks()
         # nan_strategy="disable": no NaN scan per update (the loss is checked once per step instead)
         self.metrics = nn.ModuleDict({f"{s}_{t}": MeanMetric(nan_strategy="disable") for s in STAGES for t in TERMS})
@@ -158,10 +160,10 @@ class ConditionalVAE(L.LightningModule):
             if not self.training and len(y) and (int(y.min()) < 0 or int(y.max()) >= self.y_dim):
                 bad = y[(y < 0) | (y >= self.y_dim)][:5].tolist()
                 raise ValueError(f"class labels must lie in [0, {self.y_dim}), got {bad}")
-            return F.one_hot(y.long(), self.y_dim).to(self.posterior_net.to_params.weight.dtype)
+            return F.one_hot(y.long(), self.y_dim).to(self.dtype)
         if y.dim() != 2 or y.shape[1] != self.y_dim:
             raise ValueError(f"attribute vectors must have shape (B, {self.y_dim}), got {tuple(y.shape)}")
-        return y.to(self.posterior_net.to_params.weight.dtype)
+        return y.to(self.dtype)
 
     def check_x(self, x: Tensor) -> None:
         """Shape always; finiteness outside training (the data modules check their data once, up front)."""

@@ -6,6 +6,8 @@ y is a class label (categorical likelihood) or a structured output such as the m
 an image (Bernoulli likelihood). With hybrid_alpha < 1 the loss is Sohn et al.'s hybrid
     alpha * (-bound) + (1 - alpha) * L_GSNN,   L_GSNN = -E_p(z|x)[log p(y|x,z)],
 and hybrid_alpha = 0 is the GSNN, which trains the prior network alone as the sampler.
+With init_prior_from, the prior network's trunk starts from a trained baseline NN
+(:mod:`cvaezoo.models.baseline`, same architecture), as Sohn et al. initialise from their baseline.
 """
 
 from __future__ import annotations
@@ -20,20 +22,43 @@ from cvaezoo.models.base import ConditionalVAE, ElboTerms
 from cvaezoo.nets import GaussianHead
 
 
+def check_target_likelihood(model: ConditionalVAE) -> None:
+    """Class labels need a categorical likelihood; vector outputs (pixels) a Bernoulli or Gaussian one."""
+    if (model.y_kind == "class") != (model.hparams.likelihood == "categorical"):
+        raise ValueError(
+            f"{model.model_name} with y_kind={model.y_kind!r} needs model.likelihood="
+            f"{'categorical' if model.y_kind == 'class' else 'bernoulli or gaussian'}, got {model.hparams.likelihood!r}"
+        )
+
+
 class CVAE3(ConditionalVAE):
     """Conditional prior p(z|x); the likelihood is over y."""
 
     target_name = "y"
 
-    def __init__(self, *args, hybrid_alpha: float = 1.0, **kwargs):
+    def __init__(self, *args, hybrid_alpha: float = 1.0, init_prior_from: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         if not 0.0 <= hybrid_alpha <= 1.0:
             raise ValueError(f"model.hybrid_alpha must lie in [0, 1], got {hybrid_alpha}")
-        if (self.y_kind == "class") != (self.hparams.likelihood == "categorical"):
+        check_target_likelihood(self)
+
+    def on_fit_start(self) -> None:
+        """A fresh fit (not a resumed one) copies the baseline's trunk into the prior network."""
+        if self.hparams.init_prior_from and self.global_step == 0:
+            self.init_prior_from_baseline(self.hparams.init_prior_from)
+
+    def init_prior_from_baseline(self, path: str) -> None:
+        """Load the feature trunk of p(z|x) from a baseline NN checkpoint (a .ckpt or a run directory)."""
+        from cvaezoo.checkpoints import load_model  # checkpoints imports the model registry
+
+        baseline = load_model(path, expected="baseline")
+        try:
+            self.prior_net.features.load_state_dict(baseline.predictor_trunk.state_dict())
+        except RuntimeError as exc:
             raise ValueError(
-                f"cvae3 with y_kind={self.y_kind!r} needs model.likelihood="
-                f"{'categorical' if self.y_kind == 'class' else 'bernoulli or gaussian'}, got {self.hparams.likelihood!r}"
-            )
+                f"model.init_prior_from={path}: the baseline's network (x of shape {baseline.x_shape}, net "
+                f"{baseline.net_config}) does not fit this prior network (x {self.x_shape}, net {self.net_config})"
+            ) from exc
 
     def build_networks(self) -> None:
         self.prior_net = GaussianHead(*self.encoder(self.x_shape, 0), self.latent_dim)
@@ -70,12 +95,15 @@ class CVAE3(ConditionalVAE):
         return alpha * loss + (1.0 - alpha) * self.gsnn_nll(x, y)
 
     @torch.no_grad()
-    def conditional_log_likelihood(self, x: Tensor, y: Tensor, samples: int = 100, proposal: str = "posterior") -> Tensor:
+    def conditional_log_likelihood(self, x: Tensor, y: Tensor, samples: int = 100, proposal: str | None = None) -> Tensor:
         """Importance-sampled estimate of log p(y|x) per example, from ``samples`` draws.
 
         proposal "posterior": z ~ q(z|x,y) (the IWAE bound; for CVAE and hybrid models);
-        proposal "prior": z ~ p(z|x), i.e. log mean_s p(y|x,z_s) (for the GSNN, whose q is untrained).
+        proposal "prior": z ~ p(z|x), i.e. log mean_s p(y|x,z_s) (for the GSNN, whose q is untrained);
+        None picks "prior" for the GSNN (hybrid_alpha = 0) and "posterior" otherwise.
         """
+        if proposal is None:
+            proposal = "prior" if self.hparams.hybrid_alpha == 0 else "posterior"
         if proposal == "posterior":
             return self.iwae_bound(x, y, samples)
         if proposal != "prior":

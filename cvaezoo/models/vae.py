@@ -23,7 +23,7 @@ class VAE(ConditionalVAE):
         return 0
 
     def encode_condition(self, y: Tensor) -> Tensor:
-        return y.new_zeros((y.shape[0], 0), dtype=self.posterior_net.to_params.weight.dtype)
+        return y.new_zeros((y.shape[0], 0), dtype=self.dtype)
 
     def build_networks(self) -> None:
         self.decoder_net = self.decoder(self.latent_dim, self.x_shape)

@@ -1,0 +1,65 @@
+"""The deterministic baseline of CVAE-3's task: Sohn et al. (2015)'s "NN", y_hat = f(x).
+
+No latent variable: it maximises the exact conditional log-likelihood
+    log p(y|x) = log p(y | f(x))     (Bernoulli pixels, or a categorical over classes)
+which is logged as ``recon`` (its negative) with ``kl`` = 0, so its metrics line up with
+CVAE-3's. Its feature trunk has the architecture of CVAE-3's prior network p(z|x), which can
+start from it (``model.init_prior_from``).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from cvaezoo.models.base import ConditionalVAE, ElboTerms
+from cvaezoo.models.cvae3 import check_target_likelihood
+
+
+class Baseline(ConditionalVAE):
+    """y_hat = f(x) trained by maximum likelihood; one prediction per x (no modes)."""
+
+    target_name = "y"
+    has_latent = False
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        check_target_likelihood(self)
+
+    def build_networks(self) -> None:
+        self.predictor_trunk, features = self.encoder(self.x_shape, 0)
+        self.predictor_head = self.decoder(features, (self.y_dim,))
+
+    def output_params(self, x: Tensor) -> Tensor:
+        """Parameters of p(y|x): logits for Bernoulli pixels or classes."""
+        self.check_x(x)
+        return self.predictor_head(self.predictor_trunk(x))
+
+    def elbo_terms(self, x: Tensor, y: Tensor, n_samples: int | None = None, eps: Tensor | None = None) -> ElboTerms:
+        """The exact -log p(y|x) as ``recon``; there is no KL."""
+        log_lik = self.likelihood.log_prob(self.output_params(x), y if self.y_kind == "class" else self.encode_condition(y))
+        return ElboTerms(recon=-log_lik, kl=torch.zeros_like(log_lik))
+
+    def iwae_bound(self, x: Tensor, y: Tensor, k: int, eps: Tensor | None = None) -> Tensor:
+        """Exact: log p(y|x) for any k."""
+        return self.elbo_terms(x, y).elbo
+
+    @torch.no_grad()
+    def conditional_log_likelihood(self, x: Tensor, y: Tensor, samples: int = 100, proposal: str | None = None) -> Tensor:
+        """log p(y|x) from the Bernoulli (or categorical) output, exactly; samples and proposal are unused."""
+        return self.elbo_terms(x, y).elbo
+
+    @torch.no_grad()
+    def sample(self, condition: Tensor, n: int = 1, temperature: float = 1.0, use_mean: bool = True) -> Tensor:
+        """n outputs per input x, (B, n, y_dim): the mean of p(y|x) repeated, or draws from it."""
+        params = self.output_params(condition)
+        params = params.unsqueeze(1).expand(-1, n, *params.shape[1:]).flatten(0, 1)
+        out = self.likelihood.mean(params) if use_mean else self.likelihood.sample(params)
+        return out.view(len(condition), n, *out.shape[1:])
+
+    @torch.no_grad()
+    def predict_proba(self, x: Tensor, k: int = 0, method: str = "mean") -> Tensor:
+        """p(y|x) for class labels (k and method are accepted for CVAE-3's signature and unused)."""
+        if self.y_kind != "class":
+            raise ValueError("predict_proba needs class labels; use sample(x, n) for structured outputs")
+        return torch.softmax(self.output_params(x), dim=-1)
