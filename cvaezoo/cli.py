@@ -22,9 +22,13 @@ from cvaezoo.checkpoints import CheckpointError, load_model, resolve_checkpoint,
 from cvaezoo.data.base import TensorDataModule
 from cvaezoo.inference import (
     analogy_grid,
+    attribute_edit_grid,
+    attribute_generation_accuracy,
+    attribute_sample_grid,
     classification_metrics,
     completion_grid,
     conditional_generation_accuracy,
+    distinct_rows,
     evaluate_bound,
     interpolation_grid,
     label_grid,
@@ -79,7 +83,8 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("run", type=Path, help="a training run directory or a .ckpt file")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the data, e.g. data=idx data.root=DIR")
     parser.add_argument("--out", type=Path, default=None, help="output directory (default: <run>/<command>)")
-    parser.add_argument("--split", default="test", choices=["train", "val", "test"], help="which split to use")
+    parser.add_argument("--split", default="test", choices=["train", "val", "test", "unseen"],
+                        help="which split to use (unseen: held-out attribute combinations of data=shapes)")
     parser.add_argument("--seed", type=int, default=0, help="seed for the Monte-Carlo estimates")
     return parser
 
@@ -92,6 +97,8 @@ def _load(args: argparse.Namespace) -> tuple[Path, ConditionalVAE]:
 
 def _split_tensors(datamodule: TensorDataModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
     datamodule.setup()
+    if split not in datamodule.splits:
+        raise ValueError(f"this data has no {split!r} split; it has {sorted(datamodule.splits)}")
     return datamodule.splits[split].tensors
 
 
@@ -138,7 +145,23 @@ def generate(args: argparse.Namespace) -> dict:
     checkpoint, model = _load(args)
     out = output_dir(args, checkpoint, "generate")
     files: dict[str, str] = {}
-    if model.target_name == "x":
+    datamodule = None
+    if args.labels and model.y_kind == "multihot":
+        raise ValueError(f"--labels does not apply: {model.model_name} was trained on attribute vectors (use --attributes)")
+    if args.attributes and model.y_kind != "multihot":
+        raise ValueError(f"--attributes does not apply: {model.model_name} was trained on {model.y_kind} conditions")
+    if model.target_name == "x" and model.y_kind == "multihot":
+        datamodule = load_data(checkpoint, args.overrides, model)
+        if args.attributes:
+            conditions = torch.stack([datamodule.attribute_vector(text) for text in args.attributes])
+        else:  # held-out combinations first (where the data has them), then seen ones, 10 rows
+            splits = [datamodule.splits[name].tensors[1] for name in ("unseen", "train") if name in datamodule.splits]
+            conditions = torch.cat([distinct_rows(part) for part in splits])[:10]
+        samples = model.sample(conditions, args.n, temperature=args.temperature, use_mean=not args.sample).cpu()
+        files["samples.png"] = str(save_image_grid(samples, out / "samples.png"))
+        np.savez(out / "samples.npz", samples=samples.numpy(), attributes=conditions.numpy(),
+                 attribute_names=np.array(datamodule.attribute_names))
+    elif model.target_name == "x":
         labels = torch.tensor(args.labels if args.labels else range(model.y_dim))
         if ((labels < 0) | (labels >= model.y_dim)).any():
             raise ValueError(f"--labels must lie in [0, {model.y_dim}), got {labels.tolist()}")
@@ -146,7 +169,7 @@ def generate(args: argparse.Namespace) -> dict:
         files["samples.png"] = str(save_image_grid(samples, out / "samples.png"))
         np.savez(out / "samples.npz", samples=samples.numpy(), labels=labels.numpy())
     if args.n_examples > 0:
-        datamodule = load_data(checkpoint, args.overrides, model)
+        datamodule = datamodule or load_data(checkpoint, args.overrides, model)
         split_x, split_y = _split_tensors(datamodule, args.split)
         pick = torch.linspace(0, len(split_x) - 1, min(args.n_examples, len(split_x))).long()  # spread over the split
         x, y = split_x[pick], split_y[pick]
@@ -154,7 +177,11 @@ def generate(args: argparse.Namespace) -> dict:
             files["reconstruction.png"] = str(save_image_grid(reconstruction_grid(model, x, y), out / "reconstruction.png"))
             partner = torch.roll(x, 1, 0)
             files["interpolation.png"] = str(save_image_grid(interpolation_grid(model, x, partner, y), out / "interpolation.png"))
-            if model.model_name in ("cvae1", "cvae2"):
+            if model.y_kind == "multihot":  # one editing grid per attribute group
+                for group, name in enumerate(datamodule.group_names):
+                    grid = attribute_edit_grid(model, x, y, group, datamodule.attribute_groups)
+                    files[f"edit_{name}.png"] = str(save_image_grid(grid, out / f"edit_{name}.png"))
+            elif model.model_name in ("cvae1", "cvae2"):
                 files["analogy.png"] = str(save_image_grid(analogy_grid(model, x, y), out / "analogy.png"))
         elif model.y_kind != "class":  # structured outputs: completions beside input and truth
             grid = completion_grid(model, datamodule, x, y, args.n)
@@ -184,7 +211,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     from cvaezoo.reference import ReferenceClassifier
 
     checkpoint, model = _load(args)
-    x, y = _split_tensors(load_data(checkpoint, args.overrides, model), args.split)
+    datamodule = load_data(checkpoint, args.overrides, model)
+    x, y = _split_tensors(datamodule, args.split)
     result: dict[str, object] = {"model": model.model_name, "split": args.split, "checkpoint": str(checkpoint)}
     result.update({f"{args.split}/{k}": v for k, v in evaluate_bound(model, x, y, k=args.k).items()})
     if model.y_kind == "class" and model.classifies:
@@ -193,10 +221,18 @@ def evaluate(args: argparse.Namespace) -> dict:
     reference_path = args.reference or default_reference(model, checkpoint)
     if model.target_name == "x" and reference_path is not None:
         reference = ReferenceClassifier.load_from_checkpoint(reference_path, map_location="cpu").eval()
-        generation = conditional_generation_accuracy(model, reference, args.n_per_class)
-        result["generation_accuracy"] = generation["overall"]
-        result["generation_accuracy_per_class"] = generation["per_class"]
         result["reference"] = str(reference_path)
+        if model.y_kind == "class":
+            generation = conditional_generation_accuracy(model, reference, args.n_per_class)
+            result["generation_accuracy"] = generation["overall"]
+            result["generation_accuracy_per_class"] = generation["per_class"]
+        else:  # attribute vectors: combinations seen in training, and held-out ones where the data has them
+            sets = {"seen": distinct_rows(datamodule.splits["train"].tensors[1])}
+            if "unseen" in datamodule.splits:
+                sets["unseen"] = distinct_rows(datamodule.splits["unseen"].tensors[1])
+            for name, combinations in sets.items():
+                scores = attribute_generation_accuracy(model, reference, combinations, args.n_per_class)
+                result.update({f"{key}_{name}": value for key, value in scores.items()})
     elif model.target_name == "x":
         print("conditional-generation accuracy skipped: no reference classifier (train one: cvaezoo-reference)")
     out = output_dir(args, checkpoint, "evaluate")
@@ -224,8 +260,11 @@ def classify_main(argv: list[str] | None = None) -> None:
 
 
 def generate_main(argv: list[str] | None = None) -> None:
-    parser = base_parser("Sample x for chosen labels; reconstruction, interpolation and analogy grids.")
+    parser = base_parser("Sample x for chosen labels or attributes; reconstruction, interpolation, analogy and attribute-editing grids.")
     parser.add_argument("--labels", type=int, nargs="*", default=None, help="labels to sample (default: every class)")
+    parser.add_argument("--attributes", nargs="*", default=None,
+                        help="attribute data: one row per argument, the attributes that are on, e.g. "
+                             "shape=circle,size=large,column=left,row=top,fill=filled (default: held-out then seen combinations)")
     parser.add_argument("-n", type=int, default=8, help="samples per label")
     parser.add_argument("--temperature", type=float, default=1.0, help="scale of the prior's standard deviation")
     parser.add_argument("--sample", action="store_true", help="draw x from p(x|z,y) instead of showing its mean")
@@ -237,5 +276,5 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     parser = base_parser("ELBO terms, importance-weighted bound, classifier and generation accuracy.")
     parser.add_argument("-k", type=int, default=100, help="importance samples for the IWAE bound")
     parser.add_argument("--reference", type=Path, default=None, help="reference classifier checkpoint (cvaezoo-reference)")
-    parser.add_argument("--n-per-class", type=int, default=100, help="generated samples per class to score")
+    parser.add_argument("--n-per-class", type=int, default=100, help="generated samples per class (or per attribute combination) to score")
     _run(evaluate, parser, argv)

@@ -38,21 +38,24 @@ class DataSpec:
     """What a model needs to know about the data to build its networks."""
 
     x_shape: tuple[int, ...]
-    y_kind: str  # "class", or "vector" (multi-hot attributes, pixels of a structured output)
+    y_kind: str  # "class", "multihot" (attributes) or "vector" (e.g. the pixels of a structured output)
     y_dim: int  # number of classes, or the length of y
 
 
 def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int) -> list[np.ndarray]:
-    """Indices of disjoint train/val/test subsets of the given sizes, each with the label proportions."""
+    """Indices of disjoint train/val/test subsets of the given sizes, each with the label proportions
+    (class labels, shape (N,)); multi-hot attribute rows (N, A) are split at random."""
     sizes = [int(s) for s in sizes]
     if len(sizes) != 3 or any(s <= 0 for s in sizes):
         raise ValueError(f"data.split must be three positive sizes [train, val, test], got {sizes}")
     if sum(sizes) > len(labels):
         raise ValueError(f"data.split {sizes} asks for {sum(sizes)} examples but the dataset has {len(labels)}")
     index = np.arange(len(labels))
+    classes = labels.ndim == 1
     try:
-        rest, test = train_test_split(index, test_size=sizes[2], stratify=labels, random_state=seed)
-        train, val = train_test_split(rest, train_size=sizes[0], test_size=sizes[1], stratify=labels[rest], random_state=seed)
+        rest, test = train_test_split(index, test_size=sizes[2], stratify=labels if classes else None, random_state=seed)
+        train, val = train_test_split(rest, train_size=sizes[0], test_size=sizes[1],
+                                      stratify=labels[rest] if classes else None, random_state=seed)
     except ValueError as exc:
         raise ValueError(f"data.split {sizes} cannot be stratified over these labels: {exc}") from exc
     return [np.sort(train), np.sort(val), np.sort(test)]
@@ -99,7 +102,7 @@ class TensorDataModule(L.LightningDataModule):
 
     # ----- what a dataset defines ------------------------------------------------------------
     def load(self) -> tuple[Tensor, Tensor]:
-        """All images (N, C, H, W) float in [0, 1] and labels (N,) int64."""
+        """All images (N, C, H, W) float in [0, 1] and labels: (N,) int64 classes or (N, A) 0/1 attributes."""
         raise NotImplementedError
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
@@ -121,8 +124,8 @@ class TensorDataModule(L.LightningDataModule):
             self.splits[name] = InMemoryDataset(x.contiguous(), y.contiguous())
 
     def make_pairs(self, images: Tensor, labels: Tensor) -> tuple[Tensor, Tensor]:
-        """The (x, y) a split serves: the images and their class labels, unless a task says otherwise."""
-        return images, labels.long()
+        """The (x, y) a split serves: the images and their class labels (or float attribute vectors)."""
+        return images, labels.long() if labels.dim() == 1 else labels.float()
 
     def _binarize_fixed(self, images: Tensor, name: str) -> Tensor:
         if self.binarize == "threshold":
@@ -203,9 +206,13 @@ def _check_images(images: Tensor, labels: Tensor, name: str, num_classes: int) -
         raise ValueError(f"{name}: {len(images)} images but {len(labels)} labels")
     if not torch.isfinite(images).all():
         raise ValueError(f"{name} images contain non-finite values")
-    lo, hi = float(images.min()), float(images.max())
+    lo, hi = (float(images.min()), float(images.max())) if images.numel() else (0.0, 1.0)
     if lo < 0.0 or hi > 1.0:
         raise ValueError(f"{name} images must lie in [0, 1], found values in [{lo}, {hi}]")
+    if labels.dim() == 2:  # multi-hot attributes
+        if not bool(((labels == 0) | (labels == 1)).all()):
+            raise ValueError(f"{name} attribute vectors must hold only 0 and 1, found {labels.unique()[:5].tolist()}")
+        return
     bad = labels[(labels < 0) | (labels >= num_classes)]
     if len(bad):
         raise ValueError(f"{name} labels must lie in [0, {num_classes}), found {bad[:5].tolist()}")

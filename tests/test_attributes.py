@@ -1,0 +1,153 @@
+"""Multi-hot attribute conditions: the generated shapes, the CelebA-style reader, CVAE-4 on attributes."""
+
+import pytest
+import torch
+from PIL import Image
+
+from cvaezoo.data import AttributeFolder, Shapes
+from cvaezoo.data.attributes import SHAPE_FACTORS, attribute_loss, attributes_from_scores, group_matches
+from cvaezoo.inference import attribute_edit_grid, attribute_generation_accuracy, distinct_rows
+from cvaezoo.train import train
+
+GROUPS = [len(v) for v in SHAPE_FACTORS.values()]
+
+
+def test_shapes_are_deterministic_for_a_seed_and_differ_across_seeds():
+    a, b, c = Shapes(split_seed=3), Shapes(split_seed=3), Shapes(split_seed=4)
+    for name in ("train", "val", "test", "unseen"):
+        assert all(torch.equal(u, v) for u, v in zip(a.spec and a.splits[name].tensors, b.spec and b.splits[name].tensors))
+    c.setup()
+    assert a.heldout_combinations() != c.heldout_combinations()
+    assert not torch.equal(a.splits["train"].tensors[1], c.splits["train"].tensors[1])
+
+
+def test_attributes_determine_the_image_and_every_combination_looks_different():
+    data = Shapes(heldout=0)
+    x, y = data.spec and data.splits["train"].tensors
+    for combination in distinct_rows(y)[:20]:
+        images = x[(y == combination).all(1)]
+        assert len(images) > 1 and (images == images[0]).all()  # equal attributes, equal images
+    renders = torch.stack([data.render(c) for c in data.all_combinations()])
+    assert len(renders) == 144 and len(torch.unique(renders.flatten(1), dim=0)) == 144
+    assert set(renders.unique().tolist()) == {0.0, 1.0}
+    assert y.shape[1] == 14 and torch.equal(y.sum(1), torch.full((len(y),), 5.0))  # one bit per group
+
+
+def test_heldout_combinations_never_reach_training_but_every_value_does():
+    data = Shapes(heldout=12, split=(500, 100, 100))
+    data.setup()
+    heldout = distinct_rows(data.splits["unseen"].tensors[1])
+    assert len(heldout) == 12
+    for name in ("train", "val", "test"):
+        y = data.splits[name].tensors[1]
+        assert not (y[:, None, :] == heldout[None]).all(-1).any()
+    assert (data.splits["train"].tensors[1].sum(0) > 0).all()  # each attribute value is seen in training
+    with pytest.raises(ValueError, match="data.heldout must lie in"):
+        Shapes(heldout=144)
+
+
+def test_attribute_vector_parsing():
+    data = Shapes()
+    vector = data.attribute_vector("shape=circle,size=large,column=left,row=top,fill=filled")
+    assert vector.sum() == 5 and vector[data.attribute_names.index("shape=circle")] == 1
+    with pytest.raises(ValueError, match="unknown attributes \\['shape=star'\\]"):
+        data.attribute_vector("shape=star")
+    with pytest.raises(ValueError, match="exactly one of .*attribute group 'size'"):
+        data.attribute_vector("shape=circle,size=large,size=small,column=left,row=top,fill=filled")
+
+
+def test_grouped_attribute_helpers():
+    scores = torch.tensor([[2.0, 0.5, -1.0, 3.0], [0.0, 1.0, 0.2, -3.0]])  # groups: one-of-3, binary
+    predicted = attributes_from_scores(scores, [3, 1])
+    assert torch.equal(predicted, torch.tensor([[1.0, 0, 0, 1], [0, 1, 0, 0]]))
+    target = torch.tensor([[1.0, 0, 0, 0], [0, 1, 0, 0]])
+    assert torch.equal(group_matches(predicted, target, [3, 1]), torch.tensor([[True, False], [True, True]]))
+    expected = -torch.log_softmax(scores[:, :3], 1)[:, 0][0] + torch.nn.functional.softplus(scores[0, 3])
+    assert attribute_loss(scores, target, [3, 1])[0] == pytest.approx(float(expected))
+
+
+def write_celeba_fixture(root, n=6, size=(10, 8)):
+    (root / "images").mkdir(parents=True)
+    names = ["Male", "Smiling", "Eyeglasses"]
+    lines = [str(n), " ".join(names)]
+    for i in range(n):
+        colour = (i * 40, 255 - i * 40, 100)
+        Image.new("RGB", size, colour).save(root / "images" / f"{i:06d}.png")
+        values = [1 if (i >> bit) & 1 else -1 for bit in range(3)]
+        lines.append(f"{i:06d}.png " + " ".join(f"{v:2d}" for v in values))
+    (root / "attrs.txt").write_text("\n".join(lines) + "\n")
+    (root / "partition.txt").write_text("\n".join(f"{i:06d}.png {0 if i < 4 else (1 if i == 4 else 2)}" for i in range(n)))
+    return names
+
+
+def test_celeba_style_folder_reader(tmp_path):
+    names = write_celeba_fixture(tmp_path)
+    data = AttributeFolder(root=str(tmp_path), attr_file="attrs.txt", image_dir="images", partition_file="partition.txt",
+                           image_size=6, channels=3)
+    spec = data.spec
+    assert spec.x_shape == (3, 6, 6) and spec.y_kind == "multihot" and spec.y_dim == 3
+    x, y = data.splits["train"].tensors
+    assert len(x) == 4 and len(data.splits["val"].tensors[0]) == 1 and len(data.splits["test"].tensors[0]) == 1
+    assert data.attribute_names == names and data.attribute_groups == [1, 1, 1]
+    assert torch.equal(y[3], torch.tensor([1.0, 1.0, 0.0]))  # image 3: bits 0 and 1 on
+    assert x[1, 0, 0, 0] == pytest.approx(40 / 255, abs=0.01)  # the red level of image 1, after resizing
+    grey = AttributeFolder(root=str(tmp_path), attr_file="attrs.txt", image_dir="images", attributes=["Smiling"],
+                           image_size=4, channels=1, split=(3, 1, 1), limit=5)
+    assert grey.spec.x_shape == (1, 4, 4) and grey.spec.y_dim == 1 and grey.attribute_names == ["Smiling"]
+    assert torch.equal(grey.attribute_vector("Smiling"), torch.tensor([1.0]))
+
+
+def test_celeba_style_reader_errors(tmp_path):
+    write_celeba_fixture(tmp_path)
+    def folder(**kwargs):
+        base = {"root": str(tmp_path), "attr_file": "attrs.txt", "image_dir": "images", "split": (3, 1, 1)}
+        return AttributeFolder(**{**base, **kwargs}).spec
+
+    with pytest.raises(FileNotFoundError, match="attribute file .*missing.txt not found"):
+        folder(attr_file="missing.txt")
+    with pytest.raises(ValueError, match="data.attributes \\['Bald'\\] are not in"):
+        folder(attributes=["Bald"])
+    (tmp_path / "images" / "000002.png").unlink()
+    with pytest.raises(FileNotFoundError, match="image .*000002.png listed in attrs.txt not found"):
+        folder()
+    (tmp_path / "attrs.txt").write_text("2\nMale Smiling\n000000.png 1\n")
+    with pytest.raises(ValueError, match="line 3: 1 values for 2 attributes"):
+        folder()
+
+
+class TemplateJudge:
+    """An exact attribute classifier for the shapes: the attributes of the nearest rendered image."""
+
+    device = torch.device("cpu")
+    groups = GROUPS
+
+    def __init__(self, data: Shapes):
+        from cvaezoo.data.attributes import combination_vector
+
+        combinations = data.all_combinations()
+        self.templates = torch.stack([data.render(c) for c in combinations]).flatten(1)
+        self.vectors = torch.stack([combination_vector(c) for c in combinations])
+
+    def classify(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vectors[torch.cdist(x.flatten(1), self.templates, p=1).argmin(1)]
+
+
+def test_short_cvae4_fit_generates_the_requested_attributes(compose_config, tmp_path):
+    cfg = compose_config("model=cvae4", "data=shapes", "data.split=[1000,100,100]", "data.batch_size=32", "trainer.max_epochs=10", "model.lr=3e-3",
+                         "net.hidden=[128,64]", "~logger")
+    train(cfg)
+    from cvaezoo.models import CVAE4
+
+    model = CVAE4.load_from_checkpoint(tmp_path / "checkpoints" / "best.ckpt").eval()
+    data = Shapes(split=(1000, 100, 100))
+    data.setup()
+    torch.manual_seed(0)
+    seen = attribute_generation_accuracy(model, TemplateJudge(data), distinct_rows(data.splits["train"].tensors[1]), 10)
+    chance = sum(1 / k for k in GROUPS) / len(GROUPS)  # 0.38
+    assert seen["attribute_accuracy"] > chance + 0.3, seen
+    assert seen["exact_match"] > 0.1  # chance: 1/144
+    unseen = attribute_generation_accuracy(model, TemplateJudge(data), data.splits["unseen"].tensors[1], 10)
+    assert unseen["combinations"] == 12 and unseen["attribute_accuracy"] > chance
+    x, y = data.splits["test"].tensors
+    grid = attribute_edit_grid(model, x[:3], y[:3], group=0, groups=GROUPS)  # resample z ~ p(z|y') per shape
+    assert grid.shape == (3, 5, 1, 24, 24)
