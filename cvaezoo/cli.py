@@ -197,14 +197,22 @@ def generate(args: argparse.Namespace) -> dict:
     return files
 
 
-def default_reference(model: ConditionalVAE, checkpoint: Path) -> Path | None:
-    run_dir = run_dir_of(checkpoint)
+def default_reference(model: ConditionalVAE, checkpoint: Path, overrides: list[str]) -> Path | None:
+    """runs/reference/<data>/reference.ckpt for the data the model is evaluated on, if it exists and fits."""
     data = "mnist5k"
+    run_dir = run_dir_of(checkpoint)
     if run_dir is not None:
         hydra_cfg = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())
         data = hydra_cfg["hydra"]["runtime"]["choices"].get("data", data)
+    data = next((item.split("=", 1)[1] for item in overrides if item.split("=", 1)[0] == "data"), data)
     path = Path("runs/reference") / data / "reference.ckpt"
-    return path if path.exists() else None
+    if not path.exists():
+        return None
+    stored = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    if tuple(stored.get("x_shape", ())) != model.x_shape or stored.get("num_classes") != model.y_dim:
+        print(f"{path} was trained on other data (x {tuple(stored.get('x_shape', ()))}); pass --reference")
+        return None
+    return path
 
 
 def evaluate(args: argparse.Namespace) -> dict:
@@ -218,7 +226,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     if model.y_kind == "class" and model.classifies:
         probs = predict_proba(model, x, **_predict_kwargs(model, None, None))
         result[f"{args.split}/accuracy"] = classification_metrics(probs, y)["accuracy"]
-    reference_path = args.reference or default_reference(model, checkpoint)
+    reference_path = args.reference or default_reference(model, checkpoint, args.overrides)
     if model.target_name == "x" and reference_path is not None:
         reference = ReferenceClassifier.load_from_checkpoint(reference_path, map_location="cpu").eval()
         result["reference"] = str(reference_path)

@@ -38,6 +38,24 @@ def read_runs(root: Path, include: list[str] | None = None) -> list[dict]:
     return runs
 
 
+def mean_std(values: list[float], mean_format: str = ".4g", std_format: str = ".2g") -> str:
+    """"m ± s" over seeds (sample standard deviation), the value alone for one, "–" for none."""
+    if not values:
+        return "–"
+    if len(values) == 1:
+        return f"{values[0]:{mean_format}}"
+    return f"{statistics.mean(values):{mean_format}} ± {statistics.stdev(values):{std_format}}"
+
+
+def write_dicts_csv(path: Path, rows: list[dict]) -> Path:
+    """One CSV row per dict, columns in the order of the first."""
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
 def group_key(run: dict, varying: list[str]) -> tuple[str, ...]:
     return tuple(run["overrides"].get(k, "") for k in varying)
 
@@ -57,13 +75,7 @@ def summarise(runs: list[dict], metrics: list[str] | None = None) -> tuple[list[
         cells = [*key, str(len(members))]
         for metric in metrics:
             values = [float(m[metric]) for m in members if isinstance(m.get(metric), (int, float))]
-            values = [v for v in values if math.isfinite(v)]
-            if not values:
-                cells.append("–")
-            elif len(values) == 1:
-                cells.append(f"{values[0]:.4g}")
-            else:
-                cells.append(f"{statistics.mean(values):.4g} ± {statistics.stdev(values):.2g}")
+            cells.append(mean_std([v for v in values if math.isfinite(v)]))
         rows.append(cells)
     return header, rows
 

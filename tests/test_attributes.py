@@ -151,3 +151,37 @@ def test_short_cvae4_fit_generates_the_requested_attributes(compose_config, tmp_
     x, y = data.splits["test"].tensors
     grid = attribute_edit_grid(model, x[:3], y[:3], group=0, groups=GROUPS)  # resample z ~ p(z|y') per shape
     assert grid.shape == (3, 5, 1, 24, 24)
+
+
+def test_command_line_tools_on_attribute_data(compose_config, tmp_path):
+    """cvaezoo-evaluate scores seen and unseen combinations; cvaezoo-generate samples chosen attributes and edits."""
+    import json
+
+    from hydra import compose, initialize_config_dir
+
+    from cvaezoo.cli import evaluate_main, generate_main
+    from cvaezoo.reference import train_reference
+    from cvaezoo.train import CONFIG_DIR
+
+    data = ["data=shapes", "data.split=[300,50,50]"]
+    train(compose_config("model=cvae1", *data, "trainer.max_epochs=1", "~logger"))
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        cfg = compose("reference", overrides=["data=shapes", "data.heldout=0", "data.split=[300,50,50]", "trainer.max_epochs=1",
+                                              "trainer.enable_progress_bar=false", f"run_dir={tmp_path / 'ref'}"])
+    (tmp_path / "ref").mkdir()
+    train_reference(cfg)
+    checkpoint = str(tmp_path / "checkpoints" / "best.ckpt")
+    evaluate_main([checkpoint, *data, "-k", "2", "--n-per-class", "2", "--reference", str(tmp_path / "ref" / "reference.ckpt"),
+                   "--out", str(tmp_path / "e")])
+    evaluation = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    assert 100 < evaluation["combinations_seen"] <= 132 and evaluation["combinations_unseen"] == 12  # distinct train rows
+    assert 0 <= evaluation["attribute_accuracy_unseen"] <= 1 and 0 <= evaluation["exact_match_seen"] <= 1
+    evaluate_main([checkpoint, *data, "-k", "2", "--split", "unseen", "--out", str(tmp_path / "u")])
+    assert json.loads((tmp_path / "u" / "evaluation.json").read_text())["unseen/elbo"] < 0
+    generate_main([checkpoint, *data, "--attributes", "shape=circle,size=large,column=left,row=top,fill=filled",
+                   "shape=cross,size=small,column=right,row=bottom,fill=outline", "-n", "3", "--n-examples", "4",
+                   "--out", str(tmp_path / "g")])
+    written = {p.name for p in (tmp_path / "g").iterdir()}
+    assert {"samples.png", "samples.npz", "reconstruction.png"} | {f"edit_{g}.png" for g in SHAPE_FACTORS} <= written
+    with pytest.raises(SystemExit):
+        generate_main([checkpoint, *data, "--labels", "3", "--out", str(tmp_path / "g")])

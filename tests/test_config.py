@@ -10,6 +10,7 @@ from cvaezoo.models import MODELS
 from cvaezoo.train import CONFIG_DIR, train
 
 from conftest import MODEL_NAMES
+from test_attributes import write_celeba_fixture
 
 CONF_MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
 NETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "net").glob("*.yaml"))
@@ -18,19 +19,32 @@ EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.y
 
 
 def test_config_groups_are_complete():
-    assert CONF_MODELS == sorted(MODELS) and set(MODEL_NAMES) <= set(CONF_MODELS)
-    assert {"mlp", "conv"} <= set(NETS) and {"mnist5k", "digits", "idx", "quadrants"} <= set(DATA)
+    assert set(MODELS) <= set(CONF_MODELS) and set(MODEL_NAMES) <= set(CONF_MODELS)
+    for variant in set(CONF_MODELS) - set(MODELS):  # gsnn, hybrid: CVAE-3 with another hybrid_alpha
+        assert "defaults" in (Path(CONFIG_DIR) / "model" / f"{variant}.yaml").read_text()
+    assert {"mlp", "conv"} <= set(NETS) and {"mnist5k", "digits", "idx", "quadrants", "shapes", "celeba"} <= set(DATA)
 
 
-@pytest.mark.parametrize("model, net, data", list(itertools.product(CONF_MODELS, NETS, DATA)))
-def test_every_combination_runs_fast_dev_run(compose_config, idx_dir, model, net, data):
+PREDICTIVE = {"cvae3", "gsnn", "hybrid", "baseline"}  # the likelihood is over y
+COMBINATIONS = sorted({*itertools.product(CONF_MODELS, ["mlp"], DATA), *itertools.product(CONF_MODELS, ["conv"], ["mnist5k"]),
+                       *itertools.product(["cvae1"], ["conv"], DATA)})
+
+
+@pytest.mark.parametrize("model, net, data", COMBINATIONS)
+def test_every_combination_runs_fast_dev_run(compose_config, idx_dir, tmp_path, model, net, data):
+    """Every model with every data config (MLP), every model with the conv net, every data with the conv net."""
     overrides = [f"model={model}", f"net={net}", f"data={data}", "+trainer.fast_dev_run=1", "~logger"]
     if data == "idx":
         overrides += [f"data.root={idx_dir}", "data.val_size=20"]
-    if data == "quadrants" and model == "cvae3":
-        overrides.append("model.likelihood=bernoulli")  # y is pixels (experiment=quadrants sets this)
+    if data == "celeba":
+        write_celeba_fixture(tmp_path / "celeba")
+        overrides += [f"data.root={tmp_path / 'celeba'}", "data.attr_file=attrs.txt", "data.image_dir=images",
+                      "data.split=[3,1,1]", "data.image_size=8"]
+    class_labels = data in ("mnist5k", "digits", "idx")
+    if model in PREDICTIVE and not class_labels:
+        overrides.append("model.likelihood=bernoulli")  # y is pixels or attributes (experiment=quadrants sets this)
     cfg = compose_config(*overrides)
-    if data == "quadrants" and model == "m2":
+    if model == "m2" and not class_labels:
         with pytest.raises(ValueError, match="m2 classifies: it needs class labels"):
             train(cfg)
         return

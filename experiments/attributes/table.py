@@ -9,10 +9,8 @@ grids of the shape attribute (edit_shape_<model>.png).
 
 from __future__ import annotations
 
-import csv
 import json
 import shutil
-import statistics
 import sys
 from pathlib import Path
 
@@ -20,6 +18,7 @@ import torch
 
 from cvaezoo.checkpoints import load_model, resolve_checkpoint
 from cvaezoo.cli import load_data
+from cvaezoo.collect import mean_std, write_dicts_csv
 from cvaezoo.data.attributes import SHAPE_FACTORS
 from cvaezoo.viz import save_image_grid
 
@@ -45,18 +44,12 @@ def read(root: Path) -> list[dict]:
     return runs
 
 
-def cell(values: list[float]) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f}"
-    return f"{statistics.mean(values):.3f} ± {statistics.stdev(values):.3f}"
-
-
 def table(runs: list[dict], reference_accuracy: float) -> str:
     lines = ["| model | seeds | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
     for model, label in MODELS.items():
         members = [r for r in runs if r["model"] == model]
         if members:
-            lines.append(f"| {label} | {len(members)} | " + " | ".join(cell([m[c] for m in members]) for c in COLUMNS) + " |")
+            lines.append(f"| {label} | {len(members)} | " + " | ".join(mean_std([m[c] for m in members], ".3f", ".3f") for c in COLUMNS) + " |")
     groups = [len(v) for v in SHAPE_FACTORS.values()]
     chance = sum(1 / k for k in groups) / len(groups)
     lines.append(f"| chance | – | {chance:.3f} | {chance:.3f} | {1 / 144:.3f} | {1 / 144:.3f} | – | – |")
@@ -85,10 +78,7 @@ def main() -> None:
     runs = read(root)
     if not runs:
         raise SystemExit(f"no runs below {root}: run experiments/attributes/run.sh")
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(runs[0]))
-        writer.writeheader()
-        writer.writerows(runs)
+    write_dicts_csv(out / "results.csv", runs)
     reference = json.loads((root / "reference" / "results.json").read_text())["test/accuracy"]
     text = table(runs, reference)
     (out / "results.md").write_text(text)

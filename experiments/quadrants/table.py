@@ -3,15 +3,13 @@
     python experiments/quadrants/table.py runs/quadrants experiments/quadrants
 
 Reads <root>/<row>/q<n>_s<seed>/evaluate/evaluation.json (written by ``cvaezoo-evaluate -k 100``)
-and writes results.md / results.csv (test -log p(y|x), nats per image, mean ± std over seeds) and
+and writes results.md / results.csv (test -log p(y|x), nats per image, mean ± std over seeds, (number of seeds)) and
 completions_q<n>.png (seed 0): input, truth, the NN's prediction, then draws of each latent model.
 """
 
 from __future__ import annotations
 
-import csv
 import json
-import statistics
 import sys
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import torch
 
 from cvaezoo.checkpoints import load_model, resolve_checkpoint
 from cvaezoo.cli import load_data
+from cvaezoo.collect import mean_std, write_dicts_csv
 from cvaezoo.viz import save_image_grid
 
 ROWS = {  # run folder -> row label
@@ -51,12 +50,7 @@ def table(runs: list[dict]) -> str:
         cells = []
         for q in QUADRANTS:
             values = [r["cnll_s100"] for r in runs if r["row"] == row and r["given_quadrants"] == q]
-            if not values:
-                cells.append("–")
-            elif len(values) == 1:
-                cells.append(f"{values[0]:.2f}")
-            else:
-                cells.append(f"{statistics.mean(values):.2f} ± {statistics.stdev(values):.2f} ({len(values)})")
+            cells.append(mean_std(values, ".2f", ".2f") + (f" ({len(values)})" if values else ""))
         if any(c != "–" for c in cells):
             lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -89,10 +83,7 @@ def main() -> None:
     runs = read(root)
     if not runs:
         raise SystemExit(f"no evaluate/evaluation.json below {root}: run experiments/quadrants/run.sh")
-    with open(out / "results.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(runs[0]))
-        writer.writeheader()
-        writer.writerows(runs)
+    write_dicts_csv(out / "results.csv", runs)
     text = table(runs)
     (out / "results.md").write_text(text)
     print(text)
