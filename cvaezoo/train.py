@@ -93,11 +93,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
         raise SystemExit(128 + signal.SIGTERM) from None
     fit_seconds = time.perf_counter() - started
 
-    has_best = bool(getattr(trainer.checkpoint_callback, "best_model_path", ""))
+    checkpointing = trainer.checkpoint_callback
+    has_best = bool(getattr(checkpointing, "best_model_path", ""))
     tested = trainer.test(model, datamodule=datamodule, ckpt_path="best" if has_best else None, verbose=False)
     metrics = {key: float(value) for key, value in tested[0].items()}
-    if has_best:
-        metrics["val/elbo_best"] = float(trainer.checkpoint_callback.best_model_score)
+    if has_best:  # e.g. val/elbo_best; "objective" is what a sweeper minimises
+        best = float(checkpointing.best_model_score)
+        metrics[f"{checkpointing.monitor}_best"] = best
+        metrics["objective"] = -best if checkpointing.mode == "max" else best
     if trainer.is_global_zero:
         results = {"model": model.model_name, "seed": cfg.seed, **metrics,
                    "fit_seconds": round(fit_seconds, 1)}
@@ -114,9 +117,9 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Train; returns the best validation negative ELBO (what a sweeper minimises)."""
+    """Train; returns the best value of the checkpoint metric, as a loss (-val/elbo by default): what a sweeper minimises."""
     metrics = train(cfg)
-    return -metrics.get("val/elbo_best", float("nan"))
+    return metrics.get("objective", float("nan"))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def test_config_groups_are_complete():
     assert set(MODELS) <= set(CONF_MODELS) and set(MODEL_NAMES) <= set(CONF_MODELS)
     for variant in set(CONF_MODELS) - set(MODELS):  # gsnn, hybrid: CVAE-3 with another hybrid_alpha
         assert "defaults" in (Path(CONFIG_DIR) / "model" / f"{variant}.yaml").read_text()
-    assert {"mlp", "conv"} <= set(NETS) and {"mnist5k", "digits", "idx", "quadrants", "shapes", "celeba"} <= set(DATA)
+    assert {"mlp", "conv"} <= set(NETS) and {"mnist5k", "digits", "idx", "quadrants", "quadrants_idx", "shapes", "celeba"} <= set(DATA)
 
 
 PREDICTIVE = {"cvae3", "gsnn", "hybrid", "baseline"}  # the likelihood is over y
@@ -34,7 +34,7 @@ COMBINATIONS = sorted({*itertools.product(CONF_MODELS, ["mlp"], DATA), *itertool
 def test_every_combination_runs_fast_dev_run(compose_config, idx_dir, tmp_path, model, net, data):
     """Every model with every data config (MLP), every model with the conv net, every data with the conv net."""
     overrides = [f"model={model}", f"net={net}", f"data={data}", "+trainer.fast_dev_run=1", "~logger"]
-    if data == "idx":
+    if data in ("idx", "quadrants_idx"):
         overrides += [f"data.root={idx_dir}", "data.val_size=20"]
     if data == "celeba":
         write_celeba_fixture(tmp_path / "celeba")

@@ -82,9 +82,14 @@ def test_hybrid_loss_mixes_the_bound_and_the_gsnn_loss(alpha):
 
 @pytest.mark.parametrize("model", ["baseline", "gsnn", "cvae3", "hybrid"])
 def test_quadrant_experiment_trains_every_model_and_draws_completions(compose_config, tmp_path, model):
-    cfg = compose_config("experiment=quadrants", f"model={model}", "data.split=[300,100,100]", "trainer.max_epochs=1", "~logger")
+    # the GSNN's q(z|x,y) is untrained: it keeps the checkpoint with the best val/loss, as in experiments/quadrants
+    selection = ["callbacks.model_checkpoint.monitor=val/loss", "callbacks.model_checkpoint.mode=min"] if model == "gsnn" else []
+    cfg = compose_config("experiment=quadrants", f"model={model}", "data.split=[300,100,100]", "trainer.max_epochs=1", "~logger",
+                         *selection)
     metrics = train(cfg)
     assert metrics["test/recon"] > 0
+    best = "val/loss_best" if model == "gsnn" else "val/elbo_best"
+    assert metrics["objective"] == pytest.approx(metrics[best] if model == "gsnn" else -metrics[best])
     assert (tmp_path / "samples.png").stat().st_size > 1000  # input, truth and completions per row
     trained = (Baseline if model == "baseline" else CVAE3).load_from_checkpoint(tmp_path / "checkpoints" / "best.ckpt")
     data = QuadrantMNIST(given_quadrants=1, split=(300, 100, 100), binarize="threshold")

@@ -4,7 +4,7 @@
 # Each model: 3 seeds, EPOCHS epochs. Scored: the attribute accuracy of generated samples for the
 # 132 seen and the 12 unseen combinations (100 samples each), judged by a reference attribute
 # classifier trained on all 144 combinations; test -ELBO on seen and on unseen combinations;
-# attribute-editing grids. About 20 minutes on 2 CPU cores.
+# attribute-editing grids. About 10 minutes on 2 CPU cores.
 # Usage: bash experiments/attributes/run.sh      (EPOCHS=60 by default)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
