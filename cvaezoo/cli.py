@@ -197,8 +197,8 @@ def generate(args: argparse.Namespace) -> dict:
     return files
 
 
-def default_reference(model: ConditionalVAE, checkpoint: Path, overrides: list[str]) -> Path | None:
-    """runs/reference/<data>/reference.ckpt for the data the model is evaluated on, if it exists and fits."""
+def default_reference(checkpoint: Path, overrides: list[str]) -> Path | None:
+    """runs/reference/<data>/reference.ckpt for the data the model is evaluated on, if it exists."""
     data = "mnist5k"
     run_dir = run_dir_of(checkpoint)
     if run_dir is not None:
@@ -206,13 +206,7 @@ def default_reference(model: ConditionalVAE, checkpoint: Path, overrides: list[s
         data = hydra_cfg["hydra"]["runtime"]["choices"].get("data", data)
     data = next((item.split("=", 1)[1] for item in overrides if item.split("=", 1)[0] == "data"), data)
     path = Path("runs/reference") / data / "reference.ckpt"
-    if not path.exists():
-        return None
-    stored = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
-    if tuple(stored.get("x_shape", ())) != model.x_shape or stored.get("num_classes") != model.y_dim:
-        print(f"{path} was trained on other data (x {tuple(stored.get('x_shape', ()))}); pass --reference")
-        return None
-    return path
+    return path if path.exists() else None
 
 
 def evaluate(args: argparse.Namespace) -> dict:
@@ -226,9 +220,15 @@ def evaluate(args: argparse.Namespace) -> dict:
     if model.y_kind == "class" and model.classifies:
         probs = predict_proba(model, x, **_predict_kwargs(model, None, None))
         result[f"{args.split}/accuracy"] = classification_metrics(probs, y)["accuracy"]
-    reference_path = args.reference or default_reference(model, checkpoint, args.overrides)
+    reference_path = args.reference or default_reference(checkpoint, args.overrides)
+    reference = None
     if model.target_name == "x" and reference_path is not None:
         reference = ReferenceClassifier.load_from_checkpoint(reference_path, map_location="cpu").eval()
+        fits = tuple(reference.hparams.x_shape) == model.x_shape and reference.hparams.num_classes == model.y_dim
+        if not fits and args.reference is None:  # the default one belongs to other data: skip it
+            print(f"{reference_path} was trained on other data (x {tuple(reference.hparams.x_shape)}); pass --reference")
+            reference = None
+    if reference is not None:
         result["reference"] = str(reference_path)
         if model.y_kind == "class":
             generation = conditional_generation_accuracy(model, reference, args.n_per_class)

@@ -116,16 +116,16 @@ def attribute_edit_grid(model: ConditionalVAE, x: Tensor, y: Tensor, group: int,
     model.eval()
     x, y = x.to(model.device), y.to(model.device).float()
     part = group_slices(groups)[group]
-    options = torch.eye(part.stop - part.start, device=model.device) if part.stop - part.start > 1 else torch.eye(2, device=model.device)[:, 1:]
+    size = part.stop - part.start
+    options = torch.eye(size) if size > 1 else torch.tensor([[0.0], [1.0]])  # one-of-k values, or off/on
+    resample = model.model_name == "cvae4"
+    code = None if resample else model.posterior(x, model.encode_condition(y)).mean  # x's own z, kept for every edit
     columns = [x]
-    for option in options:
+    for option in options.to(model.device):
         edited = y.clone()
         edited[:, part] = option
         c = model.encode_condition(edited)
-        if model.model_name == "cvae4":
-            columns.append(model.decode(model.prior(None, c).rsample(1)[0], c))
-        else:
-            columns.append(model.decode(model.posterior(x, model.encode_condition(y)).mean, c))
+        columns.append(model.decode(model.prior(None, c).rsample(1)[0] if resample else code, c))
     return torch.stack(columns, dim=1).cpu()
 
 

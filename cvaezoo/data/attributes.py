@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cvaezoo.data.base import TensorDataModule, stratified_split
+from cvaezoo.data.base import TensorDataModule, check_split_sizes, stratified_split
 
 
 class AttributeData(TensorDataModule):
@@ -107,7 +107,7 @@ class Shapes(AttributeData):
         super().__init__(split=split, **kwargs)
         if image_size < 12:
             raise ValueError(f"data.image_size must be >= 12, got {image_size}")
-        n_combinations = len(list(self.all_combinations()))
+        n_combinations = len(self.all_combinations())
         if not 0 <= heldout <= n_combinations - 1:
             raise ValueError(f"data.heldout must lie in [0, {n_combinations - 1}], got {heldout}")
         self.image_size, self.heldout = image_size, heldout
@@ -138,9 +138,7 @@ class Shapes(AttributeData):
         return torch.stack([self.render(c) for c in combinations]), torch.stack([combination_vector(c) for c in combinations])
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
-        sizes = [int(s) for s in self.split]
-        if len(sizes) != 3 or any(s <= 0 for s in sizes):
-            raise ValueError(f"data.split must be three positive sizes [train, val, test], got {sizes}")
+        sizes = check_split_sizes(self.split)
         seen = self.seen_combinations()
         generator = torch.Generator().manual_seed(self.split_seed + 1)
         unique_images, unique_vectors = self._examples(seen)

@@ -42,12 +42,18 @@ class DataSpec:
     y_dim: int  # number of classes, or the length of y
 
 
-def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int) -> list[np.ndarray]:
-    """Indices of disjoint train/val/test subsets of the given sizes, each with the label proportions
-    (class labels, shape (N,)); multi-hot attribute rows (N, A) are split at random."""
+def check_split_sizes(sizes: Sequence[int]) -> list[int]:
+    """``data.split`` as three positive ints [train, val, test], or a ValueError naming it."""
     sizes = [int(s) for s in sizes]
     if len(sizes) != 3 or any(s <= 0 for s in sizes):
         raise ValueError(f"data.split must be three positive sizes [train, val, test], got {sizes}")
+    return sizes
+
+
+def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int) -> list[np.ndarray]:
+    """Indices of disjoint train/val/test subsets of the given sizes, each with the label proportions
+    (class labels, shape (N,)); multi-hot attribute rows (N, A) are split at random."""
+    sizes = check_split_sizes(sizes)
     if sum(sizes) > len(labels):
         raise ValueError(f"data.split {sizes} asks for {sum(sizes)} examples but the dataset has {len(labels)}")
     index = np.arange(len(labels))
