@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-from hydra import compose, initialize_config_dir
 
 from cvaezoo.checkpoints import CheckpointError, load_model, resolve_checkpoint, run_dir_of
 from cvaezoo.data.base import TensorDataModule
@@ -36,40 +35,13 @@ from cvaezoo.inference import (
     reconstruction_grid,
 )
 from cvaezoo.models.base import ConditionalVAE
-from cvaezoo.train import CONFIG_DIR, instantiate_checked, write_json_atomic
+from cvaezoo.runs import load_run_data, write_json_atomic
 from cvaezoo.viz import save_image_grid
 
 
-def merge_overrides(saved: list[str], new: list[str]) -> list[str]:
-    """Saved training overrides, replaced by new ones for the same key (a new ``data=...`` drops saved ``data.*``)."""
-    merged: dict[str, str] = {}
-    for item in saved:
-        if "=" in item and not item.lstrip("+~").startswith("hydra."):
-            merged[item.split("=", 1)[0]] = item
-    for item in new:
-        key = item.split("=", 1)[0]
-        if "." not in key.lstrip("+~"):  # a group choice: forget that group's saved values
-            merged = {k: v for k, v in merged.items() if not k.lstrip("+~").startswith(key.lstrip("+~") + ".")}
-        merged[key] = item
-    return list(merged.values())
-
-
 def load_data(checkpoint: Path, overrides: list[str], model: ConditionalVAE) -> TensorDataModule:
-    """The run's data config (with overrides), checked against what the model was trained on."""
-    run_dir = run_dir_of(checkpoint)
-    saved: list[str] = []
-    if run_dir is not None and (run_dir / ".hydra" / "overrides.yaml").exists():
-        saved = yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[*merge_overrides(saved, overrides), "run_dir=."])
-    datamodule = instantiate_checked(cfg.data)
-    spec = datamodule.spec
-    if tuple(spec.x_shape) != model.x_shape or spec.y_dim != model.y_dim:
-        raise ValueError(
-            f"the data has x of shape {tuple(spec.x_shape)} and {spec.y_dim} classes, but the model was trained on "
-            f"x of shape {model.x_shape} and {model.y_dim} classes"
-        )
-    return datamodule
+    """The data the run behind ``checkpoint`` was trained on, with ``overrides``, checked against the model."""
+    return load_run_data(run_dir_of(checkpoint), overrides, model.x_shape, model.y_dim)
 
 
 def output_dir(args: argparse.Namespace, checkpoint: Path, command: str) -> Path:

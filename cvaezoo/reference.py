@@ -21,7 +21,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from cvaezoo.data.attributes import attribute_loss, attributes_from_scores, group_matches
 from cvaezoo.nets import Encoder, NetConfig
-from cvaezoo.train import CONFIG_DIR, write_json_atomic
+from cvaezoo.runs import CONFIG_DIR, write_json_atomic
 
 
 class ReferenceClassifier(L.LightningModule):

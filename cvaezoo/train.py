@@ -9,7 +9,6 @@ test metrics) and ``samples.png`` (one row per label).
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from pathlib import Path
@@ -18,7 +17,6 @@ from typing import Any
 import hydra
 import numpy as np
 import lightning as L
-from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
@@ -26,42 +24,8 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from cvaezoo.inference import summary_grid
+from cvaezoo.runs import CONFIG_DIR, build, write_json_atomic
 from cvaezoo.viz import save_image_grid
-
-CONFIG_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-
-
-def instantiate_checked(node: DictConfig, **kwargs: Any) -> Any:
-    """hydra.utils.instantiate, re-raising our own validation errors unwrapped (they name the key)."""
-    try:
-        return instantiate(node, **kwargs)
-    except InstantiationException as exc:
-        if isinstance(exc.__cause__, (ValueError, FileNotFoundError)):
-            raise exc.__cause__ from None
-        raise
-
-
-def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
-    """Instantiate the data module and a model sized for its data."""
-    datamodule = instantiate_checked(cfg.data)
-    spec = datamodule.spec
-    model = instantiate_checked(
-        cfg.model,
-        x_shape=list(spec.x_shape),
-        y_kind=spec.y_kind,
-        y_dim=spec.y_dim,
-        net=OmegaConf.to_container(cfg.net, resolve=True),
-        class_prior=datamodule.class_prior(),
-        _convert_="all",
-    )
-    return datamodule, model
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True))
-    os.replace(tmp, path)
-
 
 def log_image(logger: Any, key: str, path: Path, step: int) -> None:
     """Send a saved PNG to loggers that show images (wandb, TensorBoard)."""

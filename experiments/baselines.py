@@ -13,15 +13,13 @@ import sys
 import time
 
 import torch
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 from sklearn.linear_model import LogisticRegression
 from sklearn.neural_network import MLPClassifier
 
-from cvaezoo.train import CONFIG_DIR
+from cvaezoo.runs import compose_config
 
-with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-    cfg = compose(config_name="config", overrides=["run_dir=.", *sys.argv[1:]])
+cfg = compose_config(["run_dir=.", *sys.argv[1:]])
 datamodule = instantiate(cfg.data)
 datamodule.setup()
 x_train, y_train = datamodule.splits["train"].tensors

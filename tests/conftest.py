@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +14,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from cvaezoo.data.idx import write_idx
-from cvaezoo.train import CONFIG_DIR
+from cvaezoo.runs import CONFIG_DIR
+
+# Console scripts (cvaezoo-train, ...) run from subprocesses are this interpreter's, whether or not its
+# virtualenv is activated.
+os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 
 MODEL_NAMES = ["cvae1", "cvae2", "cvae3", "cvae4"]
 # A small, fast split of the embedded MNIST for tests that train.
@@ -48,6 +54,29 @@ def write_fake_idx_dir(root: Path, n_train: int = 60, n_test: int = 20, size: in
 @pytest.fixture
 def idx_dir(tmp_path: Path) -> Path:
     return write_fake_idx_dir(tmp_path / "idx")
+
+
+QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
+
+
+def compose_overrides(*overrides: str) -> DictConfig:
+    """The composed training config (quiet trainer) with these overrides."""
+    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+        return compose(config_name="config", overrides=[*QUIET, *overrides])
+
+
+@pytest.fixture(scope="session")
+def fitted(tmp_path_factory) -> dict[str, Path]:
+    """Run directories of each of the four models after 25 epochs (200 steps) on 1 000 embedded digits,
+    fitted once per test session and shared by every test that needs a trained model."""
+    from cvaezoo.train import train
+
+    runs = {}
+    for name in MODEL_NAMES:
+        run_dir = tmp_path_factory.mktemp(f"fitted_{name}")
+        train(compose_overrides(f"model={name}", *SMALL_MNIST, "trainer.max_epochs=25", f"run_dir={run_dir}"))
+        runs[name] = run_dir
+    return runs
 
 
 @pytest.fixture(autouse=True)

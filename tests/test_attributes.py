@@ -161,7 +161,7 @@ def test_command_line_tools_on_attribute_data(compose_config, tmp_path):
 
     from cvaezoo.cli import evaluate_main, generate_main
     from cvaezoo.reference import train_reference
-    from cvaezoo.train import CONFIG_DIR
+    from cvaezoo.runs import CONFIG_DIR
 
     data = ["data=shapes", "data.split=[300,50,50]"]
     train(compose_config("model=cvae1", *data, "trainer.max_epochs=1", "~logger"))

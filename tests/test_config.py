@@ -7,7 +7,8 @@ import pytest
 from hydra.utils import instantiate
 
 from cvaezoo.models import MODELS
-from cvaezoo.train import CONFIG_DIR, train
+from cvaezoo.runs import CONFIG_DIR
+from cvaezoo.train import train
 
 from conftest import MODEL_NAMES
 from test_attributes import write_celeba_fixture

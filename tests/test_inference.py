@@ -2,7 +2,6 @@
 
 import json
 import subprocess
-from pathlib import Path
 
 import pytest
 import torch
@@ -21,36 +20,19 @@ from cvaezoo.inference import (
 )
 from cvaezoo.models import CVAE1, CVAE2
 from cvaezoo.reference import ReferenceClassifier, train_reference
-from cvaezoo.train import CONFIG_DIR, train
+from cvaezoo.runs import CONFIG_DIR
 
-from conftest import MODEL_NAMES, SMALL_MNIST
+from conftest import MODEL_NAMES, QUIET, SMALL_MNIST, compose_overrides
 
-QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=false"]
 # Chance is 10% on the ten balanced digit classes. After 200 steps on 1 000 digits the
 # predictive CVAE-3 is a trained classifier (> 70%); the Bayes-rule classifiers of the
 # generative models must be at least 4x chance (they reach about 60-85% here).
 ACCURACY_THRESHOLD = {"cvae1": 0.4, "cvae2": 0.4, "cvae3": 0.7, "cvae4": 0.4}
 
 
-def compose_cfg(*overrides: str):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=[*QUIET, *overrides])
-
-
-@pytest.fixture(scope="module")
-def fitted(tmp_path_factory) -> dict[str, Path]:
-    """Run directories of each model after 25 epochs (200 steps) on 1 000 embedded digits."""
-    runs = {}
-    for name in MODEL_NAMES:
-        run_dir = tmp_path_factory.mktemp(name)
-        train(compose_cfg(f"model={name}", *SMALL_MNIST, "trainer.max_epochs=25", f"run_dir={run_dir}"))
-        runs[name] = run_dir
-    return runs
-
-
 @pytest.fixture(scope="module")
 def test_split():
-    datamodule = instantiate(compose_cfg(*SMALL_MNIST, "run_dir=.").data)
+    datamodule = instantiate(compose_overrides(*SMALL_MNIST, "run_dir=.").data)
     datamodule.setup()
     return datamodule.splits["test"].tensors
 

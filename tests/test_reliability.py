@@ -13,7 +13,8 @@ from hydra.errors import ConfigCompositionException
 from cvaezoo.checkpoints import load_model
 from cvaezoo.data.base import TensorDataModule
 from cvaezoo.models import CVAE1, MODELS
-from cvaezoo.train import build, train
+from cvaezoo.runs import build
+from cvaezoo.train import train
 
 from conftest import SMALL_MNIST
 

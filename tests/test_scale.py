@@ -12,7 +12,8 @@ from hydra.utils import instantiate
 
 from cvaezoo.checkpoints import load_model
 from cvaezoo.collect import main as collect_main
-from cvaezoo.train import CONFIG_DIR, train
+from cvaezoo.runs import CONFIG_DIR
+from cvaezoo.train import train
 
 from conftest import SMALL_MNIST
 from wandb_offline import config_keys, history_keys

@@ -5,8 +5,11 @@ import json
 
 import lightning as L
 import pytest
+import torch
 
-from cvaezoo.train import build, train
+from cvaezoo.checkpoints import load_model
+from cvaezoo.runs import build
+from cvaezoo.train import train
 
 from conftest import MODEL_NAMES, SMALL_MNIST
 
@@ -14,16 +17,17 @@ TERMS = ("elbo", "recon", "kl", "kl_weight", "loss")
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)
-def test_short_fit_lowers_validation_negative_elbo(compose_config, name):
-    cfg = compose_config(f"model={name}", *SMALL_MNIST, "trainer.max_epochs=25", "~logger")
-    datamodule, model = build(cfg)
+def test_short_fit_lowers_validation_negative_elbo(compose_config, fitted, name):
+    """The shared fitted run (25 epochs, 200 steps) against the same model at its seed-0 initialisation."""
+    cfg = compose_config(f"model={name}", *SMALL_MNIST, "~logger")
     L.seed_everything(0)
+    datamodule, initial = build(cfg)
     quiet = {"enable_progress_bar": False, "enable_model_summary": False, "logger": False}
-    before = L.Trainer(accelerator="cpu", **quiet).validate(model, datamodule=datamodule, verbose=False)[0]
-    trainer = L.Trainer(accelerator="cpu", max_epochs=25, enable_checkpointing=False, **quiet)  # 200 steps
-    trainer.fit(model, datamodule=datamodule)
-    after = trainer.validate(model, datamodule=datamodule, verbose=False)[0]
-    assert trainer.global_step == 200
+    validate = L.Trainer(accelerator="cpu", **quiet).validate
+    before = validate(initial, datamodule=datamodule, verbose=False)[0]
+    after = validate(load_model(fitted[name]), datamodule=datamodule, verbose=False)[0]
+    last = torch.load(fitted[name] / "checkpoints" / "last.ckpt", weights_only=False)
+    assert last["global_step"] == 200
     # random init is far from the data: demand a large, not a marginal, gain
     gain = after["val/elbo"] - before["val/elbo"]
     threshold = 0.5 if name == "cvae3" else 100.0  # nats/example; CVAE-3 starts near log 10 = 2.3
@@ -42,5 +46,4 @@ def test_training_run_writes_checkpoints_metrics_and_samples(compose_config, tmp
     assert {f"train_step/{t}" for t in ("elbo", "recon", "kl", "loss")} <= columns
     results = json.loads((tmp_path / "results.json").read_text())
     assert results["model"] == "cvae1" and results["test/elbo"] == pytest.approx(metrics["test/elbo"])
-    assert results["test/elbo"] == pytest.approx(-(results["test/recon"] + results["test/kl"]), rel=1e-5)
     assert results["test/kl"] >= 0 and results["test/recon"] > 0

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import torch
 
-from cvaezoo.checkpoints import load_model, resolve_checkpoint
-from cvaezoo.cli import load_data
+from cvaezoo.checkpoints import load_model
 from cvaezoo.collect import mean_std, write_dicts_csv
 from cvaezoo.data.attributes import SHAPE_FACTORS
+from cvaezoo.runs import load_run_data
 from cvaezoo.viz import save_image_grid
 
 MODELS = {"cvae1": "CVAE-1 (decoder sees y)", "cvae4": "CVAE-4 / CMMA (decoder sees z only)"}
@@ -63,7 +63,7 @@ def unseen_figure(root: Path, out: Path) -> Path | None:
     if len(runs) < len(MODELS):
         return None
     models = {m: load_model(run) for m, run in runs.items()}
-    datamodule = load_data(resolve_checkpoint(runs["cvae1"]), [], models["cvae1"])
+    datamodule = load_run_data(runs["cvae1"], [], models["cvae1"].x_shape, models["cvae1"].y_dim)
     datamodule.setup()
     x, y = datamodule.splits["unseen"].tensors
     columns = [x[:, None]]

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import torch
 
-from cvaezoo.checkpoints import load_model, resolve_checkpoint
-from cvaezoo.cli import load_data
+from cvaezoo.checkpoints import load_model
 from cvaezoo.collect import mean_std, write_dicts_csv
+from cvaezoo.runs import load_run_data
 from cvaezoo.viz import save_image_grid
 
 ROWS = {  # run folder -> row label
@@ -63,7 +63,7 @@ def completion_figure(root: Path, quadrants: int, out: Path) -> Path | None:
     if not run.is_dir():
         return None
     nn_model = load_model(run)
-    datamodule = load_data(resolve_checkpoint(run), [], nn_model)
+    datamodule = load_run_data(run, [], nn_model.x_shape, nn_model.y_dim)
     datamodule.setup()
     x, y = datamodule.splits["test"].tensors
     pick = torch.linspace(0, len(x) - 1, EXAMPLES).long()

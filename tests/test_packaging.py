@@ -1,0 +1,69 @@
+"""cvaezoo as a package: the wheel carries the configs, and an installed copy trains from any folder."""
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from cvaezoo.runs import CONFIG_DIR
+
+from conftest import compose_overrides
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """A wheel built from a copy of this checkout's sources, without network (the test extra provides setuptools)."""
+    source, out = tmp_path_factory.mktemp("source"), tmp_path_factory.mktemp("wheel")
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(PROJECT_ROOT / name, source / name)
+    shutil.copytree(PROJECT_ROOT / "cvaezoo", source / "cvaezoo", ignore=shutil.ignore_patterns("__pycache__"))
+    done = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(out),
+                           str(source)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    (path,) = out.glob("cvaezoo-*.whl")
+    return path
+
+
+def test_wheel_holds_every_config_file(wheel):
+    shipped = {p.relative_to(CONFIG_DIR).as_posix() for p in Path(CONFIG_DIR).rglob("*.yaml")}
+    assert len(shipped) > 20 and {"config.yaml", "model/cvae1.yaml", "experiment/quick.yaml"} <= shipped
+    with zipfile.ZipFile(wheel) as archive:
+        in_wheel = {name.removeprefix("cvaezoo/conf/") for name in archive.namelist() if name.startswith("cvaezoo/conf/")}
+    assert shipped <= in_wheel, sorted(shipped - in_wheel)
+
+
+def test_top_level_conf_is_the_shipped_config_folder():
+    assert (PROJECT_ROOT / "conf").resolve() == Path(CONFIG_DIR).resolve()
+
+
+def test_a_user_config_folder_adds_to_the_shipped_groups(tmp_path):
+    (tmp_path / "model").mkdir()
+    (tmp_path / "model" / "tiny_cvae1.yaml").write_text("defaults:\n  - cvae1\n  - _self_\nlatent_dim: 3\n")
+    cfg = compose_overrides(f"hydra.searchpath=[file://{tmp_path}]", "model=tiny_cvae1", "run_dir=.")
+    assert cfg.model.latent_dim == 3 and cfg.model._target_ == "cvaezoo.models.CVAE1"
+
+
+@pytest.mark.slow
+def test_installed_wheel_trains_from_another_working_directory(wheel, tmp_path):
+    """pip install of the wheel (not editable), then a two-epoch run started far from the source tree."""
+    site = tmp_path / "site"
+    done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps", "--no-index", "--target", str(site),
+                           str(wheel)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    where = subprocess.run([sys.executable, "-c", "import cvaezoo.runs as r; print(r.CONFIG_DIR)"], cwd=elsewhere, env=env,
+                           capture_output=True, text=True, timeout=120)
+    assert Path(where.stdout.strip()) == site / "cvaezoo" / "conf"  # the installed copy, not this checkout
+    done = subprocess.run([sys.executable, "-m", "cvaezoo.train", "experiment=quick", "hydra.run.dir=run",
+                           "trainer.enable_progress_bar=false"], cwd=elsewhere, env=env, capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert (elsewhere / "run" / "results.json").exists() and (elsewhere / "run" / "checkpoints" / "best.ckpt").exists()
