@@ -165,11 +165,13 @@ class TensorDataModule(L.LightningDataModule):
         return DataSpec(tuple(x.shape[1:]), self.y_kind, self.num_classes if self.y_kind == "class" else int(y.shape[1]))
 
     def class_prior(self) -> list[float] | None:
-        """p(y) estimated from the training labels (None when y is not a class label)."""
+        """p(y) estimated from the training labels that a model may see (None when y is not a class label):
+        with ``labels_per_class``, the labelled part only (the hidden labels of the rest must not leak)."""
         self.setup()
         if self.y_kind != "class":
             return None
-        counts = torch.bincount(self.splits["train"].tensors[1], minlength=self.num_classes).float()
+        labels = self.splits["train"].tensors[1] if self.labels_per_class is None else self.semi_supervised_split()[0].tensors[1]
+        counts = torch.bincount(labels, minlength=self.num_classes).float()
         return (counts / counts.sum()).tolist()
 
     def on_after_batch_transfer(self, batch, dataloader_idx: int):

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import lightning as L
 import torch
@@ -43,6 +43,8 @@ class ElboTerms:
 
     recon: Tensor  # -E_q[log p(target | z, ...)]
     kl: Tensor  # KL(q(z|x,y) || p(z|...))
+    #: per-example values of a model's own terms (its ``extra_terms``), logged beside the bound's
+    extras: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def elbo(self) -> Tensor:
@@ -65,6 +67,8 @@ class ConditionalVAE(L.LightningModule):
     classifies: bool = True
     #: False for the deterministic baseline, which has no z and so no q(z|x,y)
     has_latent: bool = True
+    #: names of per-example terms a model adds to ``ElboTerms.extras``; logged as {stage}/<name> like the bound's
+    extra_terms: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -73,7 +77,7 @@ class ConditionalVAE(L.LightningModule):
         y_dim: int = 10,
         net: dict | None = None,
         latent_dim: int = 16,
-        likelihood: str = "bernoulli",
+        likelihood: str | None = None,
         likelihood_kwargs: dict | None = None,
         beta: float = 1.0,
         kl_warmup_steps: int = 0,
@@ -100,7 +104,9 @@ class ConditionalVAE(L.LightningModule):
             raise ValueError(f"x_shape must be a non-empty list of positive sizes, got {list(x_shape)}")
         self.y_kind, self.y_dim, self.latent_dim = y_kind, int(y_dim), int(latent_dim)
         self.net_config = NetConfig.from_dict(net)
-        self.likelihood: Likelihood = build_likelihood(likelihood, **(likelihood_kwargs or {}))
+        self.likelihood_name = likelihood or self.default_likelihood(y_kind)
+        self._check_likelihood()
+        self.likelihood: Likelihood = build_likelihood(self.likelihood_name, **(likelihood_kwargs or {}))
 
         prior = torch.full((self.y_dim,), 1.0 / self.y_dim) if class_prior is None else torch.as_tensor(class_prior)
         if y_kind == "class" and prior.shape != (self.y_dim,):
@@ -111,7 +117,9 @@ class ConditionalVAE(L.LightningModule):
             self.posterior_net = GaussianHead(*self.encoder(self.x_shape, self.condition_dim), self.latent_dim)
         self.build_networks()
         # nan_strategy="disable": no NaN scan per update (the loss is checked once per step instead)
-        self.metrics = nn.ModuleDict({f"{s}_{t}": MeanMetric(nan_strategy="disable") for s in STAGES for t in TERMS})
+        self.metrics = nn.ModuleDict(
+            {f"{s}_{t}": MeanMetric(nan_strategy="disable") for s in STAGES for t in (*TERMS, *self.extra_terms)}
+        )
         self.skipped_batches = 0  # training batches skipped for a non-finite loss or gradient
 
     # ----- what a model file defines -------------------------------------------------------
@@ -134,6 +142,19 @@ class ConditionalVAE(L.LightningModule):
     def generation_inputs(self, condition: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """(x, c) to feed prior and likelihood when generating the target from ``condition``."""
         return None, self.encode_condition(condition)
+
+    @classmethod
+    def default_likelihood(cls, y_kind: str) -> str:
+        """p(target | ...) when ``model.likelihood`` is null: a categorical over class labels, else Bernoulli."""
+        return "categorical" if cls.target_name == "y" and y_kind == "class" else "bernoulli"
+
+    def _check_likelihood(self) -> None:
+        name = self.likelihood_name
+        if self.target_name == "y" and (self.y_kind == "class") != (name == "categorical"):
+            needed = "categorical" if self.y_kind == "class" else "bernoulli or gaussian"
+            raise ValueError(f"{self.model_name} with y_kind={self.y_kind!r} needs model.likelihood={needed}, got {name!r}")
+        if self.target_name == "x" and name == "categorical":
+            raise ValueError(f"{self.model_name} models images x: model.likelihood=categorical is for class labels")
 
     # ----- building blocks for model files -------------------------------------------------
     def encoder(self, x_shape: Sequence[int], cond_dim: int) -> tuple[Encoder, int]:
@@ -211,10 +232,11 @@ class ConditionalVAE(L.LightningModule):
         return torch.logsumexp(log_w, dim=0) - math.log(k)
 
     # ----- classifier mode -------------------------------------------------------------------
-    def class_bounds(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
+    def class_bounds(self, x: Tensor, k: int = 1, method: str = "elbo", kl_weight: float = 1.0) -> Tensor:
         """Bound on log p(x|y) for every class at once, (B, C); the same noise serves every class.
 
-        method "elbo": the ELBO with k posterior samples; "iwae": the importance-weighted bound.
+        method "elbo": the ELBO with k posterior samples, its KL scaled by ``kl_weight`` (1: the bound;
+        M2's training uses its current KL weight); "iwae": the importance-weighted bound.
         Differentiable (M2 trains through it); :meth:`class_log_likelihoods` is the no-grad version.
         """
         if self.y_kind != "class" or self.target_name != "x":
@@ -228,7 +250,8 @@ class ConditionalVAE(L.LightningModule):
         eps = torch.randn(k, 1, batch, self.latent_dim, device=x.device, dtype=x.dtype)
         eps = eps.expand(k, n_classes, batch, self.latent_dim).reshape(k, n_classes * batch, self.latent_dim)
         if method == "elbo":
-            bound = self.elbo_terms(xs, ys, n_samples=k, eps=eps).elbo
+            terms = self.elbo_terms(xs, ys, n_samples=k, eps=eps)
+            bound = -(terms.recon + kl_weight * terms.kl)
         else:
             bound = self.iwae_bound(xs, ys, k, eps=eps)
         return bound.view(n_classes, batch).T
@@ -295,7 +318,7 @@ class ConditionalVAE(L.LightningModule):
         ``train_step/<term>`` batch means are logged every ``log_every_n_steps`` steps.
         """
         values = {"elbo": terms.elbo, "recon": terms.recon, "kl": terms.kl, "loss": loss}
-        for name, value in values.items():
+        for name, value in {**values, **terms.extras}.items():
             self.metrics[f"{stage}_{name}"].update(value.detach())
         self.metrics[f"{stage}_kl_weight"].update(torch.tensor(float(kl_weight), device=loss.device), weight=len(loss))
         # Lightning writes step metrics when (step + 1) is a multiple of log_every_n_steps: log only then
@@ -305,7 +328,7 @@ class ConditionalVAE(L.LightningModule):
 
     def log_epoch_terms(self, stage: str) -> None:
         """Log the epoch mean of each term, over every example on every process (torchmetrics syncs)."""
-        for name in TERMS:
+        for name in (*TERMS, *self.extra_terms):
             metric = self.metrics[f"{stage}_{name}"]
             if metric.update_count == 0:
                 continue

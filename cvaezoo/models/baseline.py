@@ -13,7 +13,6 @@ import torch
 from torch import Tensor
 
 from cvaezoo.models.base import ConditionalVAE, ElboTerms
-from cvaezoo.models.cvae3 import check_target_likelihood
 
 
 class Baseline(ConditionalVAE):
@@ -21,10 +20,6 @@ class Baseline(ConditionalVAE):
 
     target_name = "y"
     has_latent = False
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        check_target_likelihood(self)
 
     def build_networks(self) -> None:
         self.predictor_trunk, features = self.encoder(self.x_shape, 0)

@@ -22,15 +22,6 @@ from cvaezoo.models.base import ConditionalVAE, ElboTerms
 from cvaezoo.nets import GaussianHead
 
 
-def check_target_likelihood(model: ConditionalVAE) -> None:
-    """Class labels need a categorical likelihood; vector outputs (pixels) a Bernoulli or Gaussian one."""
-    if (model.y_kind == "class") != (model.hparams.likelihood == "categorical"):
-        raise ValueError(
-            f"{model.model_name} with y_kind={model.y_kind!r} needs model.likelihood="
-            f"{'categorical' if model.y_kind == 'class' else 'bernoulli or gaussian'}, got {model.hparams.likelihood!r}"
-        )
-
-
 class CVAE3(ConditionalVAE):
     """Conditional prior p(z|x); the likelihood is over y."""
 
@@ -40,7 +31,6 @@ class CVAE3(ConditionalVAE):
         super().__init__(*args, **kwargs)
         if not 0.0 <= hybrid_alpha <= 1.0:
             raise ValueError(f"model.hybrid_alpha must lie in [0, 1], got {hybrid_alpha}")
-        check_target_likelihood(self)
 
     def on_fit_start(self) -> None:
         """A fresh fit (not a resumed one) copies the baseline's trunk into the prior network."""

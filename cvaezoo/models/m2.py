@@ -4,6 +4,8 @@ Generative model p(y) p(z) p(x|z,y) with p(z) = N(0, I) (CVAE-2's), inference q(
 Labelled x:    B(x, y) = E_q(z|x,y)[log p(x|z,y)] - KL(q(z|x,y) || N(0, I)) + log p(y) <= log p(x, y)
 Unlabelled x:  U(x) = sum_y q(y|x) B(x, y) + H(q(y|x)) <= log p(x), all classes in one batched pass
 Loss: -mean_labelled B - mean_unlabelled U + alpha * mean_labelled[-log q(y|x)].
+Both bounds are taken alike: ``model.n_samples`` posterior draws and the same KL weight (beta
+times warm-up), so that warm-up or beta != 1 changes one objective, not two different ones.
 """
 
 from __future__ import annotations
@@ -11,9 +13,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy
 
-from cvaezoo.models.base import STAGES
+from cvaezoo.models.base import ElboTerms
 from cvaezoo.models.cvae2 import CVAE2
 
 
@@ -26,13 +27,15 @@ def marginal_bound(class_bounds: Tensor, log_q: Tensor) -> Tensor:
 class M2(CVAE2):
     """CVAE-2 plus q(y|x); learns from labelled and unlabelled batches (``data.labels_per_class``)."""
 
+    # accuracy: of q(y|x) on labelled examples; unlabelled_bound: U(x), on unlabelled training batches only
+    extra_terms = ("classifier_nll", "accuracy", "unlabelled_bound")
+
     def __init__(self, *args, alpha: float = 100.0, use_unlabelled: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         if alpha < 0:
             raise ValueError(f"model.alpha must be >= 0, got {alpha}")
         if self.y_kind != "class":
             raise ValueError(f"m2 classifies: it needs class labels, but the data's y is a {self.y_kind}")
-        self.accuracy = nn.ModuleDict({f"{s}_accuracy": MulticlassAccuracy(self.y_dim, average="micro") for s in STAGES})
 
     def build_networks(self) -> None:
         super().build_networks()
@@ -43,9 +46,10 @@ class M2(CVAE2):
         """log q(y|x), (B, C)."""
         return F.log_softmax(self.classifier_head(self.classifier_trunk(x)), dim=-1)
 
-    def unlabelled_bound(self, x: Tensor) -> Tensor:
-        """U(x) <= log p(x), per example."""
-        return marginal_bound(self.class_bounds(x) + self.log_class_prior, self.classifier_log_probs(x))
+    def unlabelled_bound(self, x: Tensor, kl_weight: float = 1.0) -> Tensor:
+        """U(x) <= log p(x), per example (with kl_weight 1; training passes its current KL weight)."""
+        bounds = self.class_bounds(x, k=self.hparams.n_samples, kl_weight=kl_weight)
+        return marginal_bound(bounds + self.log_class_prior, self.classifier_log_probs(x))
 
     @torch.no_grad()
     def predict_proba(self, x: Tensor, **_: object) -> Tensor:
@@ -53,34 +57,23 @@ class M2(CVAE2):
         self.check_x(x)
         return self.classifier_log_probs(x).exp()
 
+    def training_loss(self, x: Tensor, y: Tensor, terms: ElboTerms, kl_weight: float) -> Tensor:
+        """Labelled examples: -B(x, y) (up to the constant log p(y)) + alpha * -log q(y|x)."""
+        log_q = self.classifier_log_probs(x)
+        classifier_nll = F.nll_loss(log_q, y, reduction="none")
+        terms.extras["classifier_nll"] = classifier_nll
+        terms.extras["accuracy"] = (log_q.argmax(-1) == y).float()
+        return super().training_loss(x, y, terms, kl_weight) + self.hparams.alpha * classifier_nll
+
     def training_step(self, batch: tuple[Tensor, Tensor] | dict, batch_idx: int) -> Tensor | None:
         unlabelled = None
         if isinstance(batch, dict):
             batch, unlabelled = batch["labelled"], batch["unlabelled"][0]
-        loss = self._shared_step(batch, "train")  # the labelled bound, logged under train/*
-        if loss is None:
-            return None
-        x, y = batch
-        log_q = self.classifier_log_probs(x)
-        cross_entropy = F.nll_loss(log_q, y)
-        self.accuracy["train_accuracy"](log_q, y)
-        self.log("train/accuracy", self.accuracy["train_accuracy"], on_step=False, on_epoch=True)
-        self.log("train/classifier_nll", cross_entropy, on_step=False, on_epoch=True, batch_size=len(y))
-        loss = loss + self.hparams.alpha * cross_entropy
-        if unlabelled is not None and self.hparams.use_unlabelled:
-            bound = self.unlabelled_bound(unlabelled).mean()
-            self.log("train/unlabelled_bound", bound, on_step=False, on_epoch=True, batch_size=len(unlabelled))
-            loss = loss - bound
-        return loss
-
-    def _evaluate(self, batch: tuple[Tensor, Tensor], stage: str) -> None:
-        self._shared_step(batch, stage)
-        x, y = batch
-        self.accuracy[f"{stage}_accuracy"](self.classifier_log_probs(x), y)
-        self.log(f"{stage}/accuracy", self.accuracy[f"{stage}_accuracy"], on_step=False, on_epoch=True, prog_bar=True)
-
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
-
-    def test_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+        loss = self._shared_step(batch, "train")  # the labelled objective, logged under train/*
+        if loss is None or unlabelled is None or not self.hparams.use_unlabelled:
+            return loss
+        bound = self.unlabelled_bound(unlabelled, kl_weight=self.kl_weight())
+        if not bool(torch.isfinite(bound).all()):
+            return self._nonfinite("unlabelled bound")
+        self.metrics["train_unlabelled_bound"].update(bound.detach())
+        return loss - bound.mean()
