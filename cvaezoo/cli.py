@@ -67,13 +67,6 @@ def _load(args: argparse.Namespace) -> tuple[Path, ConditionalVAE]:
     return checkpoint, load_model(checkpoint)
 
 
-def _split_tensors(datamodule: TensorDataModule, split: str) -> tuple[torch.Tensor, torch.Tensor]:
-    datamodule.setup()
-    if split not in datamodule.splits:
-        raise ValueError(f"this data has no {split!r} split; it has {sorted(datamodule.splits)}")
-    return datamodule.splits[split].tensors
-
-
 def _predict_kwargs(model: ConditionalVAE, method: str | None, k: int | None) -> dict:
     if model.target_name == "y":
         method = method or "mc"
@@ -95,7 +88,7 @@ def _print_table(title: str, rows: dict[str, object]) -> None:
 
 def classify(args: argparse.Namespace) -> dict:
     checkpoint, model = _load(args)
-    x, labels = _split_tensors(load_data(checkpoint, args.overrides, model), args.split)
+    x, labels = load_data(checkpoint, args.overrides, model).split_tensors(args.split)
     kwargs = _predict_kwargs(model, args.method, args.k)
     probs = predict_proba(model, x, **kwargs)
     metrics = {"model": model.model_name, "split": args.split, **kwargs, **classification_metrics(probs, labels)}
@@ -142,7 +135,7 @@ def generate(args: argparse.Namespace) -> dict:
         np.savez(out / "samples.npz", samples=samples.numpy(), labels=labels.numpy())
     if args.n_examples > 0:
         datamodule = datamodule or load_data(checkpoint, args.overrides, model)
-        split_x, split_y = _split_tensors(datamodule, args.split)
+        split_x, split_y = datamodule.split_tensors(args.split)
         pick = torch.linspace(0, len(split_x) - 1, min(args.n_examples, len(split_x))).long()  # spread over the split
         x, y = split_x[pick], split_y[pick]
         if model.target_name == "x":
@@ -186,7 +179,7 @@ def evaluate(args: argparse.Namespace) -> dict:
 
     checkpoint, model = _load(args)
     datamodule = load_data(checkpoint, args.overrides, model)
-    x, y = _split_tensors(datamodule, args.split)
+    x, y = datamodule.split_tensors(args.split)
     result: dict[str, object] = {"model": model.model_name, "split": args.split, "checkpoint": str(checkpoint)}
     result.update({f"{args.split}/{k}": v for k, v in evaluate_bound(model, x, y, k=args.k).items()})
     if model.y_kind == "class" and model.classifies:

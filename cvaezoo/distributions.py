@@ -69,6 +69,8 @@ class Likelihood:
     """p(target | params) for a network output ``params`` of shape (B, params_per_dim * C, ...)."""
 
     params_per_dim: int = 1
+    #: a probability mass function over 8-bit values: -log p in bits per dimension is meaningful
+    reports_bits_per_dim: bool = False
 
     def log_prob(self, params: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -85,7 +87,9 @@ def _sum_except_batch(t: Tensor) -> Tensor:
 
 
 class Bernoulli(Likelihood):
-    """Independent Bernoulli per dimension; params are logits; targets in [0, 1] (binary or grey)."""
+    """Independent Bernoulli per dimension; params are logits. A distribution only over binary targets:
+    on grey values in (0, 1) its log_prob is an unnormalised cross-entropy (models refuse that pairing
+    unless ``model.allow_grey_bernoulli=true``)."""
 
     def log_prob(self, params: Tensor, target: Tensor) -> Tensor:
         return -_sum_except_batch(F.binary_cross_entropy_with_logits(params, target, reduction="none"))
@@ -125,6 +129,61 @@ class Gaussian(Likelihood):
         return mean + torch.exp(0.5 * logvar) * torch.randn_like(mean)
 
 
+class ContinuousBernoulli(Likelihood):
+    """The continuous Bernoulli (Loaiza-Ganem & Cunningham, 2019): a normalised density on [0, 1] per
+    dimension with logits as params; the proper counterpart of the Bernoulli for grey pixels."""
+
+    @staticmethod
+    def _distribution(params: Tensor) -> torch.distributions.ContinuousBernoulli:
+        return torch.distributions.ContinuousBernoulli(logits=params, validate_args=False)
+
+    def log_prob(self, params: Tensor, target: Tensor) -> Tensor:
+        return _sum_except_batch(self._distribution(params).log_prob(target))
+
+    def mean(self, params: Tensor) -> Tensor:
+        return self._distribution(params).mean
+
+    def sample(self, params: Tensor) -> Tensor:
+        return self._distribution(params).sample()
+
+
+class DiscretizedLogistic(Likelihood):
+    """A logistic per dimension discretised to the 256 values k/255 of 8-bit images (as in PixelCNN++):
+    P(x) = F((x + 1/510 - mu)/s) - F((x - 1/510 - mu)/s), with the end bins taking the tails, so it is a
+    probability mass function and -log P in bits per dimension is comparable across papers."""
+
+    params_per_dim = 2
+    reports_bits_per_dim = True
+    half_bin = 0.5 / 255.0
+
+    def _split(self, params: Tensor) -> tuple[Tensor, Tensor]:
+        mean, raw_log_scale = params.chunk(2, dim=1)
+        return mean, bounded_logvar(raw_log_scale) / 2.0  # log s in [-6, 4]
+
+    def log_prob(self, params: Tensor, target: Tensor) -> Tensor:
+        mean, log_scale = self._split(params)
+        inv_scale = torch.exp(-log_scale)
+        centred = target - mean
+        upper, lower = inv_scale * (centred + self.half_bin), inv_scale * (centred - self.half_bin)
+        log_cdf_upper = upper - F.softplus(upper)  # log F(upper), for the bin at 0
+        log_survival_lower = -F.softplus(lower)  # log (1 - F(lower)), for the bin at 1
+        mass = torch.sigmoid(upper) - torch.sigmoid(lower)
+        middle = inv_scale * centred  # where the mass underflows, the density times the bin width
+        log_density = middle - log_scale - 2.0 * F.softplus(middle) - math.log(255.0)
+        inner = torch.where(mass > 1e-5, torch.log(mass.clamp_min(1e-12)), log_density)
+        log_p = torch.where(target < self.half_bin, log_cdf_upper, torch.where(target > 1 - self.half_bin, log_survival_lower, inner))
+        return _sum_except_batch(log_p)
+
+    def mean(self, params: Tensor) -> Tensor:
+        return self._split(params)[0].clamp(0.0, 1.0)
+
+    def sample(self, params: Tensor) -> Tensor:
+        mean, log_scale = self._split(params)
+        u = torch.rand_like(mean).clamp(1e-6, 1 - 1e-6)
+        draw = mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u))
+        return torch.round(draw.clamp(0.0, 1.0) * 255.0) / 255.0
+
+
 class Categorical(Likelihood):
     """One categorical over classes; params are logits (B, C); targets are class indices (B,)."""
 
@@ -138,7 +197,15 @@ class Categorical(Likelihood):
         return torch.distributions.Categorical(logits=params).sample()
 
 
-LIKELIHOODS = {"bernoulli": Bernoulli, "gaussian": Gaussian, "categorical": Categorical}
+LIKELIHOODS = {"bernoulli": Bernoulli, "continuous_bernoulli": ContinuousBernoulli, "discretized_logistic": DiscretizedLogistic,
+               "gaussian": Gaussian, "categorical": Categorical}
+
+
+def pixel_likelihood(pixel_levels: int | None) -> str:
+    """The default likelihood for pixels with this many distinct values (None: unknown, taken as binary)."""
+    if pixel_levels in (None, 2):
+        return "bernoulli"
+    return "discretized_logistic" if pixel_levels == 256 else "continuous_bernoulli"
 
 
 def build_likelihood(name: str, **kwargs) -> Likelihood:

@@ -224,4 +224,7 @@ def evaluate_bound(model: ConditionalVAE, x: Tensor, y: Tensor, k: int = 100, ba
         sums[f"iwae_k{k}"] += float(model.iwae_bound(xb, yb, k).sum())
         if predictive:
             sums[f"cnll_s{k}"] -= float(model.conditional_log_likelihood(xb, yb, samples=k).sum())
-    return {name: total / len(x) for name, total in sums.items()}
+    result = {name: total / len(x) for name, total in sums.items()}
+    if model.likelihood.reports_bits_per_dim:  # 8-bit data: the same bounds in bits per dimension
+        result.update({f"bpd_{name}": model.bits_per_dim(result[name]) for name in ("elbo", f"iwae_k{k}")})
+    return result

@@ -51,9 +51,22 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
         y_dim=spec.y_dim,
         net=OmegaConf.to_container(cfg.net, resolve=True),
         class_prior=datamodule.class_prior(),
+        pixel_levels=spec.pixel_levels,
         _convert_="all",
     )
     return datamodule, model
+
+
+def build_callbacks(cfg: DictConfig, model: L.LightningModule) -> list[L.Callback]:
+    """The configured callbacks; a checkpoint callback with ``monitor: null`` monitors the model's own choice."""
+    callbacks = []
+    for node in (cfg.get("callbacks") or {}).values():
+        choice = {}
+        if "monitor" in node and node.monitor is None:
+            monitor, mode = model.checkpoint_metric()
+            choice = {"monitor": monitor, "mode": node.get("mode") or mode}
+        callbacks.append(instantiate(node, **choice))
+    return callbacks
 
 
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from cvaezoo.inference import summary_grid
-from cvaezoo.runs import CONFIG_DIR, build, write_json_atomic
+from cvaezoo.runs import CONFIG_DIR, build, build_callbacks, write_json_atomic
 from cvaezoo.viz import save_image_grid
 
 def log_image(logger: Any, key: str, path: Path, step: int) -> None:
@@ -45,7 +45,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         print(f"cvaezoo: {run_dir / 'results.json'} exists; skipping this run (skip_if_done=true)")
         return json.loads((run_dir / "results.json").read_text())
     datamodule, model = build(cfg)
-    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    callbacks = build_callbacks(cfg, model)
     logger = instantiate(cfg.logger) if cfg.get("logger") else False
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     if logger:

@@ -13,7 +13,7 @@ from hydra.errors import ConfigCompositionException
 from cvaezoo.checkpoints import load_model
 from cvaezoo.data.base import TensorDataModule
 from cvaezoo.models import CVAE1, MODELS
-from cvaezoo.runs import build
+from cvaezoo.runs import build, build_callbacks
 from cvaezoo.train import train
 
 from conftest import SMALL_MNIST
@@ -97,7 +97,7 @@ def test_nonfinite_loss_stops_naming_step_and_term_and_keeps_the_last_good_check
     _inject_nan(model, at_steps={10})  # epoch 1; the epoch-0 checkpoint (step 8) exists by then
     from hydra.utils import instantiate
 
-    trainer = instantiate(cfg.trainer, callbacks=[instantiate(c) for c in cfg.callbacks.values()], logger=False)
+    trainer = instantiate(cfg.trainer, callbacks=build_callbacks(cfg, model), logger=False)
     with pytest.raises(FloatingPointError, match=r"non-finite recon term at step 10 \(epoch 1\)"):
         trainer.fit(model, datamodule=datamodule)
     last = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)

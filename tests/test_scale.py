@@ -1,8 +1,10 @@
 """Scale-out: DDP on CPU (gloo), multirun + collect, Optuna, cluster launcher configs, loggers."""
 
 import csv
+import math
 import os
 import subprocess
+import sys
 
 import pytest
 import torch
@@ -25,10 +27,14 @@ def run(command, timeout=600, env=None):
     return done
 
 
+ODD_SPLIT = ["data.split=[1000,201,200]"]  # 201 validation examples: 101 on one process, 100 on the other
+
+
 @pytest.mark.slow
 def test_two_process_ddp_on_cpu_reduces_metrics_over_the_whole_validation_set(tmp_path):
+    """Exact means with unequal per-process counts: no example padded in twice, none left out."""
     run_dir = tmp_path / "ddp"
-    run(["cvaezoo-train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *SMALL_MNIST,
+    run(["cvaezoo-train", "trainer=ddp", "trainer.accelerator=cpu", "trainer.devices=2", *ODD_SPLIT,
          "trainer.max_epochs=2", f"hydra.run.dir={run_dir}", "trainer.enable_progress_bar=false"])
     model = load_model(run_dir / "checkpoints" / "last.ckpt")
     last = torch.load(run_dir / "checkpoints" / "last.ckpt", weights_only=False)
@@ -36,17 +42,72 @@ def test_two_process_ddp_on_cpu_reduces_metrics_over_the_whole_validation_set(tm
     with open(run_dir / "metrics.csv") as f:
         logged = [float(r["val/kl"]) for r in csv.DictReader(f) if r.get("val/kl")][-1]
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=[*SMALL_MNIST, "run_dir=."])
+        cfg = compose("config", overrides=[*ODD_SPLIT, "run_dir=."])
     datamodule = instantiate(cfg.data)
     datamodule.setup()
     x, y = datamodule.splits["val"].tensors
+    assert len(x) == 201
     with torch.no_grad():  # the KL is closed form: deterministic given the final weights
         c = model.encode_condition(y)
-        whole = float(model.posterior(x, c).kl(model.prior(x, c)).mean())
-        halves = [float(model.posterior(x[i::2], c[i::2]).kl(model.prior(x[i::2], c[i::2])).mean()) for i in (0, 1)]
-    assert logged == pytest.approx(whole, rel=1e-4)
-    assert min(abs(h - whole) for h in halves) > 1e-3 * whole  # one rank's shard would have been visibly off
+        kl = model.posterior(x, c).kl(model.prior(x, c))
+    whole = float(kl.mean())
+    shards = [kl[0::2], kl[1::2]]  # what each process scores: 101 and 100 examples
+    mean_of_means = float(sum(s.mean() for s in shards) / 2)  # a plain mean of per-process means is biased
+    padded = float(torch.cat([kl, kl[:1]]).mean())  # the default sampler's padding re-scores example 0
+    assert logged == pytest.approx(whole, rel=1e-5)
+    assert abs(mean_of_means - whole) > 1e-5 * whole and abs(padded - whole) > 1e-5 * whole
+    assert min(abs(float(s.mean()) - whole) for s in shards) > 1e-3 * whole  # one shard alone is visibly off
     assert (run_dir / "results.json").exists() and (run_dir / "samples.png").exists()
+
+
+SKIP_ON_ONE_RANK = """
+import lightning as L
+import torch
+
+from cvaezoo.data import MNIST5k
+from cvaezoo.models import CVAE1
+
+
+class NaNOnRankOne(CVAE1):
+    def elbo_terms(self, x, y, n_samples=None, eps=None):
+        terms = super().elbo_terms(x, y, n_samples, eps)
+        if self.training and self.global_rank == 1 and self.global_step == 2:
+            terms.recon = terms.recon * float("nan")
+        return terms
+
+
+if __name__ == "__main__":
+    L.seed_everything(0)
+    data = MNIST5k(split=(256, 64, 64), batch_size=32, binarize="dynamic")
+    model = NaNOnRankOne(x_shape=(1, 28, 28), net={"hidden": [32]}, latent_dim=2, on_nonfinite="skip")
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", max_epochs=1, logger=False,
+                        enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+    trainer.fit(model, datamodule=data)
+    weights = sum(float(p.double().sum()) for p in model.parameters())
+    print(f"rank {trainer.global_rank}: skipped {model.skipped_batches} steps {trainer.global_step} "
+          f"weights {weights:.9g} next draw {torch.rand(1).item():.6f}", flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_ddp_ranks_skip_a_nonfinite_step_together_and_draw_different_numbers(tmp_path):
+    """A NaN on rank 1 alone: both ranks skip that step (no hang in the all-reduce) and go on; each rank has
+    its own random stream (binarisation, noise), and a rerun draws the same numbers again."""
+    script = tmp_path / "skip_on_one_rank.py"
+    script.write_text(SKIP_ON_ONE_RANK)
+    outputs = []
+    for _ in range(2):
+        done = run([sys.executable, str(script)], timeout=300)
+        lines = sorted(line for line in (done.stdout + done.stderr).splitlines() if line.startswith("rank "))
+        assert len(lines) == 2, done.stdout[-2000:]
+        outputs.append(lines)
+    (rank0, rank1) = outputs[0]
+    # 4 batches per rank; the skipped one still counts as a step, its update is dropped on both ranks
+    assert "skipped 1 steps 4 " in rank0 and "skipped 1 steps 4 " in rank1, outputs[0]
+    weights = rank0.split("weights ")[1].split()[0]
+    assert math.isfinite(float(weights)) and f"weights {weights} " in rank1  # finite and still identical
+    assert rank0.split("next draw")[1] != rank1.split("next draw")[1]  # the ranks' streams differ
+    assert outputs[0] == outputs[1]  # and are reproducible
 
 
 @pytest.mark.gpu

@@ -103,6 +103,8 @@ class Shapes(AttributeData):
     Examples are combinations drawn uniformly (with ``split_seed``) from the seen ones.
     """
 
+    pixel_levels = 2  # drawn in black and white
+
     def __init__(self, split: Sequence[int] = (2000, 200, 200), image_size: int = 24, heldout: int = 12, **kwargs):
         super().__init__(split=split, **kwargs)
         if image_size < 12:

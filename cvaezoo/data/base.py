@@ -10,10 +10,13 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 from torch import Tensor
+from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import CombinedLoader
 from torch.utils.data import DataLoader, TensorDataset
 
 BINARIZE_MODES = ("none", "threshold", "dynamic")
+# seed offsets of the one fixed Bernoulli draw per split (data.split_seed + offset)
+FIXED_DRAW_SEEDS = {"val": 1, "test": 2, "train": 3, "unseen": 4}
 
 
 class InMemoryDataset(TensorDataset):
@@ -40,6 +43,8 @@ class DataSpec:
     x_shape: tuple[int, ...]
     y_kind: str  # "class", "multihot" (attributes) or "vector" (e.g. the pixels of a structured output)
     y_dim: int  # number of classes, or the length of y
+    #: distinct pixel values the models see (x, and y when it is pixels): 2 binary, 256 8-bit, 17 sklearn digits
+    pixel_levels: int = 2
 
 
 def check_split_sizes(sizes: Sequence[int]) -> list[int]:
@@ -79,6 +84,8 @@ class TensorDataModule(L.LightningDataModule):
     num_classes: int = 10
     #: what y is: "class" labels, or a "vector" made by :meth:`make_pairs` (e.g. missing pixels)
     y_kind: str = "class"
+    #: distinct grey levels of the stored images (before binarisation): 256 for 8-bit images
+    pixel_levels: int = 256
 
     def __init__(
         self,
@@ -136,8 +143,19 @@ class TensorDataModule(L.LightningDataModule):
     def _binarize_fixed(self, images: Tensor, name: str) -> Tensor:
         if self.binarize == "threshold":
             return (images > 0.5).float()
-        generator = torch.Generator().manual_seed(self.split_seed + {"val": 1, "test": 2}[name])
+        generator = torch.Generator().manual_seed(self.split_seed + FIXED_DRAW_SEEDS[name])
         return torch.bernoulli(images, generator=generator)
+
+    def split_tensors(self, name: str) -> tuple[Tensor, Tensor]:
+        """(x, y) of a split as models are scored on it. Under dynamic binarisation the training split is
+        stored grey (it is redrawn every batch); here it gets one fixed draw, as val and test have."""
+        self.setup()
+        if name not in self.splits:
+            raise ValueError(f"this data has no {name!r} split; it has {sorted(self.splits)}")
+        x, y = self.splits[name].tensors
+        if name == "train" and self.binarize == "dynamic":
+            x = self._binarize_fixed(x, name)
+        return x, y
 
     def semi_supervised_split(self) -> tuple[InMemoryDataset, InMemoryDataset]:
         """(labelled, unlabelled) parts of the training split: labels_per_class examples of each class
@@ -162,7 +180,8 @@ class TensorDataModule(L.LightningDataModule):
     def spec(self) -> DataSpec:
         self.setup()
         x, y = self.splits["train"].tensors
-        return DataSpec(tuple(x.shape[1:]), self.y_kind, self.num_classes if self.y_kind == "class" else int(y.shape[1]))
+        levels = 2 if self.binarize != "none" else self.pixel_levels
+        return DataSpec(tuple(x.shape[1:]), self.y_kind, self.num_classes if self.y_kind == "class" else int(y.shape[1]), levels)
 
     def class_prior(self) -> list[float] | None:
         """p(y) estimated from the training labels that a model may see (None when y is not a class label):
@@ -184,8 +203,14 @@ class TensorDataModule(L.LightningDataModule):
 
     def _loader(self, name: str, shuffle: bool, batch_size: int) -> DataLoader:
         self.setup()
-        return DataLoader(self.splits[name], batch_size=batch_size, shuffle=shuffle, num_workers=self.num_workers,
-                          collate_fn=keep_batch, persistent_workers=self.num_workers > 0)
+        sampler = None
+        if not shuffle and self.trainer is not None and self.trainer.world_size > 1:
+            # evaluation under DDP: each example on exactly one process (Lightning's default sampler pads the
+            # last batch with repeated examples, which would bias the reduced means)
+            sampler = UnrepeatedDistributedSampler(self.splits[name], num_replicas=self.trainer.world_size,
+                                                   rank=self.trainer.global_rank, shuffle=False)
+        return DataLoader(self.splits[name], batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+                          num_workers=self.num_workers, collate_fn=keep_batch, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader | CombinedLoader:
         """Batches of (x, y); with labels_per_class, dicts {"labelled": (x, y), "unlabelled": (x, -1)}

@@ -32,6 +32,8 @@ class MNIST5k(TensorDataModule):
 class Digits(TensorDataModule):
     """scikit-learn's 1 797 8x8 digits, grey levels 0..16 scaled to [0, 1]."""
 
+    pixel_levels = 17
+
     def __init__(self, split=(1397, 200, 200), **kwargs):
         super().__init__(split=split, **kwargs)
 

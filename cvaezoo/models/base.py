@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
-from cvaezoo.distributions import DiagonalGaussian, Likelihood, build_likelihood
+from cvaezoo.distributions import DiagonalGaussian, Likelihood, build_likelihood, pixel_likelihood
 from cvaezoo.nets import Decoder, Encoder, GaussianHead, NetConfig, mlp
 
 CONDITION_KINDS = ("class", "multihot", "vector")  # multi-hot and vector conditions pass through alike
@@ -87,6 +87,8 @@ class ConditionalVAE(L.LightningModule):
         class_prior: Sequence[float] | None = None,
         on_nonfinite: str = "raise",
         compile: bool = False,
+        pixel_levels: int | None = None,
+        allow_grey_bernoulli: bool = False,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -104,7 +106,8 @@ class ConditionalVAE(L.LightningModule):
             raise ValueError(f"x_shape must be a non-empty list of positive sizes, got {list(x_shape)}")
         self.y_kind, self.y_dim, self.latent_dim = y_kind, int(y_dim), int(latent_dim)
         self.net_config = NetConfig.from_dict(net)
-        self.likelihood_name = likelihood or self.default_likelihood(y_kind)
+        self.pixel_levels = pixel_levels  # distinct values of the data's pixels (from the data module); None: unknown
+        self.likelihood_name = likelihood or self.default_likelihood(y_kind, pixel_levels)
         self._check_likelihood()
         self.likelihood: Likelihood = build_likelihood(self.likelihood_name, **(likelihood_kwargs or {}))
 
@@ -121,6 +124,7 @@ class ConditionalVAE(L.LightningModule):
             {f"{s}_{t}": MeanMetric(nan_strategy="disable") for s in STAGES for t in (*TERMS, *self.extra_terms)}
         )
         self.skipped_batches = 0  # training batches skipped for a non-finite loss or gradient
+        self._skip_update = False  # set by a non-finite training loss: optimizer_step drops this step's update
 
     # ----- what a model file defines -------------------------------------------------------
     def build_networks(self) -> None:
@@ -144,12 +148,25 @@ class ConditionalVAE(L.LightningModule):
         return None, self.encode_condition(condition)
 
     @classmethod
-    def default_likelihood(cls, y_kind: str) -> str:
-        """p(target | ...) when ``model.likelihood`` is null: a categorical over class labels, else Bernoulli."""
-        return "categorical" if cls.target_name == "y" and y_kind == "class" else "bernoulli"
+    def default_likelihood(cls, y_kind: str, pixel_levels: int | None = None) -> str:
+        """p(target | ...) when ``model.likelihood`` is null: a categorical over class labels; for pixels,
+        Bernoulli when binary, discretised logistic for 8-bit grey levels, continuous Bernoulli otherwise."""
+        return "categorical" if cls.target_name == "y" and y_kind == "class" else pixel_likelihood(pixel_levels)
+
+    @property
+    def target_is_pixels(self) -> bool:
+        return self.target_name == "x" or self.y_kind == "vector"
 
     def _check_likelihood(self) -> None:
         name = self.likelihood_name
+        grey = self.pixel_levels not in (None, 2)
+        if name == "bernoulli" and self.target_is_pixels and grey and not self.hparams.allow_grey_bernoulli:
+            raise ValueError(
+                f"model.likelihood=bernoulli is a distribution over binary pixels, but this data has {self.pixel_levels} "
+                f"grey levels, so its bound would bound nothing: use model.likelihood=null (here "
+                f"{pixel_likelihood(self.pixel_levels)}), continuous_bernoulli or gaussian, or binarize the data "
+                "(data.binarize=dynamic or threshold); model.allow_grey_bernoulli=true keeps the unnormalised BCE"
+            )
         if self.target_name == "y" and (self.y_kind == "class") != (name == "categorical"):
             needed = "categorical" if self.y_kind == "class" else "bernoulli or gaussian"
             raise ValueError(f"{self.model_name} with y_kind={self.y_kind!r} needs model.likelihood={needed}, got {name!r}")
@@ -271,6 +288,15 @@ class ConditionalVAE(L.LightningModule):
         """The most probable class for each x, (B,)."""
         return self.predict_proba(x, **kwargs).argmax(dim=-1)
 
+    def bits_per_dim(self, log_likelihood: Tensor | float) -> Tensor | float:
+        """A (bound on the) log-likelihood of the target in nats, as -log2 p per dimension."""
+        dims = math.prod(self.x_shape) if self.target_name == "x" else self.y_dim
+        return -log_likelihood / (dims * math.log(2.0))
+
+    def checkpoint_metric(self) -> tuple[str, str]:
+        """(metric, "max" or "min") that selects the best checkpoint when the config leaves it to the model."""
+        return "val/elbo", "max"
+
     def kl_weight(self) -> float:
         """beta, linearly warmed up from 0 over kl_warmup_steps optimiser steps."""
         beta, warmup = self.hparams.beta, self.hparams.kl_warmup_steps
@@ -296,14 +322,15 @@ class ConditionalVAE(L.LightningModule):
         return self.likelihood.mean(self.likelihood_params(z, None, c))
 
     # ----- Lightning -----------------------------------------------------------------------
-    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor | None:
+    def _shared_step(self, batch: tuple[Tensor, Tensor], stage: str) -> Tensor:
         x, y = batch
         terms = self.elbo_terms(x, y)
         kl_weight = self.kl_weight()
         loss = self.training_loss(x, y, terms, kl_weight)
-        if stage == "train" and not bool(torch.isfinite(loss).all()):
+        if stage == "train" and not self.all_finite(loss):
             bad = [name for name in ("recon", "kl") if not bool(torch.isfinite(getattr(terms, name)).all())]
-            return self._nonfinite(f"{' and '.join(bad) or 'loss'} term")
+            self.skip_update(f"{' and '.join(bad) or 'loss'} term" if bad else "loss on another process")
+            return loss.mean()  # not logged; its (non-finite) gradient is dropped by optimizer_step
         self.log_terms(stage, terms, loss, kl_weight)
         return loss.mean()
 
@@ -332,7 +359,10 @@ class ConditionalVAE(L.LightningModule):
             metric = self.metrics[f"{stage}_{name}"]
             if metric.update_count == 0:
                 continue
-            self.log(f"{stage}/{name}", metric.compute(), prog_bar=name == "elbo", sync_dist=True)
+            value = metric.compute()
+            self.log(f"{stage}/{name}", value, prog_bar=name == "elbo", sync_dist=True)
+            if name == "elbo" and self.likelihood.reports_bits_per_dim:
+                self.log(f"{stage}/bpd", self.bits_per_dim(value), sync_dist=True)
             with torch.inference_mode(False):  # fresh states must stay usable by a later fit's no-grad validation
                 metric.reset()
 
@@ -347,13 +377,44 @@ class ConditionalVAE(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self.log_epoch_terms("test")
 
+    def all_finite(self, value: Tensor) -> bool:
+        """Whether ``value`` is finite here and on every other process: under DDP all processes must skip
+        (or stop at) the same step, or the others would wait forever in the gradient all-reduce."""
+        finite = bool(torch.isfinite(value).all())
+        if self._trainer is not None and self.trainer.world_size > 1:
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        return finite
+
+    def on_train_start(self) -> None:
+        """Under DDP, each process draws its own random numbers (binarisation, posterior noise): its torch
+        generator is reseeded with a number drawn from the common seeded stream plus its rank, so runs stay
+        reproducible. (Weights are initialised before this, identically on every process.)"""
+        if self.trainer.world_size > 1:
+            torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,))) + self.trainer.global_rank)
+
+    def skip_update(self, what: str) -> None:
+        """A non-finite training loss: stop (model.on_nonfinite=raise) or have optimizer_step drop this update."""
+        self._nonfinite(what)
+        self._skip_update = True
+
+    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
+        """Run the step's closure (forward, backward and, under DDP, the gradient all-reduce, on every process
+        alike), then update the weights unless the loss was non-finite on some process (:meth:`skip_update`)."""
+        loss = optimizer_closure()
+        if self._skip_update:
+            self._skip_update = False
+            optimizer.zero_grad()
+            return
+        optimizer.step(closure=lambda: loss)
+
     def _nonfinite(self, what: str) -> None:
-        """Skip the batch (model.on_nonfinite=skip) or stop before any non-finite value reaches the weights."""
+        """Count and report a skipped step (model.on_nonfinite=skip), or stop before any non-finite value
+        reaches the weights."""
         where = f"step {self.global_step} (epoch {self.current_epoch})"
         if self.hparams.on_nonfinite == "skip":
             self.skipped_batches += 1
             self.print(f"cvaezoo: skipped a batch with a non-finite {what} at {where} ({self.skipped_batches} so far)")
-            return None
+            return
         raise FloatingPointError(
             f"non-finite {what} at {where}; training stopped before updating the weights, so the checkpoints on disk "
             "are the last good ones. Try a lower model.lr, model.kl_warmup_steps>0, or model.on_nonfinite=skip."
@@ -366,7 +427,7 @@ class ConditionalVAE(L.LightningModule):
             for p in self.parameters():  # skip: parameters without a gradient are not updated
                 p.grad = None
 
-    def training_step(self, batch: tuple[Tensor, Tensor] | dict, batch_idx: int) -> Tensor | None:
+    def training_step(self, batch: tuple[Tensor, Tensor] | dict, batch_idx: int) -> Tensor:
         if isinstance(batch, dict):  # semi-supervised data (data.labels_per_class): these models use the labels only
             batch = batch["labelled"]
         return self._shared_step(batch, "train")

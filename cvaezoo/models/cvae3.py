@@ -26,6 +26,7 @@ class CVAE3(ConditionalVAE):
     """Conditional prior p(z|x); the likelihood is over y."""
 
     target_name = "y"
+    extra_terms = ("gsnn_nll",)  # -E_p(z|x)[log p(y|x,z)], for the GSNN and the hybrid
 
     def __init__(self, *args, hybrid_alpha: float = 1.0, init_prior_from: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -49,6 +50,10 @@ class CVAE3(ConditionalVAE):
                 f"model.init_prior_from={path}: the baseline's network (x of shape {baseline.x_shape}, net "
                 f"{baseline.net_config}) does not fit this prior network (x {self.x_shape}, net {self.net_config})"
             ) from exc
+
+    def checkpoint_metric(self) -> tuple[str, str]:
+        """The GSNN (hybrid_alpha = 0) does not train q(z|x,y), so its val/elbo means nothing: use its loss."""
+        return ("val/loss", "min") if self.hparams.hybrid_alpha == 0 else super().checkpoint_metric()
 
     def build_networks(self) -> None:
         self.prior_net = GaussianHead(*self.encoder(self.x_shape, 0), self.latent_dim)
@@ -82,7 +87,9 @@ class CVAE3(ConditionalVAE):
         loss = terms.recon + kl_weight * terms.kl
         if alpha == 1.0:
             return loss
-        return alpha * loss + (1.0 - alpha) * self.gsnn_nll(x, y)
+        gsnn_nll = self.gsnn_nll(x, y)
+        terms.extras["gsnn_nll"] = gsnn_nll  # logged as {stage}/gsnn_nll beside the CVAE terms
+        return alpha * loss + (1.0 - alpha) * gsnn_nll
 
     @torch.no_grad()
     def conditional_log_likelihood(self, x: Tensor, y: Tensor, samples: int = 100, proposal: str | None = None) -> Tensor:

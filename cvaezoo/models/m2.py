@@ -65,15 +65,16 @@ class M2(CVAE2):
         terms.extras["accuracy"] = (log_q.argmax(-1) == y).float()
         return super().training_loss(x, y, terms, kl_weight) + self.hparams.alpha * classifier_nll
 
-    def training_step(self, batch: tuple[Tensor, Tensor] | dict, batch_idx: int) -> Tensor | None:
+    def training_step(self, batch: tuple[Tensor, Tensor] | dict, batch_idx: int) -> Tensor:
         unlabelled = None
         if isinstance(batch, dict):
             batch, unlabelled = batch["labelled"], batch["unlabelled"][0]
         loss = self._shared_step(batch, "train")  # the labelled objective, logged under train/*
-        if loss is None or unlabelled is None or not self.hparams.use_unlabelled:
+        if unlabelled is None or not self.hparams.use_unlabelled:
             return loss
         bound = self.unlabelled_bound(unlabelled, kl_weight=self.kl_weight())
-        if not bool(torch.isfinite(bound).all()):
-            return self._nonfinite("unlabelled bound")
-        self.metrics["train_unlabelled_bound"].update(bound.detach())
+        if not self.all_finite(bound):
+            self.skip_update("unlabelled bound")
+        elif not self._skip_update:
+            self.metrics["train_unlabelled_bound"].update(bound.detach())
         return loss - bound.mean()

@@ -21,7 +21,7 @@ train() {  # train <row folder> <overrides...>
 }
 train nn model=baseline
 # the GSNN never trains q(z|x,y), so its val/elbo says nothing: keep the checkpoint with the best val/loss
-train gsnn model=gsnn callbacks.model_checkpoint.monitor=val/loss callbacks.model_checkpoint.mode=min
+train gsnn model=gsnn
 train cvae model=cvae3
 train hybrid model=hybrid
 train cvae_nninit model=cvae3 'model.init_prior_from=runs/quadrants/nn/q${data.given_quadrants}_s${seed}'
