@@ -23,6 +23,18 @@ class LastStateCheckpoint(L.Callback):
 
     def __init__(self, dirpath: str | Path):
         self.dirpath = Path(dirpath)
+        self._first_batch = True
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._first_batch = True
+
+    def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
+        """Lightning numbers logged rows by a counter that, at the start of a step, equals ``global_step`` in an
+        uninterrupted run; after a mid-epoch resume it can be one ahead, depending on where the interrupt came
+        (it adds one on restart). Restore the invariant, so that a resumed run logs each step number once."""
+        if self._first_batch:
+            trainer.fit_loop.epoch_loop._batches_that_stepped = trainer.global_step
+            self._first_batch = False
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         saved_at = getattr(trainer.checkpoint_callback, "_last_global_step_saved", None)

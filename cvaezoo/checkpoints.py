@@ -6,10 +6,11 @@ from pathlib import Path
 
 import torch
 
+from cvaezoo.errors import UserError
 from cvaezoo.models import MODELS, ConditionalVAE
 
 
-class CheckpointError(ValueError):
+class CheckpointError(UserError):
     """A checkpoint that is missing, unreadable, or of the wrong kind."""
 
 

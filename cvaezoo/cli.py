@@ -9,21 +9,19 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 import yaml
 
-from cvaezoo.checkpoints import CheckpointError, load_model, resolve_checkpoint, run_dir_of
+from cvaezoo.checkpoints import load_model, resolve_checkpoint, run_dir_of
 from cvaezoo.data.base import TensorDataModule
+from cvaezoo.errors import UserError, one_line_errors
 from cvaezoo.inference import (
     analogy_grid,
     attribute_edit_grid,
     attribute_generation_accuracy,
-    attribute_sample_grid,
     classification_metrics,
     completion_grid,
     conditional_generation_accuracy,
@@ -71,11 +69,11 @@ def _predict_kwargs(model: ConditionalVAE, method: str | None, k: int | None) ->
     if model.target_name == "y":
         method = method or "mc"
         if method not in ("mc", "mean"):
-            raise ValueError(f"{model.model_name} predicts with method 'mc' or 'mean', not {method!r}")
+            raise UserError(f"{model.model_name} predicts with method 'mc' or 'mean', not {method!r}")
         return {"method": method, "k": 0 if method == "mean" else (k or 100)}
     method = method or "elbo"
     if method not in ("elbo", "iwae"):
-        raise ValueError(f"{model.model_name} classifies by Bayes rule with method 'elbo' or 'iwae', not {method!r}")
+        raise UserError(f"{model.model_name} classifies by Bayes rule with method 'elbo' or 'iwae', not {method!r}")
     return {"method": method, "k": k or (10 if method == "elbo" else 100)}
 
 
@@ -112,9 +110,9 @@ def generate(args: argparse.Namespace) -> dict:
     files: dict[str, str] = {}
     datamodule = None
     if args.labels and model.y_kind == "multihot":
-        raise ValueError(f"--labels does not apply: {model.model_name} was trained on attribute vectors (use --attributes)")
+        raise UserError(f"--labels does not apply: {model.model_name} was trained on attribute vectors (use --attributes)")
     if args.attributes and model.y_kind != "multihot":
-        raise ValueError(f"--attributes does not apply: {model.model_name} was trained on {model.y_kind} conditions")
+        raise UserError(f"--attributes does not apply: {model.model_name} was trained on {model.y_kind} conditions")
     if model.target_name == "x" and model.y_kind == "multihot":
         datamodule = load_data(checkpoint, args.overrides, model)
         if args.attributes:
@@ -129,7 +127,7 @@ def generate(args: argparse.Namespace) -> dict:
     elif model.target_name == "x":
         labels = torch.tensor(args.labels if args.labels else range(model.y_dim))
         if ((labels < 0) | (labels >= model.y_dim)).any():
-            raise ValueError(f"--labels must lie in [0, {model.y_dim}), got {labels.tolist()}")
+            raise UserError(f"--labels must lie in [0, {model.y_dim}), got {labels.tolist()}")
         samples = model.sample(labels, args.n, temperature=args.temperature, use_mean=not args.sample).cpu()
         files["samples.png"] = str(save_image_grid(samples, out / "samples.png"))
         np.savez(out / "samples.npz", samples=samples.numpy(), labels=labels.numpy())
@@ -218,11 +216,8 @@ def evaluate(args: argparse.Namespace) -> dict:
 
 def _run(function, parser: argparse.ArgumentParser, argv: list[str] | None) -> None:
     args = parser.parse_args(argv)
-    try:
+    with one_line_errors(parser.prog):
         function(args)
-    except (CheckpointError, ValueError, FileNotFoundError) as exc:
-        print(f"{parser.prog}: error: {exc}", file=sys.stderr)
-        raise SystemExit(2) from None
 
 
 def classify_main(argv: list[str] | None = None) -> None:

@@ -12,6 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cvaezoo.errors import UserError
+
 LOG_2PI = math.log(2.0 * math.pi)
 # Log-variances are squashed into this range so that extreme inputs cannot overflow exp().
 LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0
@@ -106,7 +108,7 @@ class Gaussian(Likelihood):
 
     def __init__(self, learn_variance: bool = True, fixed_std: float = 0.1):
         if fixed_std <= 0:
-            raise ValueError(f"likelihood fixed_std must be > 0, got {fixed_std}")
+            raise UserError(f"likelihood fixed_std must be > 0, got {fixed_std}")
         self.learn_variance = learn_variance
         self.params_per_dim = 2 if learn_variance else 1
         self.fixed_logvar = 2.0 * math.log(fixed_std)
@@ -210,5 +212,5 @@ def pixel_likelihood(pixel_levels: int | None) -> str:
 
 def build_likelihood(name: str, **kwargs) -> Likelihood:
     if name not in LIKELIHOODS:
-        raise ValueError(f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}")
+        raise UserError(f"unknown likelihood {name!r}; choose one of {sorted(LIKELIHOODS)}")
     return LIKELIHOODS[name](**kwargs)

@@ -12,6 +12,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
 
 from cvaezoo.data.attributes import group_matches, group_slices
+from cvaezoo.errors import UserError
 from cvaezoo.models.base import ConditionalVAE
 
 
@@ -148,7 +149,7 @@ def summary_grid(model: ConditionalVAE, datamodule, n: int = 8) -> Tensor | None
 
 def _require_image_decoder(model: ConditionalVAE, what: str) -> None:
     if model.target_name != "x":
-        raise ValueError(f"{what} needs a model that generates x; {model.model_name} generates y")
+        raise UserError(f"{what} needs a model that generates x; {model.model_name} generates y")
 
 
 @torch.no_grad()
@@ -170,7 +171,7 @@ def analogy_grid(model: ConditionalVAE, x: Tensor, y: Tensor) -> Tensor:
     """
     _require_image_decoder(model, "an analogy grid")
     if model.model_name == "cvae4":
-        raise ValueError("cvae4's decoder never sees y, so z cannot be decoded with another label")
+        raise UserError("cvae4's decoder never sees y, so z cannot be decoded with another label")
     model.eval()
     x, y = x.to(model.device), y.to(model.device)
     z = model.posterior(x, model.encode_condition(y)).mean  # (N, D)

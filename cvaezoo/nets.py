@@ -16,6 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from cvaezoo.distributions import DiagonalGaussian, bounded_logvar
+from cvaezoo.errors import UserError
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
 KINDS = ("mlp", "conv")
@@ -38,20 +39,20 @@ class NetConfig:
         cfg = dict(cfg or {})
         unknown = sorted(set(cfg) - set(cls.__dataclass_fields__))
         if unknown:
-            raise ValueError(f"unknown net config keys {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
+            raise UserError(f"unknown net config keys {unknown}; allowed: {sorted(cls.__dataclass_fields__)}")
         net = cls(**cfg)
         net.validate()
         return net
 
     def validate(self) -> None:
         if self.kind not in KINDS:
-            raise ValueError(f"net.kind must be one of {list(KINDS)}, got {self.kind!r}")
+            raise UserError(f"net.kind must be one of {list(KINDS)}, got {self.kind!r}")
         if self.activation not in ACTIVATIONS:
-            raise ValueError(f"net.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
+            raise UserError(f"net.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if len(self.hidden) == 0 or any(int(h) <= 0 for h in self.hidden):
-            raise ValueError(f"net.hidden must be a non-empty list of positive sizes, got {list(self.hidden)}")
+            raise UserError(f"net.hidden must be a non-empty list of positive sizes, got {list(self.hidden)}")
         if self.kind == "conv" and (len(self.channels) == 0 or any(int(c) <= 0 for c in self.channels)):
-            raise ValueError(f"net.channels must be a non-empty list of positive sizes, got {list(self.channels)}")
+            raise UserError(f"net.channels must be a non-empty list of positive sizes, got {list(self.channels)}")
 
 
 def mlp(in_dim: int, sizes: Sequence[int], activation: str, final_activation: bool = True) -> nn.Sequential:

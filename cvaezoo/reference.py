@@ -20,8 +20,9 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from cvaezoo.data.attributes import attribute_loss, attributes_from_scores, group_matches
+from cvaezoo.errors import UserError, one_line_errors
 from cvaezoo.nets import Encoder, NetConfig
-from cvaezoo.runs import CONFIG_DIR, write_json_atomic
+from cvaezoo.runs import CONFIG_DIR, instantiate_checked, write_json_atomic
 
 
 class ReferenceClassifier(L.LightningModule):
@@ -37,7 +38,7 @@ class ReferenceClassifier(L.LightningModule):
         self.save_hyperparameters()
         self.groups = list(attribute_groups) if attribute_groups else None
         if self.groups is not None and sum(self.groups) != num_classes:
-            raise ValueError(f"attribute_groups {self.groups} do not add up to the {num_classes} attributes")
+            raise UserError(f"attribute_groups {self.groups} do not add up to the {num_classes} attributes")
         self.encoder = Encoder(x_shape, 0, NetConfig.from_dict(net))
         self.head = nn.Linear(self.encoder.out_dim, num_classes)
         if self.groups is None:
@@ -82,7 +83,7 @@ class ReferenceClassifier(L.LightningModule):
 def train_reference(cfg: DictConfig) -> dict[str, float]:
     L.seed_everything(cfg.seed, workers=True)
     run_dir = Path(cfg.run_dir)
-    datamodule = instantiate(cfg.data)
+    datamodule = instantiate_checked(cfg.data)
     spec = datamodule.spec
     groups = getattr(datamodule, "attribute_groups", None) if spec.y_kind == "multihot" else None
     model = ReferenceClassifier(spec.x_shape, spec.y_dim, OmegaConf.to_container(cfg.net, resolve=True), cfg.lr, groups)
@@ -97,7 +98,8 @@ def train_reference(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="reference")
 def main(cfg: DictConfig) -> None:
-    train_reference(cfg)
+    with one_line_errors("cvaezoo-reference"):
+        train_reference(cfg)
 
 
 if __name__ == "__main__":

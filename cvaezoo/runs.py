@@ -21,6 +21,8 @@ from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from cvaezoo.errors import UserError
+
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
@@ -35,7 +37,7 @@ def instantiate_checked(node: DictConfig, **kwargs: Any) -> Any:
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as exc:
-        if isinstance(exc.__cause__, (ValueError, FileNotFoundError)):
+        if isinstance(exc.__cause__, UserError):
             raise exc.__cause__ from None
         raise
 
@@ -103,7 +105,7 @@ def load_run_data(run_dir: Path | None, overrides: list[str], x_shape: Sequence[
     datamodule = instantiate_checked(cfg.data)
     spec = datamodule.spec
     if tuple(spec.x_shape) != tuple(x_shape) or spec.y_dim != y_dim:
-        raise ValueError(
+        raise UserError(
             f"the data has x of shape {tuple(spec.x_shape)} and {spec.y_dim} classes, but the model was trained on "
             f"x of shape {tuple(x_shape)} and {y_dim} classes"
         )

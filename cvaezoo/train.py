@@ -15,17 +15,21 @@ from pathlib import Path
 from typing import Any
 
 import hydra
-import numpy as np
 import lightning as L
-from hydra.utils import instantiate
+import numpy as np
+import torch
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+from cvaezoo.errors import one_line_errors
 from cvaezoo.inference import summary_grid
+from cvaezoo.loggers import resume_arguments
 from cvaezoo.runs import CONFIG_DIR, build, build_callbacks, write_json_atomic
 from cvaezoo.viz import save_image_grid
+
 
 def log_image(logger: Any, key: str, path: Path, step: int) -> None:
     """Send a saved PNG to loggers that show images (wandb, TensorBoard)."""
@@ -34,6 +38,16 @@ def log_image(logger: Any, key: str, path: Path, step: int) -> None:
     elif isinstance(logger, TensorBoardLogger):
         picture = np.asarray(Image.open(path).convert("RGB"))
         logger.experiment.add_image(key, picture, global_step=step, dataformats="HWC")
+
+
+def resumed_step(cfg: DictConfig, run_dir: Path) -> int | None:
+    """The global step of the checkpoint a resumed run starts from (``ckpt_path``), or None for a fresh run."""
+    if not cfg.get("ckpt_path"):
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+    if not path.is_file():
+        return None  # Lightning reports the missing checkpoint itself
+    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -46,7 +60,10 @@ def train(cfg: DictConfig) -> dict[str, float]:
         return json.loads((run_dir / "results.json").read_text())
     datamodule, model = build(cfg)
     callbacks = build_callbacks(cfg, model)
-    logger = instantiate(cfg.logger) if cfg.get("logger") else False
+    logger = False
+    if cfg.get("logger"):
+        resume = resume_arguments(get_class(cfg.logger._target_), run_dir, resumed_step(cfg, run_dir))
+        logger = instantiate(cfg.logger, **resume)
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     if logger:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
@@ -81,8 +98,12 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="config")
 def main(cfg: DictConfig) -> float:
-    """Train; returns the best value of the checkpoint metric, as a loss (-val/elbo by default): what a sweeper minimises."""
-    metrics = train(cfg)
+    """Train; returns the best value of the checkpoint metric, as a loss (-val/elbo by default): what a sweeper minimises.
+
+    A bad config value, data or checkpoint ends the run with one line naming it (HYDRA_FULL_ERROR=1: traceback).
+    """
+    with one_line_errors("cvaezoo-train"):
+        metrics = train(cfg)
     return metrics.get("objective", float("nan"))
 
 

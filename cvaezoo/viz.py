@@ -9,14 +9,16 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from cvaezoo.errors import UserError
+
 
 def image_grid(images: Tensor, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
     """(rows, cols, C, H, W) values in [0, 1] -> one uint8 array (rows*(H+p)+p, cols*(W+p)+p[, 3])."""
     if images.dim() != 5:
-        raise ValueError(f"image_grid expects (rows, cols, C, H, W), got {tuple(images.shape)}")
+        raise UserError(f"image_grid expects (rows, cols, C, H, W), got {tuple(images.shape)}")
     rows, cols, channels, height, width = images.shape
     if channels not in (1, 3):
-        raise ValueError(f"image_grid draws 1- or 3-channel images, got {channels} channels")
+        raise UserError(f"image_grid draws 1- or 3-channel images, got {channels} channels")
     grid = torch.full((channels, rows * (height + padding) + padding, cols * (width + padding) + padding), pad_value)
     for r in range(rows):
         for c in range(cols):

@@ -4,14 +4,13 @@ import itertools
 from pathlib import Path
 
 import pytest
+from conftest import MODEL_NAMES
 from hydra.utils import instantiate
+from test_attributes import write_celeba_fixture
 
 from cvaezoo.models import MODELS
 from cvaezoo.runs import CONFIG_DIR
 from cvaezoo.train import train
-
-from conftest import MODEL_NAMES
-from test_attributes import write_celeba_fixture
 
 CONF_MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml"))
 NETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "net").glob("*.yaml"))
@@ -72,3 +71,25 @@ def test_sweepable_values_are_overridable(compose_config, override, value):
     for part in key.split("."):
         node = node[part]
     assert (list(node) if hasattr(node, "__iter__") else node) == value
+
+
+@pytest.mark.parametrize("model, monitor, mode", [("cvae3", "val/elbo", "max"), ("hybrid", "val/elbo", "max"),
+                                                  ("gsnn", "val/loss", "min"), ("cvae1", "val/elbo", "max")])
+def test_best_checkpoint_metric_is_the_models_choice(compose_config, model, monitor, mode):
+    from lightning.pytorch.callbacks import ModelCheckpoint
+
+    from cvaezoo.runs import build, build_callbacks
+
+    task = ["experiment=quadrants"] if model in ("gsnn", "hybrid") else []
+    cfg = compose_config(*task, f"model={model}", "data.split=[100,50,50]")
+    (checkpointing,) = [c for c in build_callbacks(cfg, build(cfg)[1]) if isinstance(c, ModelCheckpoint)]
+    assert (checkpointing.monitor, checkpointing.mode) == (monitor, mode)
+
+
+def test_hybrid_logs_its_gsnn_term_beside_the_cvae_terms(compose_config, tmp_path):
+    import csv
+
+    train(compose_config("experiment=quadrants", "model=hybrid", "data.split=[100,50,50]", "trainer.max_epochs=1"))
+    with open(tmp_path / "metrics.csv") as f:
+        logged = {k for row in csv.DictReader(f) for k, v in row.items() if v}
+    assert {"train/gsnn_nll", "val/gsnn_nll", "train/elbo", "train/loss"} <= logged

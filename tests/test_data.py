@@ -3,11 +3,10 @@ import gzip
 import numpy as np
 import pytest
 import torch
+from conftest import write_fake_idx_dir
 
 from cvaezoo.data import Digits, IDXDataModule, MNIST5k, read_idx, stratified_split, write_idx
 from cvaezoo.data.idx import IDXFormatError
-
-from conftest import write_fake_idx_dir
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
@@ -109,3 +108,23 @@ def test_bad_data_config_values():
         Digits(binarize="otsu")
     with pytest.raises(ValueError, match="batch_size"):
         Digits(batch_size=0)
+
+
+def test_train_split_is_scored_with_one_fixed_binarisation():
+    """Dynamic binarisation keeps the training split grey for per-batch draws; scoring it (cvaezoo-evaluate
+    --split train) must see binary images, the same draw each time, as val and test do."""
+    dm = MNIST5k(split=(300, 100, 100), binarize="dynamic")
+    x, _ = dm.split_tensors("train")
+    assert set(x.unique().tolist()) == {0.0, 1.0}
+    assert torch.equal(x, MNIST5k(split=(300, 100, 100), binarize="dynamic").split_tensors("train")[0])
+    assert len(dm.splits["train"].tensors[0].unique()) > 2  # what training draws from stays grey
+    with pytest.raises(ValueError, match="this data has no 'unseen' split"):
+        dm.split_tensors("unseen")
+
+
+def test_shapes_with_dynamic_binarisation_sets_up():
+    from cvaezoo.data import Shapes
+
+    data = Shapes(split=(50, 20, 20), binarize="dynamic")
+    x, _ = data.split_tensors("unseen")
+    assert set(x.unique().tolist()) <= {0.0, 1.0}

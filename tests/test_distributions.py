@@ -9,10 +9,13 @@ from cvaezoo.distributions import (
     LOGVAR_MIN,
     Bernoulli,
     Categorical,
+    ContinuousBernoulli,
     DiagonalGaussian,
+    DiscretizedLogistic,
     Gaussian,
     bounded_logvar,
     build_likelihood,
+    pixel_likelihood,
 )
 
 
@@ -103,3 +106,50 @@ def test_log_prob_of_extreme_logvar_is_finite():
     q = DiagonalGaussian(torch.zeros(1, 2), bounded_logvar(torch.tensor([[1e9, -1e9]])))
     assert math.isfinite(float(q.log_prob(torch.ones(1, 2)).sum()))
     assert math.isfinite(float(q.kl(DiagonalGaussian.standard(q.mean)).sum()))
+
+
+def _one_pixel_params(values: list[float], per_dim: int) -> torch.Tensor:
+    """Params for B single-pixel images (B, per_dim * 1, 1, 1) from rows of per_dim numbers."""
+    return torch.tensor(values, dtype=torch.double).view(-1, per_dim, 1, 1)
+
+
+@pytest.mark.parametrize("logit", [-4.0, -0.5, 0.0, 1e-4, 2.0, 6.0])
+def test_continuous_bernoulli_is_a_density_on_the_unit_interval(logit):
+    """It integrates to 1 over [0, 1]; the Bernoulli's cross-entropy on grey values does not (the defect it fixes)."""
+    grid = torch.linspace(0, 1, 20_001, dtype=torch.double)[:, None, None, None]
+    params = torch.full_like(grid, logit)
+    density = ContinuousBernoulli().log_prob(params, grid).exp()
+    assert float(torch.trapezoid(density, grid.flatten())) == pytest.approx(1.0, abs=1e-4)
+    bernoulli = Bernoulli().log_prob(params, grid).exp()
+    assert abs(float(torch.trapezoid(bernoulli, grid.flatten())) - 1.0) > 0.05 or abs(logit) < 1e-3
+    mean = float(ContinuousBernoulli().mean(params[:1]))
+    assert mean == pytest.approx(float(torch.trapezoid(grid.flatten() * density, grid.flatten())), abs=1e-4)
+
+
+@pytest.mark.parametrize("mean, raw_log_scale", [(0.5, -2.0), (0.02, -4.0), (0.97, -6.0), (0.3, 3.0), (-0.2, 0.0)])
+def test_discretized_logistic_is_a_probability_mass_function_over_8_bit_values(mean, raw_log_scale):
+    values = torch.arange(256, dtype=torch.double)[:, None, None, None] / 255
+    params = _one_pixel_params([[mean, raw_log_scale]] * 256, 2)
+    mass = DiscretizedLogistic().log_prob(params, values).exp()
+    assert float(mass.sum()) == pytest.approx(1.0, abs=1e-3)
+    assert (mass >= 0).all() and DiscretizedLogistic.reports_bits_per_dim
+
+
+def test_discretized_logistic_matches_the_logistic_cdf_difference():
+    params = _one_pixel_params([[0.4, -3.0]], 2)
+    target = torch.tensor([100 / 255], dtype=torch.double).view(1, 1, 1, 1)
+    log_scale = bounded_logvar(torch.tensor(-3.0, dtype=torch.double)) / 2
+    logistic = torch.distributions.TransformedDistribution(
+        torch.distributions.Uniform(torch.tensor(0.0, dtype=torch.double), torch.tensor(1.0, dtype=torch.double)),
+        [torch.distributions.transforms.SigmoidTransform().inv,
+         torch.distributions.transforms.AffineTransform(0.4, log_scale.exp())])
+    half = 0.5 / 255
+    expected = logistic.cdf(target + half) - logistic.cdf(target - half)
+    assert float(DiscretizedLogistic().log_prob(params, target).exp()) == pytest.approx(float(expected), rel=1e-6)
+    samples = DiscretizedLogistic().sample(_one_pixel_params([[0.4, -3.0]] * 1000, 2))
+    assert torch.equal(samples, torch.round(samples * 255) / 255) and samples.min() >= 0 and samples.max() <= 1
+
+
+def test_default_pixel_likelihood_follows_the_number_of_grey_levels():
+    assert [pixel_likelihood(n) for n in (None, 2, 256, 17)] == ["bernoulli", "bernoulli", "discretized_logistic",
+                                                                  "continuous_bernoulli"]

@@ -5,6 +5,7 @@ import subprocess
 
 import pytest
 import torch
+from conftest import MODEL_NAMES, QUIET, SMALL_MNIST, compose_overrides
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -21,8 +22,6 @@ from cvaezoo.inference import (
 from cvaezoo.models import CVAE1, CVAE2
 from cvaezoo.reference import ReferenceClassifier, train_reference
 from cvaezoo.runs import CONFIG_DIR
-
-from conftest import MODEL_NAMES, QUIET, SMALL_MNIST, compose_overrides
 
 # Chance is 10% on the ten balanced digit classes. After 200 steps on 1 000 digits the
 # predictive CVAE-3 is a trained classifier (> 70%); the Bayes-rule classifiers of the

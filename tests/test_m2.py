@@ -4,13 +4,12 @@ import csv
 
 import pytest
 import torch
+from conftest import SMALL_MNIST
 
 from cvaezoo.data import MNIST5k, TensorDataModule
 from cvaezoo.models import M2
 from cvaezoo.models.m2 import marginal_bound
 from cvaezoo.train import train
-
-from conftest import SMALL_MNIST
 
 
 def tiny_m2(**kwargs) -> M2:

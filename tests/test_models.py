@@ -4,11 +4,10 @@ import math
 
 import pytest
 import torch
+from conftest import MODEL_NAMES
 from torch import nn
 
 from cvaezoo.models import MODELS
-
-from conftest import MODEL_NAMES
 
 SMALL_NET = {"kind": "mlp", "hidden": [32, 16]}
 
@@ -188,3 +187,36 @@ def test_vae_ignores_the_label_and_refuses_to_classify():
     assert torch.equal(model.elbo_terms(x, y, eps=eps).elbo, model.elbo_terms(x, (y + 1) % 10, eps=eps).elbo)
     with pytest.raises(ValueError, match="ignores the label"):
         model.predict_proba(x)
+
+
+def test_bernoulli_on_grey_pixels_is_refused_unless_allowed():
+    with pytest.raises(ValueError, match="model.likelihood=bernoulli is a distribution over binary pixels, but this data "
+                                         "has 256 grey levels"):
+        MODELS["cvae1"](x_shape=(1, 8, 8), net=SMALL_NET, likelihood="bernoulli", pixel_levels=256)
+    allowed = MODELS["cvae1"](x_shape=(1, 8, 8), net=SMALL_NET, likelihood="bernoulli", pixel_levels=256,
+                              allow_grey_bernoulli=True)
+    assert allowed.likelihood_name == "bernoulli"
+    with pytest.raises(ValueError, match="baseline with y_kind='vector' needs model.likelihood=bernoulli or gaussian"):
+        MODELS["baseline"](x_shape=(1, 4, 4), y_kind="vector", y_dim=8, likelihood="categorical")
+
+
+@pytest.mark.parametrize("name, y_kind, levels, expected", [
+    ("cvae1", "class", 2, "bernoulli"), ("cvae4", "class", 256, "discretized_logistic"),
+    ("cvae2", "class", 17, "continuous_bernoulli"), ("cvae3", "class", 256, "categorical"),
+    ("cvae3", "vector", 2, "bernoulli"), ("baseline", "vector", 256, "discretized_logistic")])
+def test_default_likelihood_comes_from_the_model_and_the_data(name, y_kind, levels, expected):
+    model = MODELS[name](x_shape=(1, 8, 8), y_kind=y_kind, y_dim=10, net=SMALL_NET, latent_dim=2, pixel_levels=levels)
+    assert model.likelihood_name == expected
+
+
+def test_eight_bit_data_reports_bits_per_dimension(compose_config):
+    from cvaezoo.runs import build
+
+    datamodule, model = build(compose_config("data.binarize=none", "data.split=[100,50,50]", "~logger"))
+    assert model.likelihood_name == "discretized_logistic"
+    assert model.bits_per_dim(-math.log(2) * 784) == pytest.approx(1.0)  # one bit per pixel
+    from cvaezoo.inference import evaluate_bound
+
+    x, y = datamodule.split_tensors("test")
+    result = evaluate_bound(model, x[:20], y[:20], k=2)
+    assert result["bpd_elbo"] == pytest.approx(-result["elbo"] / (784 * math.log(2)))

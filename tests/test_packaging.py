@@ -8,10 +8,9 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import compose_overrides
 
 from cvaezoo.runs import CONFIG_DIR
-
-from conftest import compose_overrides
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 

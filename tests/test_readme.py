@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import compose_overrides
 
 from cvaezoo.runs import build
-
-from conftest import compose_overrides
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 EXTERNAL = ("/data/", "<")  # arguments that name a user's files or a placeholder

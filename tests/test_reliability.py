@@ -1,22 +1,24 @@
 """Bad input gets a specific error; interrupted or failing runs lose nothing; runs are repeatable."""
 
+import gzip
 import json
 import math
+import re
 import signal
 import subprocess
 import time
 
 import pytest
 import torch
+from conftest import SMALL_MNIST, write_fake_idx_dir
 from hydra.errors import ConfigCompositionException
 
 from cvaezoo.checkpoints import load_model
+from cvaezoo.errors import UserError
 from cvaezoo.data.base import TensorDataModule
 from cvaezoo.models import CVAE1, MODELS
 from cvaezoo.runs import build, build_callbacks
 from cvaezoo.train import train
-
-from conftest import SMALL_MNIST
 
 FAST = [*SMALL_MNIST, "~logger"]
 
@@ -181,4 +183,47 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, sig):
     assert resumed_steps and min(resumed_steps) >= stopped_at and max(steps) >= 390  # continued, not restarted
     weights = [float(r["train/kl_weight"]) for r in csv.DictReader(open(run_dir / "metrics.csv")) if r.get("train/kl_weight")]
     assert weights == sorted(weights) and math.isclose(weights[-1], 0.4, abs_tol=0.02)  # warm-up went on
+    # the history survives the restart: every step's row and every epoch's validation row exactly once
+    with open(run_dir / "metrics.csv") as f:
+        history = list(csv.DictReader(f))
+    logged_steps = [int(r["step"]) for r in history if r.get("train_step/loss")]
+    assert logged_steps == list(range(400)), (stopped_at, logged_steps[stopped_at - 3:stopped_at + 3], logged_steps[-3:])
+    validated = [int(r["epoch"]) for r in history if r.get("val/elbo")]
+    assert validated == list(range(50)), (stopped_at, validated)  # 400 steps of 8 per epoch
     assert load_model(run_dir).model_name == "cvae1"
+
+
+@pytest.mark.parametrize("overrides, message", [
+    (["model.latent_dim=0"], "model.latent_dim must be > 0, got 0"),
+    (["model.beta=-1"], "model.beta must be >= 0, got -1"),
+    (["data.batch_size=0"], "data.batch_size and data.eval_batch_size must be > 0"),
+    (["data.split=[5000,500,500]"], "data.split [5000, 500, 500] asks for 6000 examples but the dataset has 5000"),
+    (["data=idx", "data.root=MISSING_DIR"], "missing IDX file train-images-idx3-ubyte[.gz] in MISSING_DIR"),
+    (["data=idx", "data.root=CORRUPT_DIR"], "not an IDX file"),
+])
+def test_entry_point_reports_own_errors_in_one_line(tmp_path, monkeypatch, capsys, overrides, message):
+    """cvaezoo-train with a bad value, missing or corrupt data: one line naming it, exit status 2, no traceback;
+    HYDRA_FULL_ERROR=1 brings the traceback back."""
+    from cvaezoo.train import main
+
+    corrupt = write_fake_idx_dir(tmp_path / "corrupt")
+    (corrupt / "train-images-idx3-ubyte.gz").write_bytes(gzip.compress(b"\x01\x02\x03\x04junk"))
+    places = {"MISSING_DIR": str(tmp_path / "nowhere"), "CORRUPT_DIR": str(corrupt)}
+
+    def fill(text: str) -> str:
+        for name, path in places.items():
+            text = text.replace(name, path)
+        return text
+
+    overrides, message = [fill(o) for o in overrides], fill(message)
+    monkeypatch.setattr("sys.argv", ["cvaezoo-train", *overrides, f"hydra.run.dir={tmp_path / 'run'}", "~logger"])
+    monkeypatch.delenv("HYDRA_FULL_ERROR", raising=False)
+    with pytest.raises(SystemExit) as stopped:
+        main()
+    assert stopped.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [f"cvaezoo-train: error: {lines[0].split('error: ', 1)[1]}"] and message in lines[0], err
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    with pytest.raises(UserError, match=re.escape(message)):
+        main()

@@ -2,23 +2,21 @@
 
 import csv
 import math
-import os
 import subprocess
 import sys
 
 import pytest
 import torch
 import yaml
+from conftest import SMALL_MNIST
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
+from wandb_offline import config_keys, history_keys
 
 from cvaezoo.checkpoints import load_model
 from cvaezoo.collect import main as collect_main
 from cvaezoo.runs import CONFIG_DIR
 from cvaezoo.train import train
-
-from conftest import SMALL_MNIST
-from wandb_offline import config_keys, history_keys
 
 
 def run(command, timeout=600, env=None):
@@ -180,3 +178,20 @@ def test_wandb_offline_run_records_every_elbo_term_config_and_samples(compose_co
 def test_tensorboard_logger_writes_events(compose_config, tmp_path):
     train(compose_config("logger=tensorboard", "data.split=[300,100,100]", "trainer.max_epochs=1"))
     assert list((tmp_path / "tensorboard").rglob("events.out.tfevents.*"))
+
+
+def test_resumed_runs_keep_their_logged_history_in_every_logger(compose_config, tmp_path, monkeypatch):
+    """CSV rows before the checkpoint survive, TensorBoard purges what came after it, wandb continues the run id."""
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from cvaezoo.loggers import CSVLogger, resume_arguments
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    common = ["logger=wandb", "data.split=[300,100,100]"]
+    train(compose_config(*common, "trainer.max_epochs=1"))
+    train(compose_config(*common, "trainer.max_epochs=2", "ckpt_path=last"))
+    runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
+    assert len(runs) == 2 and len({run.name.rsplit("-", 1)[1] for run in runs}) == 1  # one wandb run, resumed
+    assert resume_arguments(TensorBoardLogger, tmp_path, 8) == {"purge_step": 8}
+    assert resume_arguments(CSVLogger, tmp_path, 8) == {"resume_step": 8} and resume_arguments(CSVLogger, tmp_path, None) == {}

@@ -6,12 +6,11 @@ import json
 import lightning as L
 import pytest
 import torch
+from conftest import MODEL_NAMES, SMALL_MNIST
 
 from cvaezoo.checkpoints import load_model
 from cvaezoo.runs import build
 from cvaezoo.train import train
-
-from conftest import MODEL_NAMES, SMALL_MNIST
 
 TERMS = ("elbo", "recon", "kl", "kl_weight", "loss")
 

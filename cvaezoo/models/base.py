@@ -29,6 +29,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 
 from cvaezoo.distributions import DiagonalGaussian, Likelihood, build_likelihood, pixel_likelihood
+from cvaezoo.errors import UserError
 from cvaezoo.nets import Decoder, Encoder, GaussianHead, NetConfig, mlp
 
 CONDITION_KINDS = ("class", "multihot", "vector")  # multi-hot and vector conditions pass through alike
@@ -94,16 +95,16 @@ class ConditionalVAE(L.LightningModule):
         self.save_hyperparameters()
         _check_positive(latent_dim=latent_dim, y_dim=y_dim, n_samples=n_samples, lr=lr)
         if beta < 0:
-            raise ValueError(f"model.beta must be >= 0, got {beta}")
+            raise UserError(f"model.beta must be >= 0, got {beta}")
         if kl_warmup_steps < 0:
-            raise ValueError(f"model.kl_warmup_steps must be >= 0, got {kl_warmup_steps}")
+            raise UserError(f"model.kl_warmup_steps must be >= 0, got {kl_warmup_steps}")
         if on_nonfinite not in NONFINITE_POLICIES:
-            raise ValueError(f"model.on_nonfinite must be one of {list(NONFINITE_POLICIES)}, got {on_nonfinite!r}")
+            raise UserError(f"model.on_nonfinite must be one of {list(NONFINITE_POLICIES)}, got {on_nonfinite!r}")
         if y_kind not in CONDITION_KINDS:
-            raise ValueError(f"y_kind must be one of {list(CONDITION_KINDS)}, got {y_kind!r}")
+            raise UserError(f"y_kind must be one of {list(CONDITION_KINDS)}, got {y_kind!r}")
         self.x_shape = tuple(int(s) for s in x_shape)
         if len(self.x_shape) == 0 or any(s <= 0 for s in self.x_shape):
-            raise ValueError(f"x_shape must be a non-empty list of positive sizes, got {list(x_shape)}")
+            raise UserError(f"x_shape must be a non-empty list of positive sizes, got {list(x_shape)}")
         self.y_kind, self.y_dim, self.latent_dim = y_kind, int(y_dim), int(latent_dim)
         self.net_config = NetConfig.from_dict(net)
         self.pixel_levels = pixel_levels  # distinct values of the data's pixels (from the data module); None: unknown
@@ -113,7 +114,7 @@ class ConditionalVAE(L.LightningModule):
 
         prior = torch.full((self.y_dim,), 1.0 / self.y_dim) if class_prior is None else torch.as_tensor(class_prior)
         if y_kind == "class" and prior.shape != (self.y_dim,):
-            raise ValueError(f"class_prior must have {self.y_dim} entries, got shape {tuple(prior.shape)}")
+            raise UserError(f"class_prior must have {self.y_dim} entries, got shape {tuple(prior.shape)}")
         self.register_buffer("log_class_prior", torch.log(prior.float()))
 
         if self.has_latent:  # q(z|x,y): the same inference network in every model.
@@ -161,7 +162,7 @@ class ConditionalVAE(L.LightningModule):
         name = self.likelihood_name
         grey = self.pixel_levels not in (None, 2)
         if name == "bernoulli" and self.target_is_pixels and grey and not self.hparams.allow_grey_bernoulli:
-            raise ValueError(
+            raise UserError(
                 f"model.likelihood=bernoulli is a distribution over binary pixels, but this data has {self.pixel_levels} "
                 f"grey levels, so its bound would bound nothing: use model.likelihood=null (here "
                 f"{pixel_likelihood(self.pixel_levels)}), continuous_bernoulli or gaussian, or binarize the data "
@@ -169,9 +170,9 @@ class ConditionalVAE(L.LightningModule):
             )
         if self.target_name == "y" and (self.y_kind == "class") != (name == "categorical"):
             needed = "categorical" if self.y_kind == "class" else "bernoulli or gaussian"
-            raise ValueError(f"{self.model_name} with y_kind={self.y_kind!r} needs model.likelihood={needed}, got {name!r}")
+            raise UserError(f"{self.model_name} with y_kind={self.y_kind!r} needs model.likelihood={needed}, got {name!r}")
         if self.target_name == "x" and name == "categorical":
-            raise ValueError(f"{self.model_name} models images x: model.likelihood=categorical is for class labels")
+            raise UserError(f"{self.model_name} models images x: model.likelihood=categorical is for class labels")
 
     # ----- building blocks for model files -------------------------------------------------
     def encoder(self, x_shape: Sequence[int], cond_dim: int) -> tuple[Encoder, int]:
@@ -194,21 +195,21 @@ class ConditionalVAE(L.LightningModule):
         """Class indices -> one-hot; multi-hot attribute vectors (or other vectors) pass through as floats."""
         if self.y_kind == "class":
             if y.dim() != 1:
-                raise ValueError(f"class labels must have shape (B,), got {tuple(y.shape)}")
+                raise UserError(f"class labels must have shape (B,), got {tuple(y.shape)}")
             if not self.training and len(y) and (int(y.min()) < 0 or int(y.max()) >= self.y_dim):
                 bad = y[(y < 0) | (y >= self.y_dim)][:5].tolist()
-                raise ValueError(f"class labels must lie in [0, {self.y_dim}), got {bad}")
+                raise UserError(f"class labels must lie in [0, {self.y_dim}), got {bad}")
             return F.one_hot(y.long(), self.y_dim).to(self.dtype)
         if y.dim() != 2 or y.shape[1] != self.y_dim:
-            raise ValueError(f"attribute vectors must have shape (B, {self.y_dim}), got {tuple(y.shape)}")
+            raise UserError(f"attribute vectors must have shape (B, {self.y_dim}), got {tuple(y.shape)}")
         return y.to(self.dtype)
 
     def check_x(self, x: Tensor) -> None:
         """Shape always; finiteness outside training (the data modules check their data once, up front)."""
         if tuple(x.shape[1:]) != self.x_shape:
-            raise ValueError(f"x must have shape (B, {', '.join(map(str, self.x_shape))}), got {tuple(x.shape)}")
+            raise UserError(f"x must have shape (B, {', '.join(map(str, self.x_shape))}), got {tuple(x.shape)}")
         if not self.training and not bool(torch.isfinite(x).all()):
-            raise ValueError(f"x contains {int((~torch.isfinite(x)).sum())} non-finite values")
+            raise UserError(f"x contains {int((~torch.isfinite(x)).sum())} non-finite values")
 
     # ----- the bound -----------------------------------------------------------------------
     def posterior(self, x: Tensor, c: Tensor) -> DiagonalGaussian:
@@ -257,9 +258,9 @@ class ConditionalVAE(L.LightningModule):
         Differentiable (M2 trains through it); :meth:`class_log_likelihoods` is the no-grad version.
         """
         if self.y_kind != "class" or self.target_name != "x":
-            raise ValueError(f"{type(self).__name__} has no class-conditional likelihood p(x|y) to invert")
+            raise UserError(f"{type(self).__name__} has no class-conditional likelihood p(x|y) to invert")
         if method not in ("elbo", "iwae"):
-            raise ValueError(f"method must be 'elbo' or 'iwae', got {method!r}")
+            raise UserError(f"method must be 'elbo' or 'iwae', got {method!r}")
         self.check_x(x)
         batch, n_classes = x.shape[0], self.y_dim
         xs = repeat_samples(x, n_classes)  # class-major: (C*B, ...)
@@ -450,19 +451,19 @@ class ConditionalVAE(L.LightningModule):
         """Refuse a checkpoint of another model, or of the same model sized differently."""
         stored = checkpoint.get("cvaezoo_model")
         if stored is None:
-            raise ValueError("not a cvaezoo checkpoint: it has no 'cvaezoo_model' entry")
+            raise UserError("not a cvaezoo checkpoint: it has no 'cvaezoo_model' entry")
         if stored != self.model_name:
-            raise ValueError(f"checkpoint holds a {stored} model, but a {self.model_name} model was configured")
+            raise UserError(f"checkpoint holds a {stored} model, but a {self.model_name} model was configured")
         own, stored_state = self.state_dict(), checkpoint.get("state_dict", {})
         missing, unexpected = sorted(set(own) - set(stored_state)), sorted(set(stored_state) - set(own))
         if missing or unexpected:
-            raise ValueError(
+            raise UserError(
                 f"checkpoint does not fit this {self.model_name}: missing {missing[:3]}, unexpected {unexpected[:3]} "
                 "(trained with another net kind?)"
             )
         for key, tensor in stored_state.items():
             if tensor.shape != own[key].shape:
-                raise ValueError(
+                raise UserError(
                     f"checkpoint does not fit this {self.model_name}: {key} has shape {tuple(tensor.shape)} in the "
                     f"checkpoint but {tuple(own[key].shape)} here (trained with other sizes: latent_dim, net, data?)"
                 )
@@ -482,4 +483,4 @@ class ConditionalVAE(L.LightningModule):
 def _check_positive(**values: float) -> None:
     for key, value in values.items():
         if value <= 0:
-            raise ValueError(f"model.{key} must be > 0, got {value}")
+            raise UserError(f"model.{key} must be > 0, got {value}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from cvaezoo.errors import UserError
 from cvaezoo.models.base import ConditionalVAE, ElboTerms
 
 
@@ -56,5 +57,5 @@ class Baseline(ConditionalVAE):
     def predict_proba(self, x: Tensor, k: int = 0, method: str = "mean") -> Tensor:
         """p(y|x) for class labels (k and method are accepted for CVAE-3's signature and unused)."""
         if self.y_kind != "class":
-            raise ValueError("predict_proba needs class labels; use sample(x, n) for structured outputs")
+            raise UserError("predict_proba needs class labels; use sample(x, n) for structured outputs")
         return torch.softmax(self.output_params(x), dim=-1)

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 
 from cvaezoo.distributions import DiagonalGaussian
+from cvaezoo.errors import UserError
 from cvaezoo.models.base import ConditionalVAE, ElboTerms
 from cvaezoo.nets import GaussianHead
 
@@ -31,7 +32,7 @@ class CVAE3(ConditionalVAE):
     def __init__(self, *args, hybrid_alpha: float = 1.0, init_prior_from: str | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         if not 0.0 <= hybrid_alpha <= 1.0:
-            raise ValueError(f"model.hybrid_alpha must lie in [0, 1], got {hybrid_alpha}")
+            raise UserError(f"model.hybrid_alpha must lie in [0, 1], got {hybrid_alpha}")
 
     def on_fit_start(self) -> None:
         """A fresh fit (not a resumed one) copies the baseline's trunk into the prior network."""
@@ -46,7 +47,7 @@ class CVAE3(ConditionalVAE):
         try:
             self.prior_net.features.load_state_dict(baseline.predictor_trunk.state_dict())
         except RuntimeError as exc:
-            raise ValueError(
+            raise UserError(
                 f"model.init_prior_from={path}: the baseline's network (x of shape {baseline.x_shape}, net "
                 f"{baseline.net_config}) does not fit this prior network (x {self.x_shape}, net {self.net_config})"
             ) from exc
@@ -104,7 +105,7 @@ class CVAE3(ConditionalVAE):
         if proposal == "posterior":
             return self.iwae_bound(x, y, samples)
         if proposal != "prior":
-            raise ValueError(f"proposal must be 'posterior' or 'prior', got {proposal!r}")
+            raise UserError(f"proposal must be 'posterior' or 'prior', got {proposal!r}")
         self.check_x(x)
         return torch.logsumexp(self.prior_log_likelihoods(x, y, samples), dim=0) - math.log(samples)
 
@@ -113,7 +114,7 @@ class CVAE3(ConditionalVAE):
         """p(y|x) = E_p(z|x)[p(y|x,z)]: with k=0 (or method "mean") z is the prior mean, else k samples."""
         self.check_x(x)
         if self.y_kind != "class":
-            raise ValueError("predict_proba needs class labels; use sample(x, n) for structured outputs")
+            raise UserError("predict_proba needs class labels; use sample(x, n) for structured outputs")
         prior = self.prior(x, None)
         z = prior.mean[None] if k == 0 or method == "mean" else prior.rsample(k)
         logits = self.sampled_likelihood_params(z, x, None)

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cvaezoo.errors import UserError
 from cvaezoo.models.base import ElboTerms
 from cvaezoo.models.cvae2 import CVAE2
 
@@ -33,9 +34,9 @@ class M2(CVAE2):
     def __init__(self, *args, alpha: float = 100.0, use_unlabelled: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         if alpha < 0:
-            raise ValueError(f"model.alpha must be >= 0, got {alpha}")
+            raise UserError(f"model.alpha must be >= 0, got {alpha}")
         if self.y_kind != "class":
-            raise ValueError(f"m2 classifies: it needs class labels, but the data's y is a {self.y_kind}")
+            raise UserError(f"m2 classifies: it needs class labels, but the data's y is a {self.y_kind}")
 
     def build_networks(self) -> None:
         super().build_networks()

@@ -10,6 +10,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from cvaezoo.distributions import DiagonalGaussian
+from cvaezoo.errors import UserError
 from cvaezoo.models.base import ConditionalVAE
 
 
@@ -35,4 +36,4 @@ class VAE(ConditionalVAE):
         return self.decoder_net(z)
 
     def class_bounds(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
-        raise ValueError("vae ignores the label: it has no class-conditional likelihood to classify with")
+        raise UserError("vae ignores the label: it has no class-conditional likelihood to classify with")
