@@ -18,19 +18,14 @@ import yaml
 from cvaezoo.checkpoints import load_model, resolve_checkpoint, run_dir_of
 from cvaezoo.data.base import TensorDataModule
 from cvaezoo.errors import UserError, one_line_errors
+from cvaezoo.figures import figures
 from cvaezoo.inference import (
-    analogy_grid,
-    attribute_edit_grid,
     attribute_generation_accuracy,
     classification_metrics,
-    completion_grid,
     conditional_generation_accuracy,
     distinct_rows,
     evaluate_bound,
-    interpolation_grid,
-    label_grid,
     predict_proba,
-    reconstruction_grid,
 )
 from cvaezoo.models.base import ConditionalVAE
 from cvaezoo.runs import load_run_data, write_json_atomic
@@ -66,15 +61,14 @@ def _load(args: argparse.Namespace) -> tuple[Path, ConditionalVAE]:
 
 
 def _predict_kwargs(model: ConditionalVAE, method: str | None, k: int | None) -> dict:
-    if model.target_name == "y":
-        method = method or "mc"
-        if method not in ("mc", "mean"):
-            raise UserError(f"{model.model_name} predicts with method 'mc' or 'mean', not {method!r}")
-        return {"method": method, "k": 0 if method == "mean" else (k or 100)}
-    method = method or "elbo"
-    if method not in ("elbo", "iwae"):
-        raise UserError(f"{model.model_name} classifies by Bayes rule with method 'elbo' or 'iwae', not {method!r}")
-    return {"method": method, "k": k or (10 if method == "elbo" else 100)}
+    """Classifier-mode arguments: the model's default method and sample count unless given (--method, -k)."""
+    methods = model.classifier_methods
+    if not model.classifies or model.y_kind != "class":
+        raise UserError(f"{model.model_name} on {model.y_kind} conditions has no classifier mode")
+    method = method or next(iter(methods))
+    if method not in methods:
+        raise UserError(f"{model.model_name} classifies with method {' or '.join(map(repr, methods))}, not {method!r}")
+    return {"method": method, "k": (k or methods[method]) if methods[method] else 0}
 
 
 def _print_table(title: str, rows: dict[str, object]) -> None:
@@ -136,25 +130,12 @@ def generate(args: argparse.Namespace) -> dict:
         split_x, split_y = datamodule.split_tensors(args.split)
         pick = torch.linspace(0, len(split_x) - 1, min(args.n_examples, len(split_x))).long()  # spread over the split
         x, y = split_x[pick], split_y[pick]
-        if model.target_name == "x":
-            files["reconstruction.png"] = str(save_image_grid(reconstruction_grid(model, x, y), out / "reconstruction.png"))
-            partner = torch.roll(x, 1, 0)
-            files["interpolation.png"] = str(save_image_grid(interpolation_grid(model, x, partner, y), out / "interpolation.png"))
-            if model.y_kind == "multihot":  # one editing grid per attribute group
-                for group, name in enumerate(datamodule.group_names):
-                    grid = attribute_edit_grid(model, x, y, group, datamodule.attribute_groups)
-                    files[f"edit_{name}.png"] = str(save_image_grid(grid, out / f"edit_{name}.png"))
-            elif model.model_name in ("cvae1", "cvae2"):
-                files["analogy.png"] = str(save_image_grid(analogy_grid(model, x, y), out / "analogy.png"))
-        elif model.y_kind != "class":  # structured outputs: completions beside input and truth
-            grid = completion_grid(model, datamodule, x, y, args.n)
-            files["completions.png"] = str(save_image_grid(grid, out / "completions.png"))
-        else:  # CVAE-3 generates labels given x: n draws of y per input
+        for name, grid in figures(model, datamodule, x, y, args.n, images=split_x).items():
+            files[f"{name}.png"] = str(save_image_grid(grid, out / f"{name}.png"))
+        if model.target_name == "y" and model.y_kind == "class":  # n draws of y per input, beside the truth
             draws = model.sample(x.to(model.device), args.n, temperature=args.temperature, use_mean=False).cpu()
             np.savez(out / "label_samples.npz", inputs=x.numpy(), sampled_labels=draws.numpy(), labels=y.numpy())
             files["label_samples.npz"] = str(out / "label_samples.npz")
-            grid = label_grid(model, split_x)
-            files["samples.png"] = str(save_image_grid(grid, out / "samples.png"))
     for name, path in files.items():
         print(f"{name}: {path}")
     return files

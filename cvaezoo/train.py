@@ -25,7 +25,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from cvaezoo.errors import one_line_errors
-from cvaezoo.inference import summary_grid
+from cvaezoo.figures import summary_grid
 from cvaezoo.loggers import resume_arguments
 from cvaezoo.runs import CONFIG_DIR, build, build_callbacks, write_json_atomic
 from cvaezoo.viz import save_image_grid

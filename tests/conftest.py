@@ -14,13 +14,17 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 
 from cvaezoo.data.idx import write_idx
+from cvaezoo.models import CVAES, MODELS
 from cvaezoo.runs import CONFIG_DIR
 
 # Console scripts (cvaezoo-train, ...) run from subprocesses are this interpreter's, whether or not its
 # virtualenv is activated.
 os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
 
-MODEL_NAMES = ["cvae1", "cvae2", "cvae3", "cvae4"]
+MODEL_NAMES = list(CVAES)
+#: registered models by what they declare: with a latent z (all but the baseline), generating x (images)
+LATENT_MODELS = [name for name, cls in MODELS.items() if cls.has_latent]
+IMAGE_MODELS = [name for name, cls in MODELS.items() if cls.target_name == "x"]
 # A small, fast split of the embedded MNIST for tests that train.
 SMALL_MNIST = ["data.split=[1000,200,200]"]
 

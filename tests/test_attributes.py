@@ -6,7 +6,8 @@ from PIL import Image
 
 from cvaezoo.data import AttributeFolder, Shapes
 from cvaezoo.data.attributes import SHAPE_FACTORS, attribute_loss, attributes_from_scores, group_matches
-from cvaezoo.inference import attribute_edit_grid, attribute_generation_accuracy, distinct_rows
+from cvaezoo.figures import attribute_edit_grid
+from cvaezoo.inference import attribute_generation_accuracy, distinct_rows
 from cvaezoo.train import train
 
 GROUPS = [len(v) for v in SHAPE_FACTORS.values()]

@@ -25,7 +25,6 @@ def test_config_groups_are_complete():
     assert {"mlp", "conv"} <= set(NETS) and {"mnist5k", "digits", "idx", "quadrants", "quadrants_idx", "shapes", "celeba"} <= set(DATA)
 
 
-PREDICTIVE = {"cvae3", "gsnn", "hybrid", "baseline"}  # the likelihood is over y
 COMBINATIONS = sorted({*itertools.product(CONF_MODELS, ["mlp"], DATA), *itertools.product(CONF_MODELS, ["conv"], ["mnist5k"]),
                        *itertools.product(["cvae1"], ["conv"], DATA)})
 
@@ -40,10 +39,8 @@ def test_every_combination_runs_fast_dev_run(compose_config, idx_dir, tmp_path, 
         write_celeba_fixture(tmp_path / "celeba")
         overrides += [f"data.root={tmp_path / 'celeba'}", "data.attr_file=attrs.txt", "data.image_dir=images",
                       "data.split=[3,1,1]", "data.image_size=8"]
-    class_labels = data in ("mnist5k", "digits", "idx")
-    if model in PREDICTIVE and not class_labels:
-        overrides.append("model.likelihood=bernoulli")  # y is pixels or attributes (experiment=quadrants sets this)
-    cfg = compose_config(*overrides)
+    class_labels = data in ("mnist5k", "digits", "idx")  # elsewhere y is pixels or attributes: the default
+    cfg = compose_config(*overrides)                       # likelihood follows from the model and the data
     if model == "m2" and not class_labels:
         with pytest.raises(ValueError, match="m2 classifies: it needs class labels"):
             train(cfg)

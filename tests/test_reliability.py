@@ -14,8 +14,8 @@ from conftest import SMALL_MNIST, write_fake_idx_dir
 from hydra.errors import ConfigCompositionException
 
 from cvaezoo.checkpoints import load_model
-from cvaezoo.errors import UserError
 from cvaezoo.data.base import TensorDataModule
+from cvaezoo.errors import UserError
 from cvaezoo.models import CVAE1, MODELS
 from cvaezoo.runs import build, build_callbacks
 from cvaezoo.train import train

@@ -9,7 +9,9 @@ from cvaezoo.models.cvae4 import CVAE4
 from cvaezoo.models.m2 import M2
 from cvaezoo.models.vae import VAE
 
+#: the four conditional VAEs of the zoo (the rest: M2, the unconditional VAE and CVAE-3's deterministic baseline)
+CVAES = ("cvae1", "cvae2", "cvae3", "cvae4")
 MODELS: dict[str, type[ConditionalVAE]] = {"cvae1": CVAE1, "cvae2": CVAE2, "cvae3": CVAE3, "cvae4": CVAE4, "m2": M2, "vae": VAE,
                                          "baseline": Baseline}
 
-__all__ = ["MODELS", "ConditionalVAE", "ElboTerms", "CVAE1", "CVAE2", "CVAE3", "CVAE4", "M2", "VAE", "Baseline"]
+__all__ = ["CVAES", "MODELS", "ConditionalVAE", "ElboTerms", "CVAE1", "CVAE2", "CVAE3", "CVAE4", "M2", "VAE", "Baseline"]

@@ -62,10 +62,15 @@ def repeat_samples(t: Tensor | None, n: int) -> Tensor | None:
 class ConditionalVAE(L.LightningModule):
     """Base class: maximises E_q(z|x,y)[log p(target|z,...)] - KL(q(z|x,y) || p(z|...))."""
 
-    #: what the likelihood is over: "x" (generative models) or "y" (predictive models)
+    # What tools need to know about a model is declared here, as class data; no tool tests a model's name.
+    #: what the likelihood is over, i.e. what the model generates: "x" (images, given a condition) or "y" (given x)
     target_name: str = "x"
-    #: whether classifier mode (predict_proba) is defined
+    #: whether p(x|z, ...) sees the condition, so that one z decodes with other labels (analogy and editing grids)
+    decoder_sees_condition: bool = True
+    #: whether classifier mode (predict_proba) is defined (for class labels)
     classifies: bool = True
+    #: classifier-mode methods of predict_proba, each with its default number of samples; the first is the default
+    classifier_methods: dict[str, int] = {"elbo": 10, "iwae": 100}
     #: False for the deterministic baseline, which has no z and so no q(z|x,y)
     has_latent: bool = True
     #: names of per-example terms a model adds to ``ElboTerms.extras``; logged as {stage}/<name> like the bound's
@@ -150,9 +155,12 @@ class ConditionalVAE(L.LightningModule):
 
     @classmethod
     def default_likelihood(cls, y_kind: str, pixel_levels: int | None = None) -> str:
-        """p(target | ...) when ``model.likelihood`` is null: a categorical over class labels; for pixels,
-        Bernoulli when binary, discretised logistic for 8-bit grey levels, continuous Bernoulli otherwise."""
-        return "categorical" if cls.target_name == "y" and y_kind == "class" else pixel_likelihood(pixel_levels)
+        """p(target | ...) when ``model.likelihood`` is null: a categorical over class labels, a Bernoulli over
+        binary attributes; for pixels, Bernoulli when binary, discretised logistic for 8-bit grey levels,
+        continuous Bernoulli otherwise."""
+        if cls.target_name == "y" and y_kind != "vector":
+            return "categorical" if y_kind == "class" else "bernoulli"
+        return pixel_likelihood(pixel_levels)
 
     @property
     def target_is_pixels(self) -> bool:

@@ -21,6 +21,7 @@ class Baseline(ConditionalVAE):
 
     target_name = "y"
     has_latent = False
+    classifier_methods = {"exact": 0}  # one deterministic prediction
 
     def build_networks(self) -> None:
         self.predictor_trunk, features = self.encoder(self.x_shape, 0)

@@ -27,6 +27,8 @@ class CVAE3(ConditionalVAE):
     """Conditional prior p(z|x); the likelihood is over y."""
 
     target_name = "y"
+    # p(y|x) = E_p(z|x)[p(y|x,z)]: "mc" averages draws of z, "mean" takes the mean of p(z|x)
+    classifier_methods = {"mc": 100, "mean": 0}
     extra_terms = ("gsnn_nll",)  # -E_p(z|x)[log p(y|x,z)], for the GSNN and the hybrid
 
     def __init__(self, *args, hybrid_alpha: float = 1.0, init_prior_from: str | None = None, **kwargs):

@@ -17,6 +17,8 @@ from cvaezoo.nets import GaussianHead
 class CVAE4(ConditionalVAE):
     """Learned prior p(z|y); the decoder sees z only."""
 
+    decoder_sees_condition = False
+
     def build_networks(self) -> None:
         self.prior_net = GaussianHead(*self.condition_mlp(self.y_dim), self.latent_dim)
         self.decoder_net = self.decoder(self.latent_dim, self.x_shape)

@@ -30,6 +30,7 @@ class M2(CVAE2):
 
     # accuracy: of q(y|x) on labelled examples; unlabelled_bound: U(x), on unlabelled training batches only
     extra_terms = ("classifier_nll", "accuracy", "unlabelled_bound")
+    classifier_methods = {"classifier": 0}  # q(y|x)
 
     def __init__(self, *args, alpha: float = 100.0, use_unlabelled: bool = True, **kwargs):
         super().__init__(*args, **kwargs)

@@ -18,6 +18,8 @@ class VAE(ConditionalVAE):
     """No condition anywhere: the encoded condition is empty."""
 
     classifies = False
+    decoder_sees_condition = False
+    classifier_methods: dict[str, int] = {}
 
     @property
     def condition_dim(self) -> int:
