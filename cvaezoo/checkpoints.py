@@ -1,4 +1,4 @@
-"""Finding and loading trained models: a run directory or a .ckpt file -> a ConditionalVAE."""
+"""Loading trained models: a run directory or a .ckpt file -> a ConditionalVAE of the right class."""
 
 from __future__ import annotations
 
@@ -6,32 +6,8 @@ from pathlib import Path
 
 import torch
 
-from cvaezoo.errors import UserError
+from cvaezoo.checkpoint_files import CheckpointError, resolve_checkpoint
 from cvaezoo.models import MODELS, ConditionalVAE
-
-
-class CheckpointError(UserError):
-    """A checkpoint that is missing, unreadable, or of the wrong kind."""
-
-
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A .ckpt file as given, or a run directory's checkpoints/best.ckpt (else last.ckpt)."""
-    path = Path(path)
-    if path.is_dir():
-        for name in ("best.ckpt", "last.ckpt"):
-            candidate = path / "checkpoints" / name
-            if candidate.is_file():
-                return candidate
-        raise CheckpointError(f"no checkpoint in {path}: expected {path}/checkpoints/best.ckpt or last.ckpt (did training finish an epoch?)")
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist")
-    return path
-
-
-def run_dir_of(checkpoint: Path) -> Path | None:
-    """The training run directory a checkpoint belongs to, if it has Hydra's record."""
-    candidate = checkpoint.parent.parent
-    return candidate if (candidate / ".hydra").is_dir() else None
 
 
 def load_model(path: str | Path, expected: str | None = None, map_location: str | torch.device = "cpu") -> ConditionalVAE:

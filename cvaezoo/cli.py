@@ -15,7 +15,8 @@ import numpy as np
 import torch
 import yaml
 
-from cvaezoo.checkpoints import load_model, resolve_checkpoint, run_dir_of
+from cvaezoo.checkpoint_files import resolve_checkpoint, run_dir_of
+from cvaezoo.checkpoints import load_model
 from cvaezoo.data.base import TensorDataModule
 from cvaezoo.errors import UserError, one_line_errors
 from cvaezoo.figures import figures

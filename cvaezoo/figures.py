@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cvaezoo.data.attributes import group_slices
+from cvaezoo.attributes import group_slices
 from cvaezoo.errors import UserError
 from cvaezoo.inference import predict_proba, require_image_decoder
 from cvaezoo.models.base import ConditionalVAE

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
 
-from cvaezoo.data.attributes import group_matches
+from cvaezoo.attributes import group_matches
 from cvaezoo.errors import UserError
 from cvaezoo.models.base import ConditionalVAE
 

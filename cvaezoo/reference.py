@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
-from cvaezoo.data.attributes import attribute_loss, attributes_from_scores, group_matches
+from cvaezoo.attributes import attribute_loss, attributes_from_scores, group_matches
 from cvaezoo.errors import UserError, one_line_errors
 from cvaezoo.nets import Encoder, NetConfig
 from cvaezoo.runs import CONFIG_DIR, instantiate_checked, write_json_atomic

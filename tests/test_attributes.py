@@ -4,8 +4,9 @@ import pytest
 import torch
 from PIL import Image
 
+from cvaezoo.attributes import attribute_loss, attributes_from_scores, group_matches
 from cvaezoo.data import AttributeFolder, Shapes
-from cvaezoo.data.attributes import SHAPE_FACTORS, attribute_loss, attributes_from_scores, group_matches
+from cvaezoo.data.shapes import SHAPE_FACTORS
 from cvaezoo.figures import attribute_edit_grid
 from cvaezoo.inference import attribute_generation_accuracy, distinct_rows
 from cvaezoo.train import train
@@ -123,7 +124,7 @@ class TemplateJudge:
     groups = GROUPS
 
     def __init__(self, data: Shapes):
-        from cvaezoo.data.attributes import combination_vector
+        from cvaezoo.data.shapes import combination_vector
 
         combinations = data.all_combinations()
         self.templates = torch.stack([data.render(c) for c in combinations]).flatten(1)

@@ -17,9 +17,11 @@ import math
 import torch
 from torch import Tensor
 
+from cvaezoo.checkpoint_files import resolve_checkpoint
 from cvaezoo.distributions import DiagonalGaussian
 from cvaezoo.errors import UserError
 from cvaezoo.models.base import ConditionalVAE, ElboTerms
+from cvaezoo.models.baseline import Baseline
 from cvaezoo.nets import GaussianHead
 
 
@@ -43,9 +45,7 @@ class CVAE3(ConditionalVAE):
 
     def init_prior_from_baseline(self, path: str) -> None:
         """Load the feature trunk of p(z|x) from a baseline NN checkpoint (a .ckpt or a run directory)."""
-        from cvaezoo.checkpoints import load_model  # checkpoints imports the model registry
-
-        baseline = load_model(path, expected="baseline")
+        baseline = Baseline.load_from_checkpoint(resolve_checkpoint(path), map_location="cpu")  # refuses other models
         try:
             self.prior_net.features.load_state_dict(baseline.predictor_trunk.state_dict())
         except RuntimeError as exc:

@@ -8,7 +8,6 @@
 # Usage: bash experiments/attributes/run.sh      (EPOCHS=60 by default)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-EPOCHS=${EPOCHS:-60}
 root=runs/attributes
 out=experiments/attributes
 quiet="trainer.enable_progress_bar=false trainer.enable_model_summary=false"
@@ -16,7 +15,8 @@ reference=$root/reference/reference.ckpt
 rm -rf "$root"
 cvaezoo-reference data=shapes data.heldout=0 hydra.run.dir=$root/reference $quiet
 for model in cvae1 cvae4; do
-  cvaezoo-train -m model=$model data=shapes seed=0,1,2 trainer.max_epochs=$EPOCHS $quiet \
+  # conf/experiment/attributes.yaml holds the settings (data=shapes, 60 epochs); EPOCHS=N overrides them
+  cvaezoo-train -m experiment=attributes model=$model seed=0,1,2 ${EPOCHS:+trainer.max_epochs=$EPOCHS} \
     hydra.sweep.dir=$root/$model 'hydra.sweep.subdir=s${seed}'
 done
 for run in "$root"/cvae*/s*/; do

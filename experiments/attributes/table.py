@@ -18,7 +18,7 @@ import torch
 
 from cvaezoo.checkpoints import load_model
 from cvaezoo.collect import mean_std, write_dicts_csv
-from cvaezoo.data.attributes import SHAPE_FACTORS
+from cvaezoo.data.shapes import SHAPE_FACTORS
 from cvaezoo.runs import load_run_data
 from cvaezoo.viz import save_image_grid
 

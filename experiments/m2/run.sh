@@ -11,10 +11,10 @@ cd "$(dirname "$0")/../.."
 out=experiments/m2
 sweep=runs/m2
 rm -rf "$sweep"
-common="trainer.max_epochs=30 model.alpha=${ALPHA:-100} trainer.enable_progress_bar=false trainer.enable_model_summary=false"
-cvaezoo-train -m model=m2 data.labels_per_class=10 model.use_unlabelled=true,false seed=0,1,2 \
-  hydra.sweep.dir="$sweep/labels100" $common
-cvaezoo-train -m model=m2 seed=0,1,2 hydra.sweep.dir="$sweep/labels_all" $common
+# conf/experiment/m2.yaml holds the settings (100 labels, alpha 100, 30 epochs); ALPHA=a overrides alpha
+alpha=${ALPHA:+model.alpha=$ALPHA}
+cvaezoo-train -m experiment=m2 model.use_unlabelled=true,false seed=0,1,2 hydra.sweep.dir="$sweep/labels100" $alpha
+cvaezoo-train -m experiment=m2 data.labels_per_class=null seed=0,1,2 hydra.sweep.dir="$sweep/labels_all" $alpha
 cvaezoo-collect "$sweep" --out "$out" --metrics test/accuracy test/elbo fit_seconds
 python experiments/baselines.py data.labels_per_class=10 > "$out/baselines_100_labels.jsonl"
 python experiments/baselines.py > "$out/baselines_all_labels.jsonl"

@@ -8,19 +8,18 @@
 # cores). Finished runs are kept and skipped (skip_if_done); delete runs/quadrants to start afresh.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-EPOCHS=${EPOCHS:-50}
 SEEDS=${SEEDS:-0,1,2}
 root=runs/quadrants
 out=experiments/quadrants
-sweep="experiment=quadrants data.given_quadrants=1,2,3 seed=$SEEDS trainer.max_epochs=$EPOCHS skip_if_done=true"
-sweep="$sweep trainer.enable_progress_bar=false trainer.enable_model_summary=false"
+# conf/experiment/quadrants.yaml holds the settings (50 epochs); EPOCHS=N overrides them
+sweep="experiment=quadrants data.given_quadrants=1,2,3 seed=$SEEDS skip_if_done=true ${EPOCHS:+trainer.max_epochs=$EPOCHS}"
 subdir='hydra.sweep.subdir=q${data.given_quadrants}_s${seed}'
 train() {  # train <row folder> <overrides...>
   local row=$1; shift
   cvaezoo-train -m $sweep hydra.sweep.dir="$root/$row" "$subdir" "$@"
 }
 train nn model=baseline
-# the GSNN never trains q(z|x,y), so its val/elbo says nothing: keep the checkpoint with the best val/loss
+# the GSNN never trains q(z|x,y), so its val/elbo says nothing: it keeps the checkpoint with the best val/loss
 train gsnn model=gsnn
 train cvae model=cvae3
 train hybrid model=hybrid

@@ -8,12 +8,11 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=experiments/zoo
 quiet="trainer.enable_progress_bar=false trainer.enable_model_summary=false"
-epochs="trainer.max_epochs=50"
 for data in mnist5k digits; do
   sweep=runs/zoo/$data
   rm -rf "$sweep"
   [ -f "runs/reference/$data/reference.ckpt" ] || cvaezoo-reference data=$data $quiet
-  cvaezoo-train -m model=cvae1,cvae2,cvae3,cvae4,vae seed=0,1,2 data=$data hydra.sweep.dir="$sweep" $epochs $quiet
+  cvaezoo-train -m experiment=zoo model=cvae1,cvae2,cvae3,cvae4,vae seed=0,1,2 data=$data hydra.sweep.dir="$sweep"
   for run in "$sweep"/*/; do
     cvaezoo-evaluate "$run" -k 100 --reference "runs/reference/$data/reference.ckpt" > /dev/null
   done
