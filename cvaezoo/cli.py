@@ -29,6 +29,7 @@ from cvaezoo.inference import (
     predict_proba,
 )
 from cvaezoo.models.base import ConditionalVAE
+from cvaezoo.models.reference import ReferenceClassifier
 from cvaezoo.runs import load_run_data, write_json_atomic
 from cvaezoo.viz import save_image_grid
 
@@ -155,8 +156,6 @@ def default_reference(checkpoint: Path, overrides: list[str]) -> Path | None:
 
 
 def evaluate(args: argparse.Namespace) -> dict:
-    from cvaezoo.reference import ReferenceClassifier
-
     checkpoint, model = _load(args)
     datamodule = load_data(checkpoint, args.overrides, model)
     x, y = datamodule.split_tensors(args.split)

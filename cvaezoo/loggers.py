@@ -28,8 +28,10 @@ class _KeepingWriter(ExperimentWriter):
 
     def _check_log_dir_exists(self) -> None:
         path = Path(self.metrics_file_path)
-        if self.resume_step is None or not path.is_file():
-            super()._check_log_dir_exists()
+        if not path.is_file():
+            return  # a fresh run: nothing to keep or delete (Hydra's .hydra/ in the folder is no reason to warn)
+        if self.resume_step is None:
+            super()._check_log_dir_exists()  # a new run in an old run's folder: Lightning's warning and deletion
             return
         with open(path, newline="") as f:
             reader = csv.DictReader(f)

@@ -12,6 +12,7 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
+from PIL import Image
 
 from cvaezoo.data.idx import write_idx
 from cvaezoo.models import CVAES, MODELS
@@ -55,6 +56,21 @@ def write_fake_idx_dir(root: Path, n_train: int = 60, n_test: int = 20, size: in
     return root
 
 
+def write_celeba_fixture(root: Path, n: int = 6, size: tuple[int, int] = (10, 8)) -> list[str]:
+    """A CelebA-style folder: n coloured images, a three-attribute table and a partition file."""
+    (root / "images").mkdir(parents=True)
+    names = ["Male", "Smiling", "Eyeglasses"]
+    lines = [str(n), " ".join(names)]
+    for i in range(n):
+        colour = (i * 40, 255 - i * 40, 100)
+        Image.new("RGB", size, colour).save(root / "images" / f"{i:06d}.png")
+        values = [1 if (i >> bit) & 1 else -1 for bit in range(3)]
+        lines.append(f"{i:06d}.png " + " ".join(f"{v:2d}" for v in values))
+    (root / "attrs.txt").write_text("\n".join(lines) + "\n")
+    (root / "partition.txt").write_text("\n".join(f"{i:06d}.png {0 if i < 4 else (1 if i == 4 else 2)}" for i in range(n)))
+    return names
+
+
 @pytest.fixture
 def idx_dir(tmp_path: Path) -> Path:
     return write_fake_idx_dir(tmp_path / "idx")
@@ -81,6 +97,16 @@ def fitted(tmp_path_factory) -> dict[str, Path]:
         train(compose_overrides(f"model={name}", *SMALL_MNIST, "trainer.max_epochs=25", f"run_dir={run_dir}"))
         runs[name] = run_dir
     return runs
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``gpu`` skip cleanly on a machine without CUDA."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA device")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)

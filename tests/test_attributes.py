@@ -2,7 +2,7 @@
 
 import pytest
 import torch
-from PIL import Image
+from conftest import write_celeba_fixture
 
 from cvaezoo.attributes import attribute_loss, attributes_from_scores, group_matches
 from cvaezoo.data import AttributeFolder, Shapes
@@ -66,20 +66,6 @@ def test_grouped_attribute_helpers():
     assert torch.equal(group_matches(predicted, target, [3, 1]), torch.tensor([[True, False], [True, True]]))
     expected = -torch.log_softmax(scores[:, :3], 1)[:, 0][0] + torch.nn.functional.softplus(scores[0, 3])
     assert attribute_loss(scores, target, [3, 1])[0] == pytest.approx(float(expected))
-
-
-def write_celeba_fixture(root, n=6, size=(10, 8)):
-    (root / "images").mkdir(parents=True)
-    names = ["Male", "Smiling", "Eyeglasses"]
-    lines = [str(n), " ".join(names)]
-    for i in range(n):
-        colour = (i * 40, 255 - i * 40, 100)
-        Image.new("RGB", size, colour).save(root / "images" / f"{i:06d}.png")
-        values = [1 if (i >> bit) & 1 else -1 for bit in range(3)]
-        lines.append(f"{i:06d}.png " + " ".join(f"{v:2d}" for v in values))
-    (root / "attrs.txt").write_text("\n".join(lines) + "\n")
-    (root / "partition.txt").write_text("\n".join(f"{i:06d}.png {0 if i < 4 else (1 if i == 4 else 2)}" for i in range(n)))
-    return names
 
 
 def test_celeba_style_folder_reader(tmp_path):

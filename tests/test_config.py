@@ -4,9 +4,8 @@ import itertools
 from pathlib import Path
 
 import pytest
-from conftest import MODEL_NAMES
+from conftest import MODEL_NAMES, write_celeba_fixture
 from hydra.utils import instantiate
-from test_attributes import write_celeba_fixture
 
 from cvaezoo.models import MODELS
 from cvaezoo.runs import CONFIG_DIR

@@ -13,7 +13,8 @@ from cvaezoo.checkpoints import CheckpointError, load_model
 from cvaezoo.figures import analogy_grid, interpolation_grid, reconstruction_grid
 from cvaezoo.inference import classification_metrics, conditional_generation_accuracy, evaluate_bound, predict_proba
 from cvaezoo.models import CVAE1, CVAE2
-from cvaezoo.reference import ReferenceClassifier, train_reference
+from cvaezoo.models.reference import ReferenceClassifier
+from cvaezoo.reference import train_reference
 from cvaezoo.runs import CONFIG_DIR
 
 # Chance is 10% on the ten balanced digit classes. After 200 steps on 1 000 digits the

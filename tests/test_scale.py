@@ -109,7 +109,6 @@ def test_ddp_ranks_skip_a_nonfinite_step_together_and_draw_different_numbers(tmp
 
 
 @pytest.mark.gpu
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_gpu_training_with_bf16_mixed_precision(compose_config):
     cfg = compose_config("trainer=gpu", "trainer.precision=bf16-mixed", *SMALL_MNIST, "trainer.max_epochs=1", "~logger")
     metrics = train(cfg)

@@ -14,4 +14,14 @@ CVAES = ("cvae1", "cvae2", "cvae3", "cvae4")
 MODELS: dict[str, type[ConditionalVAE]] = {"cvae1": CVAE1, "cvae2": CVAE2, "cvae3": CVAE3, "cvae4": CVAE4, "m2": M2, "vae": VAE,
                                          "baseline": Baseline}
 
-__all__ = ["CVAES", "MODELS", "ConditionalVAE", "ElboTerms", "CVAE1", "CVAE2", "CVAE3", "CVAE4", "M2", "VAE", "Baseline"]
+
+
+def register_model(cls: type[ConditionalVAE]) -> type[ConditionalVAE]:
+    """Add a model class to the registry under its name in lower case (what checkpoints record and
+    ``load_model`` looks up); usable as a class decorator. Train it with ``model._target_=<module>.<Class>``
+    or a ``conf/model/<name>.yaml`` of its own."""
+    MODELS[cls.__name__.lower()] = cls
+    return cls
+
+
+__all__ = ["CVAES", "MODELS", "register_model", "ConditionalVAE", "ElboTerms", "CVAE1", "CVAE2", "CVAE3", "CVAE4", "M2", "VAE", "Baseline"]
