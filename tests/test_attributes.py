@@ -163,7 +163,10 @@ def test_command_line_tools_on_attribute_data(compose_config, tmp_path):
                    "--out", str(tmp_path / "e")])
     evaluation = json.loads((tmp_path / "e" / "evaluation.json").read_text())
     assert 100 < evaluation["combinations_seen"] <= 132 and evaluation["combinations_unseen"] == 12  # distinct train rows
-    assert 0 <= evaluation["attribute_accuracy_unseen"] <= 1 and 0 <= evaluation["exact_match_seen"] <= 1
+    # averages over exactly the samples asked for: 2 per combination, 5 attribute groups each
+    for name, count in (("unseen", 12), ("seen", evaluation["combinations_seen"])):
+        for key, scored in (("attribute_accuracy", 2 * count * 5), ("exact_match", 2 * count)):
+            assert evaluation[f"{key}_{name}"] * scored == pytest.approx(round(evaluation[f"{key}_{name}"] * scored), abs=1e-3)
     evaluate_main([checkpoint, *data, "-k", "2", "--split", "unseen", "--out", str(tmp_path / "u")])
     assert json.loads((tmp_path / "u" / "evaluation.json").read_text())["unseen/elbo"] < 0
     generate_main([checkpoint, *data, "--attributes", "shape=circle,size=large,column=left,row=top,fill=filled",

@@ -50,7 +50,13 @@ def test_classifier_accuracy_far_above_chance_after_short_fit(fitted, test_split
     threshold = 0.7 if model.target_name == "y" else 0.4  # a trained predictor, or Bayes rule over the bound
     assert metrics["accuracy"] > threshold, metrics["accuracy"]
     assert sum(map(sum, metrics["confusion_matrix"])) == len(x)
-    assert 0 <= metrics["ece"] <= 1 and metrics["nll"] > 0
+    confidence, predicted = probs.max(1)
+    true_class = probs[torch.arange(len(y)), y].clamp_min(1e-12)  # the documented floor: no infinite NLL
+    assert metrics["nll"] == pytest.approx(float(-true_class.log().mean()), rel=1e-5)
+    bins = torch.clamp((confidence * 15).ceil().long() - 1, 0, 14)  # 15 equal-width confidence bins
+    ece = sum((bins == b).float().mean() * ((predicted == y)[bins == b].float().mean() - confidence[bins == b].mean()).abs()
+              for b in range(15) if (bins == b).any())
+    assert metrics["ece"] == pytest.approx(float(ece), abs=1e-5)
 
 
 def test_cvae3_deterministic_and_monte_carlo_modes_agree_mostly(fitted, test_split):
@@ -79,8 +85,10 @@ def test_iwae_is_not_below_the_elbo_on_average(fitted, test_split, name):
     x, y = test_split
     torch.manual_seed(0)
     result = evaluate_bound(model, x, y, k=50)
-    assert result["iwae_k50"] >= result["elbo"] - 0.02  # nats; the ELBO estimate itself is Monte-Carlo
-    assert result["elbo"] == pytest.approx(-(result["recon"] + result["kl"]), rel=1e-5)
+    # image models: importance weighting gains nats (about 5 in the zoo table); CVAE-3's bound on log p(y|x) is
+    # nearly tight (hundredths), so there only "not below", up to the ELBO estimate's own Monte-Carlo noise
+    margin = 1.0 if model.target_name == "x" else -0.02
+    assert result["iwae_k50"] > result["elbo"] + margin, result
 
 
 def test_generated_images_have_data_shape_and_requested_labels(fitted, reference):
