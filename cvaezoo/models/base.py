@@ -338,7 +338,8 @@ class ConditionalVAE(L.LightningModule):
         loss = self.training_loss(x, y, terms, kl_weight)
         if stage == "train" and not self.all_finite(loss):
             bad = [name for name in ("recon", "kl") if not bool(torch.isfinite(getattr(terms, name)).all())]
-            self.skip_update(f"{' and '.join(bad) or 'loss'} term" if bad else "loss on another process")
+            here = bad or not bool(torch.isfinite(loss).all())  # else the loss was non-finite on another process
+            self.skip_update(f"{' and '.join(bad) or 'loss'} term" if here else "loss on another process")
             return loss.mean()  # not logged; its (non-finite) gradient is dropped by optimizer_step
         self.log_terms(stage, terms, loss, kl_weight)
         return loss.mean()
