@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -62,10 +63,14 @@ class CSVLogger(LightningCSVLogger):
         return self._experiment
 
 
+WANDB_RUN_FOLDER = re.compile(r"^(?:offline-)?run-\d{8}_\d{6}-([0-9a-z]+)(?:-\d+)?$")  # "-1": a second start that second
+
+
 def previous_wandb_run_id(wandb_dir: Path) -> str | None:
-    """The id of the newest wandb run under ``wandb_dir`` (``[offline-]run-<time>-<id>`` folders), if any."""
-    runs = sorted(wandb_dir.glob("*run-*-*"), key=lambda p: p.stat().st_mtime) if wandb_dir.is_dir() else []
-    return runs[-1].name.rsplit("-", 1)[-1] if runs else None
+    """The id of the newest wandb run under ``wandb_dir`` (``[offline-]run-<time>-<id>[-n]`` folders), if any."""
+    runs = [p for p in wandb_dir.glob("*run-*") if WANDB_RUN_FOLDER.match(p.name)] if wandb_dir.is_dir() else []
+    newest = max(runs, key=lambda p: p.stat().st_mtime, default=None)
+    return WANDB_RUN_FOLDER.match(newest.name).group(1) if newest else None
 
 
 def resume_arguments(logger_class: type, save_dir: Path, resume_step: int | None) -> dict[str, Any]:

@@ -185,7 +185,7 @@ def test_resumed_runs_keep_their_logged_history_in_every_logger(compose_config, 
     """CSV rows before the checkpoint survive, TensorBoard purges what came after it, wandb continues the run id."""
     from lightning.pytorch.loggers import TensorBoardLogger
 
-    from cvaezoo.loggers import CSVLogger, resume_arguments
+    from cvaezoo.loggers import WANDB_RUN_FOLDER, CSVLogger, resume_arguments
 
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
@@ -193,6 +193,8 @@ def test_resumed_runs_keep_their_logged_history_in_every_logger(compose_config, 
     train(compose_config(*common, "trainer.max_epochs=1"))
     train(compose_config(*common, "trainer.max_epochs=2", "ckpt_path=last"))
     runs = sorted((tmp_path / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and len({run.name.rsplit("-", 1)[1] for run in runs}) == 1  # one wandb run, resumed
+    ids = {WANDB_RUN_FOLDER.match(run.name).group(1) for run in runs}
+    assert len(runs) == 2 and len(ids) == 1, runs  # one wandb run, resumed (its folders may end in -1: same second)
+    assert WANDB_RUN_FOLDER.match("offline-run-20261129_094852-8l8ji9ug-1").group(1) == "8l8ji9ug"
     assert resume_arguments(TensorBoardLogger, tmp_path, 8) == {"purge_step": 8}
     assert resume_arguments(CSVLogger, tmp_path, 8) == {"resume_step": 8} and resume_arguments(CSVLogger, tmp_path, None) == {}
