@@ -43,9 +43,28 @@ class LastStateCheckpoint(L.Callback):
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.state.fn == "fit":
-            trainer.save_checkpoint(self.dirpath / "last.ckpt")
+            self._save_interrupted(trainer)
             print(f"cvaezoo: interrupted at step {trainer.global_step}; saved {self.dirpath / 'last.ckpt'} "
                   "(resume with ckpt_path=last and the same hydra.run.dir)")
+
+
+    def _save_interrupted(self, trainer: L.Trainer) -> None:
+        """Save last.ckpt. Lightning checks for SIGTERM after it has counted an epoch complete, when the batch
+        counters still describe that finished epoch; saved as they are, a resume would take them for the next
+        epoch's and skip it. Between epochs they are saved as they stand at the start of the next one."""
+        epoch_loop = trainer.fit_loop.epoch_loop
+        epochs = trainer.fit_loop.epoch_progress.current
+        between_epochs = epochs.completed == epochs.ready and epoch_loop.batch_progress.current.completed >= trainer.num_training_batches
+        progress = [epoch_loop.batch_progress, epoch_loop.scheduler_progress, epoch_loop.automatic_optimization.optim_progress]
+        kept = [p.state_dict() for p in progress]
+        if between_epochs:
+            for p in progress:
+                p.reset_on_run()
+        try:
+            trainer.save_checkpoint(self.dirpath / "last.ckpt")
+        finally:
+            for p, state in zip(progress, kept):
+                p.load_state_dict(state)
 
 
 class RNGStateCheckpoint(L.Callback):
