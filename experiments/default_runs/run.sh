@@ -5,6 +5,6 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 sweep=runs/default_runs
 rm -rf "$sweep"
-cvaezoo-train -m model=cvae1,cvae2,cvae3,cvae4 hydra.sweep.dir="$sweep" trainer.enable_progress_bar=false
+cvaezoo-train -m experiment=default_runs model=cvae1,cvae2,cvae3,cvae4 hydra.sweep.dir="$sweep"
 cvaezoo-collect "$sweep" --out experiments/default_runs \
   --metrics val/elbo_best test/elbo test/recon test/kl
