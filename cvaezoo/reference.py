@@ -19,7 +19,7 @@ from cvaezoo.runs import CONFIG_DIR, instantiate_checked, write_json_atomic
 
 
 def train_reference(cfg: DictConfig) -> dict[str, float]:
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.run_dir)
     datamodule = instantiate_checked(cfg.data)
     spec = datamodule.spec

@@ -52,7 +52,7 @@ def resumed_step(cfg: DictConfig, run_dir: Path) -> int | None:
 
 def train(cfg: DictConfig) -> dict[str, float]:
     """Fit, test and write the run's files; returns the final test metrics."""
-    L.seed_everything(cfg.seed, workers=True)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = Path(cfg.run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.get("skip_if_done") and (run_dir / "results.json").exists():
