@@ -144,15 +144,16 @@ def generate(args: argparse.Namespace) -> dict:
 
 
 def default_reference(checkpoint: Path, overrides: list[str]) -> Path | None:
-    """runs/reference/<data>/reference.ckpt for the data the model is evaluated on, if it exists."""
+    """The run directory runs/reference/<data> (``cvaezoo-reference data=<data>``) for the data the model is
+    evaluated on, if it holds a checkpoint."""
     data = "mnist5k"
     run_dir = run_dir_of(checkpoint)
     if run_dir is not None:
         hydra_cfg = yaml.safe_load((run_dir / ".hydra" / "hydra.yaml").read_text())
         data = hydra_cfg["hydra"]["runtime"]["choices"].get("data", data)
     data = next((item.split("=", 1)[1] for item in overrides if item.split("=", 1)[0] == "data"), data)
-    path = Path("runs/reference") / data / "reference.ckpt"
-    return path if path.exists() else None
+    path = Path("runs/reference") / data
+    return path if (path / "checkpoints").is_dir() else None
 
 
 def evaluate(args: argparse.Namespace) -> dict:
@@ -167,8 +168,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     reference_path = args.reference or default_reference(checkpoint, args.overrides)
     reference = None
     if model.target_name == "x" and reference_path is not None:
-        reference = ReferenceClassifier.load_from_checkpoint(reference_path, map_location="cpu").eval()
-        fits = tuple(reference.hparams.x_shape) == model.x_shape and reference.hparams.num_classes == model.y_dim
+        reference = ReferenceClassifier.load_from_checkpoint(resolve_checkpoint(reference_path), map_location="cpu").eval()
+        fits = tuple(reference.hparams.x_shape) == model.x_shape and reference.hparams.y_dim == model.y_dim
         if not fits and args.reference is None:  # the default one belongs to other data: skip it
             print(f"{reference_path} was trained on other data (x {tuple(reference.hparams.x_shape)}); pass --reference")
             reference = None
@@ -224,6 +225,7 @@ def generate_main(argv: list[str] | None = None) -> None:
 def evaluate_main(argv: list[str] | None = None) -> None:
     parser = base_parser("ELBO terms, importance-weighted bound, classifier and generation accuracy.")
     parser.add_argument("-k", type=int, default=100, help="importance samples for the IWAE bound")
-    parser.add_argument("--reference", type=Path, default=None, help="reference classifier checkpoint (cvaezoo-reference)")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="reference classifier: its run directory or .ckpt (default: runs/reference/<data>, cvaezoo-reference)")
     parser.add_argument("--n-per-class", type=int, default=100, help="generated samples per class (or per attribute combination) to score")
     _run(evaluate, parser, argv)

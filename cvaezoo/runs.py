@@ -1,4 +1,4 @@
-"""The run library: what the entry points share, and no entry point owns.
+"""The run library: what the entry points share, and no entry point owns, :func:`train` first.
 
 The Hydra configs ship inside the package (``cvaezoo/conf``, also reachable as the top-level
 ``conf/`` of a source checkout), so an installed cvaezoo composes them from any working directory.
@@ -10,18 +10,29 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import lightning as L
+import numpy as np
+import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from hydra.errors import InstantiationException
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
+from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
+from PIL import Image
 
 from cvaezoo.errors import UserError
+from cvaezoo.figures import summary_grid
+from cvaezoo.loggers import resume_arguments
+from cvaezoo.models.base import ConditionalVAE
+from cvaezoo.viz import save_image_grid
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
@@ -43,7 +54,7 @@ def instantiate_checked(node: DictConfig, **kwargs: Any) -> Any:
 
 
 def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
-    """Instantiate the data module and a model sized for its data."""
+    """Instantiate the data module and a model built from what the data tells every model (its spec)."""
     datamodule = instantiate_checked(cfg.data)
     spec = datamodule.spec
     model = instantiate_checked(
@@ -54,6 +65,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
         net=OmegaConf.to_container(cfg.net, resolve=True),
         class_prior=datamodule.class_prior(),
         pixel_levels=spec.pixel_levels,
+        attribute_groups=list(spec.attribute_groups) if spec.attribute_groups else None,
         _convert_="all",
     )
     return datamodule, model
@@ -110,3 +122,69 @@ def load_run_data(run_dir: Path | None, overrides: list[str], x_shape: Sequence[
             f"x of shape {tuple(x_shape)} and {y_dim} classes"
         )
     return datamodule
+
+
+def log_image(logger: Any, key: str, path: Path, step: int) -> None:
+    """Send a saved PNG to loggers that show images (wandb, TensorBoard)."""
+    if isinstance(logger, WandbLogger):
+        logger.log_image(key=key, images=[str(path)], step=step)
+    elif isinstance(logger, TensorBoardLogger):
+        picture = np.asarray(Image.open(path).convert("RGB"))
+        logger.experiment.add_image(key, picture, global_step=step, dataformats="HWC")
+
+
+def resumed_step(cfg: DictConfig, run_dir: Path) -> int | None:
+    """The global step of the checkpoint a resumed run starts from (``ckpt_path``), or None for a fresh run."""
+    if not cfg.get("ckpt_path"):
+        return None
+    path = run_dir / "checkpoints" / "last.ckpt" if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+    if not path.is_file():
+        return None  # Lightning reports the missing checkpoint itself
+    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Fit, test and write the run's files; returns the final test metrics."""
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    if cfg.get("skip_if_done") and (run_dir / "results.json").exists():
+        print(f"cvaezoo: {run_dir / 'results.json'} exists; skipping this run (skip_if_done=true)")
+        return json.loads((run_dir / "results.json").read_text())
+    datamodule, model = build(cfg)
+    callbacks = build_callbacks(cfg, model)
+    logger = False
+    if cfg.get("logger"):
+        resume = resume_arguments(get_class(cfg.logger._target_), run_dir, resumed_step(cfg, run_dir))
+        logger = instantiate(cfg.logger, **resume)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
+    if logger:
+        logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})
+    started = time.perf_counter()
+    try:
+        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+    except SIGTERMException:  # Lightning's is a SystemExit with status 0; a killed job must not look finished
+        raise SystemExit(128 + signal.SIGTERM) from None
+    fit_seconds = time.perf_counter() - started
+
+    checkpointing = trainer.checkpoint_callback
+    has_best = bool(getattr(checkpointing, "best_model_path", ""))
+    tested = trainer.test(model, datamodule=datamodule, ckpt_path="best" if has_best else None, verbose=False)
+    metrics = {key: float(value) for key, value in tested[0].items()}
+    if has_best:  # e.g. val/elbo_best; "objective" is what a sweeper minimises
+        best = float(checkpointing.best_model_score)
+        metrics[f"{checkpointing.monitor}_best"] = best
+        metrics["objective"] = -best if checkpointing.mode == "max" else best
+    if trainer.is_global_zero:
+        results = {"model": model.model_name, "seed": cfg.seed, **metrics,
+                   "fit_seconds": round(fit_seconds, 1)}
+        write_json_atomic(run_dir / "results.json", results)
+        grid = summary_grid(model, datamodule, cfg.n_samples_per_class) if isinstance(model, ConditionalVAE) else None
+        if grid is not None:
+            grid_path = save_image_grid(grid, run_dir / "samples.png")
+            log_image(logger, "samples", grid_path, trainer.global_step)
+        headline = ", ".join(f"{key}={metrics[key]:.4g}" for key in ("test/elbo", "test/accuracy") if key in metrics)
+        print(f"cvaezoo: {headline}; run directory {run_dir}")
+    if isinstance(logger, WandbLogger):
+        logger.experiment.finish()  # one wandb run per job, also when a multirun shares the process
+    return metrics

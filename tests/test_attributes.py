@@ -148,7 +148,6 @@ def test_command_line_tools_on_attribute_data(compose_config, tmp_path):
     from hydra import compose, initialize_config_dir
 
     from cvaezoo.cli import evaluate_main, generate_main
-    from cvaezoo.reference import train_reference
     from cvaezoo.runs import CONFIG_DIR
 
     data = ["data=shapes", "data.split=[300,50,50]"]
@@ -156,10 +155,9 @@ def test_command_line_tools_on_attribute_data(compose_config, tmp_path):
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("reference", overrides=["data=shapes", "data.heldout=0", "data.split=[300,50,50]", "trainer.max_epochs=1",
                                               "trainer.enable_progress_bar=false", f"run_dir={tmp_path / 'ref'}"])
-    (tmp_path / "ref").mkdir()
-    train_reference(cfg)
+    train(cfg)  # the reference classifier trains through the same train() as every model
     checkpoint = str(tmp_path / "checkpoints" / "best.ckpt")
-    evaluate_main([checkpoint, *data, "-k", "2", "--n-per-class", "2", "--reference", str(tmp_path / "ref" / "reference.ckpt"),
+    evaluate_main([checkpoint, *data, "-k", "2", "--n-per-class", "2", "--reference", str(tmp_path / "ref"),
                    "--out", str(tmp_path / "e")])
     evaluation = json.loads((tmp_path / "e" / "evaluation.json").read_text())
     assert 100 < evaluation["combinations_seen"] <= 132 and evaluation["combinations_unseen"] == 12  # distinct train rows

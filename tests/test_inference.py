@@ -14,8 +14,8 @@ from cvaezoo.figures import analogy_grid, interpolation_grid, reconstruction_gri
 from cvaezoo.inference import classification_metrics, conditional_generation_accuracy, evaluate_bound, predict_proba
 from cvaezoo.models import CVAE1, CVAE2
 from cvaezoo.models.reference import ReferenceClassifier
-from cvaezoo.reference import train_reference
 from cvaezoo.runs import CONFIG_DIR
+from cvaezoo.train import train
 
 # Chance is 10% on the ten balanced digit classes. After 200 steps on 1 000 digits the
 # predictive CVAE-3 is a trained classifier (> 70%); the Bayes-rule classifiers of the
@@ -34,9 +34,9 @@ def reference(tmp_path_factory) -> ReferenceClassifier:
     run_dir = tmp_path_factory.mktemp("reference")
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
         cfg = compose("reference", overrides=[*QUIET, *SMALL_MNIST, "trainer.max_epochs=5", f"run_dir={run_dir}"])
-    metrics = train_reference(cfg)
+    metrics = train(cfg)
     assert metrics["test/accuracy"] > 0.85
-    return ReferenceClassifier.load_from_checkpoint(run_dir / "reference.ckpt").eval()
+    return ReferenceClassifier.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt").eval()
 
 
 @pytest.mark.parametrize("name", MODEL_NAMES)

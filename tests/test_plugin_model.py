@@ -5,14 +5,13 @@ import json
 
 import pytest
 import torch
+from conftest import SMALL_MNIST
 from torch import Tensor, nn
 
 from cvaezoo.cli import classify_main, evaluate_main, generate_main
 from cvaezoo.distributions import DiagonalGaussian
 from cvaezoo.models import MODELS, ConditionalVAE
 from cvaezoo.train import train
-
-from conftest import SMALL_MNIST
 
 
 class ClassMeans(ConditionalVAE):

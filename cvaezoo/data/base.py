@@ -47,6 +47,8 @@ class DataSpec:
     y_dim: int  # number of classes, or the length of y
     #: distinct pixel values the models see (x, and y when it is pixels): 2 binary, 256 8-bit, 17 sklearn digits
     pixel_levels: int = 2
+    #: for multi-hot attributes, the sizes of their consecutive groups (:mod:`cvaezoo.attributes`)
+    attribute_groups: tuple[int, ...] | None = None
 
 
 def check_split_sizes(sizes: Sequence[int]) -> list[int]:
@@ -183,7 +185,9 @@ class TensorDataModule(L.LightningDataModule):
         self.setup()
         x, y = self.splits["train"].tensors
         levels = 2 if self.binarize != "none" else self.pixel_levels
-        return DataSpec(tuple(x.shape[1:]), self.y_kind, self.num_classes if self.y_kind == "class" else int(y.shape[1]), levels)
+        groups = getattr(self, "attribute_groups", None) if self.y_kind == "multihot" else None
+        return DataSpec(tuple(x.shape[1:]), self.y_kind, self.num_classes if self.y_kind == "class" else int(y.shape[1]),
+                        levels, tuple(groups) if groups else None)
 
     def class_prior(self) -> list[float] | None:
         """p(y) estimated from the training labels that a model may see (None when y is not a class label):

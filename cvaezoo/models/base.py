@@ -95,6 +95,7 @@ class ConditionalVAE(L.LightningModule):
         compile: bool = False,
         pixel_levels: int | None = None,
         allow_grey_bernoulli: bool = False,
+        attribute_groups: Sequence[int] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -113,6 +114,7 @@ class ConditionalVAE(L.LightningModule):
         self.y_kind, self.y_dim, self.latent_dim = y_kind, int(y_dim), int(latent_dim)
         self.net_config = NetConfig.from_dict(net)
         self.pixel_levels = pixel_levels  # distinct values of the data's pixels (from the data module); None: unknown
+        self.attribute_groups = list(attribute_groups) if attribute_groups else None  # multi-hot y: its group sizes
         self.likelihood_name = likelihood or self.default_likelihood(y_kind, pixel_levels)
         self._check_likelihood()
         self.likelihood: Likelihood = build_likelihood(self.likelihood_name, **(likelihood_kwargs or {}))

@@ -26,19 +26,32 @@ class ReferenceClassifier(L.LightningModule):
     one-of-k group and one sigmoid per binary attribute; its accuracy is the mean over groups.
     """
 
-    def __init__(self, x_shape: Sequence[int], num_classes: int, net: dict | None = None, lr: float = 1e-3,
-                 attribute_groups: Sequence[int] | None = None):
+    def __init__(self, x_shape: Sequence[int], y_kind: str = "class", y_dim: int = 10, net: dict | None = None,
+                 lr: float = 1e-3, attribute_groups: Sequence[int] | None = None,
+                 class_prior: Sequence[float] | None = None, pixel_levels: int | None = None):
+        """Built from the data's spec like every model (``class_prior`` and ``pixel_levels`` are not needed here)."""
         super().__init__()
         self.save_hyperparameters()
-        self.groups = list(attribute_groups) if attribute_groups else None
-        if self.groups is not None and sum(self.groups) != num_classes:
-            raise UserError(f"attribute_groups {self.groups} do not add up to the {num_classes} attributes")
+        self.groups = list(attribute_groups) if y_kind == "multihot" and attribute_groups else None
+        if y_kind == "multihot" and self.groups is None:
+            raise UserError("the reference classifier needs the attribute groups of multi-hot data")
+        if self.groups is not None and sum(self.groups) != y_dim:
+            raise UserError(f"attribute_groups {self.groups} do not add up to the {y_dim} attributes")
+        if y_kind == "vector":
+            raise UserError("the reference classifier predicts class labels or attributes, not vector outputs")
         self.encoder = Encoder(x_shape, 0, NetConfig.from_dict(net))
-        self.head = nn.Linear(self.encoder.out_dim, num_classes)
+        self.head = nn.Linear(self.encoder.out_dim, y_dim)
         if self.groups is None:
-            self.accuracy = nn.ModuleDict({s: MulticlassAccuracy(num_classes, average="micro") for s in ("val", "test")})
+            self.accuracy = nn.ModuleDict({s: MulticlassAccuracy(y_dim, average="micro") for s in ("val", "test")})
         else:
             self.accuracy = nn.ModuleDict({s: MeanMetric() for s in ("val", "test")})
+
+    @property
+    def model_name(self) -> str:
+        return "reference"
+
+    def checkpoint_metric(self) -> tuple[str, str]:
+        return "val/accuracy", "max"
 
     def forward(self, x: Tensor) -> Tensor:
         return self.head(self.encoder(x))

@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 root=runs/attributes
 out=experiments/attributes
 quiet="trainer.enable_progress_bar=false trainer.enable_model_summary=false"
-reference=$root/reference/reference.ckpt
+reference=$root/reference  # its run directory (checkpoints/best.ckpt)
 rm -rf "$root"
 cvaezoo-reference data=shapes data.heldout=0 hydra.run.dir=$root/reference $quiet
 for model in cvae1 cvae4; do

@@ -11,10 +11,10 @@ quiet="trainer.enable_progress_bar=false trainer.enable_model_summary=false"
 for data in mnist5k digits; do
   sweep=runs/zoo/$data
   rm -rf "$sweep"
-  [ -f "runs/reference/$data/reference.ckpt" ] || cvaezoo-reference data=$data $quiet
+  [ -f "runs/reference/$data/checkpoints/best.ckpt" ] || cvaezoo-reference data=$data $quiet
   cvaezoo-train -m experiment=zoo model=cvae1,cvae2,cvae3,cvae4,vae seed=0,1,2 data=$data hydra.sweep.dir="$sweep"
   for run in "$sweep"/*/; do
-    cvaezoo-evaluate "$run" -k 100 --reference "runs/reference/$data/reference.ckpt" > /dev/null
+    cvaezoo-evaluate "$run" -k 100 --reference "runs/reference/$data" > /dev/null
   done
   cvaezoo-collect "$sweep" --out "$out/$data" --include evaluate/evaluation.json \
     --metrics test/elbo test/recon test/kl test/iwae_k100 test/accuracy generation_accuracy fit_seconds
