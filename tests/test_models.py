@@ -20,6 +20,13 @@ def batch(n: int = 6, x_shape=(1, 8, 8)):
     return torch.bernoulli(torch.full((n, *x_shape), 0.3)), torch.arange(n) % 10
 
 
+def double_model_batch_and_noise(name: str, draws: int):
+    """A model in double precision, a batch of 6 and standard-normal noise for ``draws`` posterior samples."""
+    model = make_model(name).double()
+    x, y = batch()
+    return model, x.double(), y, torch.randn(draws, 6, model.latent_dim, dtype=torch.double)
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_forward_backward_shapes_and_finite_loss_and_every_network_learns(name):
     model = make_model(name)
@@ -134,10 +141,7 @@ def test_elbo_below_iwae_below_exact_log_likelihood(name):
 
 @pytest.mark.parametrize("name", LATENT_MODELS)
 def test_iwae_with_one_sample_is_the_single_sample_elbo(name):
-    model = make_model(name).double()
-    x, y = batch()
-    x = x.double()
-    eps = torch.randn(1, 6, 4, dtype=torch.double)
+    model, x, y, eps = double_model_batch_and_noise(name, draws=1)
     with torch.no_grad():
         iwae = model.iwae_bound(x, y, k=1, eps=eps)
         c = model.encode_condition(y)
@@ -256,10 +260,7 @@ def test_cvae3_averages_probabilities_over_z_not_logits():
 @pytest.mark.parametrize("name", LATENT_MODELS)
 def test_iwae_is_above_the_mean_of_its_own_log_weights(name):
     """For the same draws: log mean exp(log w) >= mean log w (Jensen), strictly unless all weights agree."""
-    model = make_model(name).double()
-    x, y = batch()
-    x = x.double()
-    eps = torch.randn(8, 6, 4, dtype=torch.double)
+    model, x, y, eps = double_model_batch_and_noise(name, draws=8)
     with torch.no_grad():
         iwae = model.iwae_bound(x, y, k=8, eps=eps)
         log_weights = torch.stack([model.iwae_bound(x, y, k=1, eps=eps[i : i + 1]) for i in range(8)])
