@@ -10,13 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig
 from PIL import Image
 
 from cvaezoo.data.idx import write_idx
 from cvaezoo.models import CVAES, MODELS
-from cvaezoo.runs import CONFIG_DIR
+from cvaezoo.runs import compose_config as compose_run_config
 
 # Console scripts (cvaezoo-train, ...) run from subprocesses are this interpreter's, whether or not its
 # virtualenv is activated.
@@ -35,12 +34,7 @@ def compose_config(tmp_path: Path) -> Callable[..., DictConfig]:
     """compose_config("model=cvae2", ...) -> the composed config, writing into tmp_path."""
 
     def _compose(*overrides: str) -> DictConfig:
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            return compose(
-                config_name="config",
-                overrides=[f"run_dir={tmp_path}", "trainer.enable_progress_bar=false",
-                           "trainer.enable_model_summary=false", *overrides],
-            )
+        return compose_run_config([f"run_dir={tmp_path}", *QUIET, *overrides])
 
     return _compose
 
@@ -81,8 +75,7 @@ QUIET = ["trainer.enable_progress_bar=false", "trainer.enable_model_summary=fals
 
 def compose_overrides(*overrides: str) -> DictConfig:
     """The composed training config (quiet trainer) with these overrides."""
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name="config", overrides=[*QUIET, *overrides])
+    return compose_run_config([*QUIET, *overrides])
 
 
 @pytest.fixture(scope="session")

@@ -145,16 +145,13 @@ def test_command_line_tools_on_attribute_data(compose_config, tmp_path):
     """cvaezoo-evaluate scores seen and unseen combinations; cvaezoo-generate samples chosen attributes and edits."""
     import json
 
-    from hydra import compose, initialize_config_dir
-
     from cvaezoo.cli import evaluate_main, generate_main
-    from cvaezoo.runs import CONFIG_DIR
+    from cvaezoo.runs import compose_config
 
     data = ["data=shapes", "data.split=[300,50,50]"]
     train(compose_config("model=cvae1", *data, "trainer.max_epochs=1", "~logger"))
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("reference", overrides=["data=shapes", "data.heldout=0", "data.split=[300,50,50]", "trainer.max_epochs=1",
-                                              "trainer.enable_progress_bar=false", f"run_dir={tmp_path / 'ref'}"])
+    cfg = compose_config(["data=shapes", "data.heldout=0", "data.split=[300,50,50]", "trainer.max_epochs=1",
+                          "trainer.enable_progress_bar=false", f"run_dir={tmp_path / 'ref'}"], config_name="reference")
     train(cfg)  # the reference classifier trains through the same train() as every model
     checkpoint = str(tmp_path / "checkpoints" / "best.ckpt")
     evaluate_main([checkpoint, *data, "-k", "2", "--n-per-class", "2", "--reference", str(tmp_path / "ref"),

@@ -6,7 +6,6 @@ import subprocess
 import pytest
 import torch
 from conftest import MODEL_NAMES, QUIET, SMALL_MNIST, compose_overrides
-from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 from cvaezoo.checkpoints import CheckpointError, load_model
@@ -14,7 +13,7 @@ from cvaezoo.figures import analogy_grid, interpolation_grid, reconstruction_gri
 from cvaezoo.inference import classification_metrics, conditional_generation_accuracy, evaluate_bound, predict_proba
 from cvaezoo.models import CVAE1, CVAE2
 from cvaezoo.models.reference import ReferenceClassifier
-from cvaezoo.runs import CONFIG_DIR
+from cvaezoo.runs import compose_config
 from cvaezoo.train import train
 
 # Chance is 10% on the ten balanced digit classes. After 200 steps on 1 000 digits the
@@ -32,8 +31,7 @@ def test_split():
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory) -> ReferenceClassifier:
     run_dir = tmp_path_factory.mktemp("reference")
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("reference", overrides=[*QUIET, *SMALL_MNIST, "trainer.max_epochs=5", f"run_dir={run_dir}"])
+    cfg = compose_config([*QUIET, *SMALL_MNIST, "trainer.max_epochs=5", f"run_dir={run_dir}"], config_name="reference")
     metrics = train(cfg)
     assert metrics["test/accuracy"] > 0.85
     return ReferenceClassifier.load_from_checkpoint(run_dir / "checkpoints" / "best.ckpt").eval()

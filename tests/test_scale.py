@@ -15,7 +15,7 @@ from wandb_offline import config_keys, history_keys
 
 from cvaezoo.checkpoints import load_model
 from cvaezoo.collect import main as collect_main
-from cvaezoo.runs import CONFIG_DIR
+from cvaezoo.runs import CONFIG_DIR, compose_config
 from cvaezoo.train import train
 
 
@@ -39,8 +39,7 @@ def test_two_process_ddp_on_cpu_reduces_metrics_over_the_whole_validation_set(tm
     assert last["global_step"] == 2 * 4  # 1000 examples, batch 128 per process, 2 processes
     with open(run_dir / "metrics.csv") as f:
         logged = [float(r["val/kl"]) for r in csv.DictReader(f) if r.get("val/kl")][-1]
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        cfg = compose("config", overrides=[*ODD_SPLIT, "run_dir=."])
+    cfg = compose_config([*ODD_SPLIT, "run_dir=."])
     datamodule = instantiate(cfg.data)
     datamodule.setup()
     x, y = datamodule.splits["val"].tensors

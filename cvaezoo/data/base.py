@@ -185,7 +185,7 @@ class TensorDataModule(L.LightningDataModule):
         self.setup()
         x, y = self.splits["train"].tensors
         levels = 2 if self.binarize != "none" else self.pixel_levels
-        groups = getattr(self, "attribute_groups", None) if self.y_kind == "multihot" else None
+        groups = self.attribute_groups if self.y_kind == "multihot" else None
         return DataSpec(tuple(x.shape[1:]), self.y_kind, self.num_classes if self.y_kind == "class" else int(y.shape[1]),
                         levels, tuple(groups) if groups else None)
 
