@@ -146,12 +146,12 @@ def test_command_line_tools_on_attribute_data(compose_config, tmp_path):
     import json
 
     from cvaezoo.cli import evaluate_main, generate_main
-    from cvaezoo.runs import compose_config
+    from cvaezoo.runs import compose_config as compose_run_config
 
     data = ["data=shapes", "data.split=[300,50,50]"]
     train(compose_config("model=cvae1", *data, "trainer.max_epochs=1", "~logger"))
-    cfg = compose_config(["data=shapes", "data.heldout=0", "data.split=[300,50,50]", "trainer.max_epochs=1",
-                          "trainer.enable_progress_bar=false", f"run_dir={tmp_path / 'ref'}"], config_name="reference")
+    cfg = compose_run_config(["data=shapes", "data.heldout=0", "data.split=[300,50,50]", "trainer.max_epochs=1",
+                              "trainer.enable_progress_bar=false", f"run_dir={tmp_path / 'ref'}"], config_name="reference")
     train(cfg)  # the reference classifier trains through the same train() as every model
     checkpoint = str(tmp_path / "checkpoints" / "best.ckpt")
     evaluate_main([checkpoint, *data, "-k", "2", "--n-per-class", "2", "--reference", str(tmp_path / "ref"),
