@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
 import random
+import signal
+import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,12 @@ class LastStateCheckpoint(L.Callback):
     between two epoch-end checkpoints (``max_steps`` after a mid-epoch resume), so ``ckpt_path=last``
     resumes from where the run really stopped.
 
+    Ctrl-C asks for the same graceful stop as SIGTERM: Lightning stops at the next step or validation batch
+    boundary, where the loop counters describe a state a resume can continue from (a KeyboardInterrupt can land
+    anywhere, e.g. after an epoch's last step but inside its validation, and a checkpoint saved there made the
+    resumed run skip that validation). A second Ctrl-C quits at once and saves nothing: ``last.ckpt`` then stays
+    the last consistent checkpoint.
+
     Errors (a non-finite loss, a bug) write nothing, so the last good checkpoint stays as it was.
     Lightning saves checkpoints atomically (a temporary file renamed into place).
     """
@@ -24,9 +34,29 @@ class LastStateCheckpoint(L.Callback):
     def __init__(self, dirpath: str | Path):
         self.dirpath = Path(dirpath)
         self._first_batch = True
+        self._previous_sigint: Any = None
 
     def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._first_batch = True
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # here, not in on_fit_start: Lightning notes the handlers after on_fit_start and restores them at teardown
+        if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+            self._previous_sigint = signal.signal(signal.SIGINT, self._stop_gracefully)
+
+    def _stop_gracefully(self, signum: int, frame: Any) -> None:
+        self._restore_sigint()  # a second Ctrl-C is a KeyboardInterrupt again
+        print("cvaezoo: Ctrl-C: stopping at the next step and saving last.ckpt (Ctrl-C again quits at once "
+              "without saving)", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)  # Lightning's graceful stop; under DDP it reaches every rank
+
+    def _restore_sigint(self) -> None:
+        if self._previous_sigint is not None:
+            signal.signal(signal.SIGINT, self._previous_sigint)
+            self._previous_sigint = None
+
+    def teardown(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._restore_sigint()
 
     def on_train_batch_start(self, trainer: L.Trainer, pl_module: L.LightningModule, batch: Any, batch_idx: int) -> None:
         """Lightning numbers logged rows by a counter that, at the start of a step, equals ``global_step`` in an
@@ -42,11 +72,14 @@ class LastStateCheckpoint(L.Callback):
             trainer.save_checkpoint(self.dirpath / "last.ckpt")
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
-        if isinstance(exception, (KeyboardInterrupt, SIGTERMException)) and trainer.state.fn == "fit":
+        self._restore_sigint()
+        if isinstance(exception, SIGTERMException) and trainer.state.fn == "fit":
             self._save_interrupted(trainer)
             print(f"cvaezoo: interrupted at step {trainer.global_step}; saved {self.dirpath / 'last.ckpt'} "
                   "(resume with ckpt_path=last and the same hydra.run.dir)")
-
+        elif isinstance(exception, KeyboardInterrupt):
+            print(f"cvaezoo: quit at step {trainer.global_step} without saving; {self.dirpath / 'last.ckpt'} is "
+                  "the last saved checkpoint", file=sys.stderr)
 
     def _save_interrupted(self, trainer: L.Trainer) -> None:
         """Save last.ckpt. Lightning checks for SIGTERM after it has counted an epoch complete, when the batch

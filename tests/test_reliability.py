@@ -232,27 +232,74 @@ def test_entry_point_reports_own_errors_in_one_line(tmp_path, monkeypatch, capsy
         main()
 
 
-class SigtermAt(L.Callback):
-    """Sends this process SIGTERM after the given optimiser step, as a cluster's scheduler would."""
+class InterruptAt(L.Callback):
+    """Interrupts training where a user's Ctrl-C (SIGINT) or a cluster's SIGTERM may land: after an optimiser
+    step, or inside the validation that ends an epoch (before or after one of its batches, or after all)."""
 
-    def __init__(self, step: int):
-        self.step = step
+    def __init__(self, step: int, hook: str = "on_train_batch_end", sig: int = signal.SIGTERM, times: int = 1):
+        self.step, self.hook, self.sig, self.times = step, hook, sig, times
+        self.fired = False
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        if trainer.global_step == self.step:
-            os.kill(os.getpid(), signal.SIGTERM)
+    def _maybe_fire(self, trainer: L.Trainer) -> None:
+        if trainer.global_step == self.step and not trainer.sanity_checking and not self.fired:
+            self.fired = True
+            for _ in range(self.times):
+                os.kill(os.getpid(), self.sig)
+
+    def on_train_batch_end(self, trainer, *args):
+        if self.hook == "on_train_batch_end":
+            self._maybe_fire(trainer)
+
+    def on_validation_batch_start(self, trainer, *args):
+        if self.hook == "on_validation_batch_start":
+            self._maybe_fire(trainer)
+
+    def on_validation_batch_end(self, trainer, *args):
+        if self.hook == "on_validation_batch_end":
+            self._maybe_fire(trainer)
+
+    def on_validation_end(self, trainer, *args):
+        if self.hook == "on_validation_end":
+            self._maybe_fire(trainer)
 
 
-@pytest.mark.parametrize("stop", [5, 16], ids=["mid-epoch", "between-epochs"])
-def test_sigterm_then_resume_logs_every_step_and_epoch_once(compose_config, tmp_path, stop):
+@pytest.mark.parametrize("stop, hook, sig", [
+    (5, "on_train_batch_end", signal.SIGTERM), (16, "on_train_batch_end", signal.SIGTERM),
+    (5, "on_train_batch_end", signal.SIGINT), (16, "on_train_batch_end", signal.SIGINT),
+    (16, "on_validation_batch_start", signal.SIGINT), (16, "on_validation_batch_end", signal.SIGINT),
+    (16, "on_validation_batch_end", signal.SIGTERM), (16, "on_validation_end", signal.SIGINT),
+], ids=["sigterm-mid-epoch", "sigterm-between-epochs", "sigint-mid-epoch", "sigint-between-epochs",
+        "sigint-validation-batch-start", "sigint-validation-batch-end", "sigterm-validation",
+        "sigint-validation-end"])
+def test_interrupt_then_resume_logs_every_step_and_epoch_once(compose_config, tmp_path, stop, hook, sig):
     """At an epoch's end Lightning raises on SIGTERM after counting the epoch complete: resuming from there
-    once skipped an epoch number. Steps and validation epochs must each be logged exactly once."""
+    once skipped an epoch number; Ctrl-C inside the epoch-end validation once skipped that validation.
+    Steps and validation epochs must each be logged exactly once, wherever the interrupt lands."""
     common = ["model=cvae1", "data.split=[256,64,64]", "data.batch_size=32", "trainer.max_epochs=-1",
-              "trainer.max_steps=32", "trainer.log_every_n_steps=1"]  # 8 steps per epoch
-    killer = [f"+callbacks.sigterm._target_={__name__}.SigtermAt", f"+callbacks.sigterm.step={stop}"]
+              "trainer.max_steps=32", "trainer.log_every_n_steps=1"]  # 8 steps per epoch, 2 validation batches
+    killer = [f"+callbacks.interrupt._target_={__name__}.InterruptAt", f"+callbacks.interrupt.step={stop}",
+              f"+callbacks.interrupt.hook={hook}", f"+callbacks.interrupt.sig={int(sig)}"]
     with pytest.raises(SystemExit):
         train(compose_config(*common, *killer))
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == stop
+    train(compose_config(*common, "ckpt_path=last"))
+    with open(tmp_path / "metrics.csv") as f:
+        history = list(csv.DictReader(f))
+    assert [int(r["step"]) for r in history if r.get("train_step/loss")] == list(range(32))
+    validated = [(int(r["epoch"]), int(r["step"])) for r in history if r.get("val/elbo")]
+    assert validated == [(0, 7), (1, 15), (2, 23), (3, 31)]
+
+
+def test_a_second_ctrl_c_quits_at_once_and_keeps_the_last_consistent_checkpoint(compose_config, tmp_path, capsys):
+    common = ["model=cvae1", "data.split=[256,64,64]", "data.batch_size=32", "trainer.max_epochs=-1",
+              "trainer.max_steps=32", "trainer.log_every_n_steps=1"]
+    killer = [f"+callbacks.interrupt._target_={__name__}.InterruptAt", "+callbacks.interrupt.step=12",
+              f"+callbacks.interrupt.sig={int(signal.SIGINT)}", "+callbacks.interrupt.times=2"]
+    with pytest.raises(SystemExit):
+        train(compose_config(*common, *killer))
+    assert "quit at step 12 without saving" in capsys.readouterr().err
+    assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 8  # epoch 0's
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # Ctrl-C is the user's again
     train(compose_config(*common, "ckpt_path=last"))
     with open(tmp_path / "metrics.csv") as f:
         history = list(csv.DictReader(f))
