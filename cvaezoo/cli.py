@@ -180,7 +180,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             result["generation_accuracy"] = generation["overall"]
             result["generation_accuracy_per_class"] = generation["per_class"]
         else:  # attribute vectors: combinations seen in training, and held-out ones where the data has them
-            sets = {"seen": distinct_rows(datamodule.splits["train"].tensors[1])}
+            sets = {"seen": distinct_rows(datamodule.split_dataset("train").tensors[1])}
             if "unseen" in datamodule.splits:
                 sets["unseen"] = distinct_rows(datamodule.splits["unseen"].tensors[1])
             for name, combinations in sets.items():

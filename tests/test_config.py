@@ -33,13 +33,15 @@ COMBINATIONS = sorted({*itertools.product(CONF_MODELS, ["mlp"], DATA), *itertool
 def test_every_combination_runs_fast_dev_run(compose_config, idx_dir, tmp_path, model, net, data):
     """Every model with every data config (MLP), every model with the conv net, every data with the conv net."""
     overrides = [f"model={model}", f"net={net}", f"data={data}", "+trainer.fast_dev_run=1", "~logger"]
-    if data in ("idx", "quadrants_idx"):
+    if data in ("idx", "quadrants_idx", "mnist", "fashion_mnist"):
         overrides += [f"data.root={idx_dir}", "data.val_size=20"]
+    if data in ("mnist", "fashion_mnist"):  # the fake files: no pins, no downloads
+        overrides += ["data.sha256=null", "data.mirrors=[]"]
     if data == "celeba":
         write_celeba_fixture(tmp_path / "celeba")
         overrides += [f"data.root={tmp_path / 'celeba'}", "data.attr_file=attrs.txt", "data.image_dir=images",
                       "data.split=[3,1,1]", "data.image_size=8"]
-    class_labels = data in ("mnist5k", "digits", "idx")  # elsewhere y is pixels or attributes: the default
+    class_labels = data in ("mnist5k", "digits", "idx", "mnist", "fashion_mnist")  # elsewhere y is pixels or attributes: the default
     cfg = compose_config(*overrides)                       # likelihood follows from the model and the data
     if model == "m2" and not class_labels:
         with pytest.raises(ValueError, match="m2 classifies: it needs class labels"):

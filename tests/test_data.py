@@ -7,6 +7,7 @@ from conftest import write_fake_idx_dir
 
 from cvaezoo.data import Digits, IDXDataModule, MNIST5k, read_idx, stratified_split, write_idx
 from cvaezoo.data.idx import IDXFormatError
+from cvaezoo.errors import UserError
 
 
 @pytest.mark.parametrize("suffix", ["", ".gz"])
@@ -49,16 +50,29 @@ def test_idx_data_module_splits_and_scales(idx_dir):
 
 
 def test_idx_missing_files_say_where_to_put_them(tmp_path):
-    with pytest.raises(FileNotFoundError, match=rf"train-images-idx3-ubyte\[\.gz\] in {tmp_path}"):
+    with pytest.raises(FileNotFoundError, match=rf"t10k-images-idx3-ubyte\[\.gz\] in {tmp_path}"):
         IDXDataModule(root=str(tmp_path)).setup()
     with pytest.raises(ValueError, match="data.root"):
         IDXDataModule(root="???")
 
 
+def test_idx_test_files_alone_serve_the_test_split_and_training_names_what_is_missing(tmp_path):
+    root = write_fake_idx_dir(tmp_path / "d", n_test=20)
+    for part in ("images-idx3", "labels-idx1"):
+        (root / f"train-{part}-ubyte.gz").unlink()
+    datamodule = IDXDataModule(root=str(root))
+    x, y = datamodule.split_tensors("test")
+    assert x.shape == (20, 1, 28, 28) and datamodule.spec.x_shape == (1, 28, 28)
+    for use in (lambda: datamodule.split_tensors("train"), datamodule.train_dataloader, datamodule.val_dataloader,
+                datamodule.class_prior):
+        with pytest.raises(FileNotFoundError, match=rf"missing IDX file train-images-idx3-ubyte\[\.gz\] in {root}"):
+            use()
+
+
 def test_idx_checksum_mismatch_is_an_error(tmp_path):
     root = write_fake_idx_dir(tmp_path / "d", gz=False)
     dm = IDXDataModule(root=str(root), val_size=10, sha256={"train-images-idx3-ubyte": "0" * 64})
-    with pytest.raises(IDXFormatError, match="does not match the expected 000"):
+    with pytest.raises(UserError, match="train-images-idx3-ubyte: sha256 [0-9a-f]{64} does not match the expected 000"):
         dm.setup()
 
 

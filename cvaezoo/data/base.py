@@ -116,6 +116,8 @@ class TensorDataModule(L.LightningDataModule):
             raise UserError(f"data.labelled_batch_size must be > 0, got {labelled_batch_size}")
         self.labels_per_class, self.labelled_batch_size = labels_per_class, labelled_batch_size
         self.splits: dict[str, InMemoryDataset] = {}
+        #: splits a reader could not serve, with the reason (e.g. only the test files are present)
+        self.unavailable: dict[str, UserError] = {}
 
     # ----- what a dataset defines ------------------------------------------------------------
     def load(self) -> tuple[Tensor, Tensor]:
@@ -153,19 +155,24 @@ class TensorDataModule(L.LightningDataModule):
     def split_tensors(self, name: str) -> tuple[Tensor, Tensor]:
         """(x, y) of a split as models are scored on it. Under dynamic binarisation the training split is
         stored grey (it is redrawn every batch); here it gets one fixed draw, as val and test have."""
-        self.setup()
-        if name not in self.splits:
-            raise UserError(f"this data has no {name!r} split; it has {sorted(self.splits)}")
-        x, y = self.splits[name].tensors
+        x, y = self.split_dataset(name).tensors
         if name == "train" and self.binarize == "dynamic":
             x = self._binarize_fixed(x, name)
         return x, y
 
+    def split_dataset(self, name: str) -> InMemoryDataset:
+        """One split as stored, or the reason it is missing (a file the reader did not find, or no such split)."""
+        self.setup()
+        if name in self.splits:
+            return self.splits[name]
+        if name in self.unavailable:
+            raise self.unavailable[name]
+        raise UserError(f"this data has no {name!r} split; it has {sorted(self.splits)}")
+
     def semi_supervised_split(self) -> tuple[InMemoryDataset, InMemoryDataset]:
         """(labelled, unlabelled) parts of the training split: labels_per_class examples of each class
         chosen with split_seed, and the rest with every label replaced by -1 (no label can leak)."""
-        self.setup()
-        images, labels = self.splits["train"].tensors
+        images, labels = self.split_dataset("train").tensors
         generator = torch.Generator().manual_seed(self.split_seed)
         chosen = []
         for label in range(self.num_classes):
@@ -183,7 +190,7 @@ class TensorDataModule(L.LightningDataModule):
     @property
     def spec(self) -> DataSpec:
         self.setup()
-        x, y = self.splits["train"].tensors
+        x, y = next(iter(self.splits.values())).tensors  # every split has the same shapes
         levels = 2 if self.binarize != "none" else self.pixel_levels
         groups = self.attribute_groups if self.y_kind == "multihot" else None
         return DataSpec(tuple(x.shape[1:]), self.y_kind, self.num_classes if self.y_kind == "class" else int(y.shape[1]),
@@ -195,7 +202,7 @@ class TensorDataModule(L.LightningDataModule):
         self.setup()
         if self.y_kind != "class":
             return None
-        labels = self.splits["train"].tensors[1] if self.labels_per_class is None else self.semi_supervised_split()[0].tensors[1]
+        labels = self.split_dataset("train").tensors[1] if self.labels_per_class is None else self.semi_supervised_split()[0].tensors[1]
         counts = torch.bincount(labels, minlength=self.num_classes).float()
         return (counts / counts.sum()).tolist()
 
@@ -208,14 +215,14 @@ class TensorDataModule(L.LightningDataModule):
         return batch
 
     def _loader(self, name: str, shuffle: bool, batch_size: int) -> DataLoader:
-        self.setup()
+        dataset = self.split_dataset(name)
         sampler = None
         if not shuffle and self.trainer is not None and self.trainer.world_size > 1:
             # evaluation under DDP: each example on exactly one process (Lightning's default sampler pads the
             # last batch with repeated examples, which would bias the reduced means)
-            sampler = UnrepeatedDistributedSampler(self.splits[name], num_replicas=self.trainer.world_size,
+            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=self.trainer.world_size,
                                                    rank=self.trainer.global_rank, shuffle=False)
-        return DataLoader(self.splits[name], batch_size=batch_size, shuffle=shuffle, sampler=sampler,
+        return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
                           num_workers=self.num_workers, collate_fn=keep_batch, persistent_workers=self.num_workers > 0)
 
     def train_dataloader(self) -> DataLoader | CombinedLoader:

@@ -1,14 +1,14 @@
-"""MNIST / Fashion-MNIST from IDX files in a local directory (never downloaded at run time).
+"""MNIST / Fashion-MNIST from IDX files: a local directory, or downloaded on request (``data=mnist``).
 
 Expected files (each may also be gzipped, with a ``.gz`` suffix):
     train-images-idx3-ubyte  train-labels-idx1-ubyte  t10k-images-idx3-ubyte  t10k-labels-idx1-ubyte
+A folder with only the two t10k files serves the test split (to score a trained model on it).
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +17,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 
 from cvaezoo.data.base import TensorDataModule
+from cvaezoo.data.download import cache_dir, check_sha256, fetch
 from cvaezoo.errors import MissingFileError, UserError
 
 IDX_DTYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: np.dtype(">i2"), 0x0C: np.dtype(">i4"), 0x0D: np.dtype(">f4"), 0x0E: np.dtype(">f8")}
@@ -76,41 +77,52 @@ def find_idx_file(root: Path, stem: str) -> Path:
     )
 
 
-def sha256_of(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 class IDXDataModule(TensorDataModule):
     """Official train/test IDX files; a stratified, seeded validation split is carved from train.
 
-    ``sha256`` maps file names to expected checksums; a mismatch is an error, naming both.
+    ``sha256`` maps file names to expected checksums; a mismatch is an error, naming both. With ``mirrors``
+    (``data=mnist``, ``data=fashion_mnist``) missing files are downloaded, checked against ``sha256``, into
+    ``root`` or, when it is null, the cache folder of ``dataset`` (:func:`cvaezoo.data.download.cache_dir`).
+    Without the train files the test split is still served (scoring a trained model needs nothing else).
     """
 
-    def __init__(self, root: str, val_size: int = 5000, sha256: Mapping[str, str] | None = None, **kwargs):
+    def __init__(self, root: str | None, val_size: int = 5000, sha256: Mapping[str, str] | None = None,
+                 mirrors: Sequence[str] = (), dataset: str | None = None, **kwargs):
         kwargs.setdefault("split", (1, 1, 1))  # the files define the split; only val_size is used
         super().__init__(**kwargs)
         if root is None or str(root) in ("", "???"):
-            raise UserError("data.root must name the directory holding the IDX files (e.g. data.root=/data/mnist)")
+            if not dataset:
+                raise UserError("data.root must name the directory holding the IDX files (e.g. data.root=/data/mnist)")
+            root = cache_dir(dataset)
         self.root, self.val_size, self.sha256 = Path(root).expanduser(), int(val_size), dict(sha256 or {})
+        self.mirrors = list(mirrors or [])
 
     def _read(self, key: str) -> np.ndarray:
-        path = find_idx_file(self.root, FILES[key])
-        expected = self.sha256.get(path.name)
-        if expected is not None and sha256_of(path) != expected:
-            raise IDXFormatError(f"{path}: sha256 {sha256_of(path)} does not match the expected {expected}")
+        try:
+            path = find_idx_file(self.root, FILES[key])
+        except MissingFileError:
+            if not self.mirrors:
+                raise
+            path = fetch(f"{FILES[key]}.gz", self.root, self.mirrors, self.sha256)
+        check_sha256(path, self.sha256)
         return read_idx(path)
 
+    def _read_part(self, part: str) -> tuple[Tensor, Tensor]:
+        images, labels = self._read(f"{part}_images"), self._read(f"{part}_labels")
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise IDXFormatError(
+                f"{self.root}: {part} images must be (N, H, W) and labels (N,), got {images.shape} and {labels.shape}"
+            )
+        return torch.from_numpy(images.astype(np.float32) / 255.0)[:, None], torch.from_numpy(labels.astype(np.int64))
+
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
-        parts = {}
-        for part in ("train", "test"):
-            images, labels = self._read(f"{part}_images"), self._read(f"{part}_labels")
-            if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-                raise IDXFormatError(
-                    f"{self.root}: {part} images must be (N, H, W) and labels (N,), got {images.shape} and {labels.shape}"
-                )
-            parts[part] = (torch.from_numpy(images.astype(np.float32) / 255.0)[:, None], torch.from_numpy(labels.astype(np.int64)))
-        images, labels = parts["train"]
+        test = self._read_part("test")
+        try:
+            images, labels = self._read_part("train")
+        except MissingFileError as missing:  # test files only: scoring works, training says what is missing
+            self.unavailable.update(train=missing, val=missing)
+            return {"test": test}
         train_idx, val_idx = train_test_split(
             np.arange(len(labels)), test_size=self.val_size, stratify=labels.numpy(), random_state=self.split_seed
         )
-        return {"train": (images[train_idx], labels[train_idx]), "val": (images[val_idx], labels[val_idx]), "test": parts["test"]}
+        return {"train": (images[train_idx], labels[train_idx]), "val": (images[val_idx], labels[val_idx]), "test": test}
