@@ -17,7 +17,8 @@ import yaml
 
 from cvaezoo.checkpoint_files import resolve_checkpoint, run_dir_of
 from cvaezoo.checkpoints import load_model
-from cvaezoo.data.base import TensorDataModule
+from cvaezoo.data.base import TensorDataModule, binarize_fixed
+from cvaezoo.data.images import load_inputs
 from cvaezoo.errors import UserError, one_line_errors
 from cvaezoo.figures import figures
 from cvaezoo.inference import (
@@ -30,8 +31,8 @@ from cvaezoo.inference import (
 )
 from cvaezoo.models.base import ConditionalVAE
 from cvaezoo.models.reference import ReferenceClassifier
-from cvaezoo.runs import load_run_data, write_json_atomic
-from cvaezoo.viz import save_image_grid
+from cvaezoo.runs import load_run_data, run_data_config, write_json_atomic
+from cvaezoo.viz import save_image_grid, save_images
 
 
 def load_data(checkpoint: Path, overrides: list[str], model: ConditionalVAE) -> TensorDataModule:
@@ -80,19 +81,48 @@ def _print_table(title: str, rows: dict[str, object]) -> None:
         print(f"  {key:<{width}}  {value:.4f}" if isinstance(value, float) else f"  {key:<{width}}  {value}")
 
 
+def class_columns(model: ConditionalVAE) -> list[str]:
+    """A name per class: the data's class names where it has them (an image folder's), else 0, 1, ..."""
+    return list(model.class_names) if model.class_names else [str(c) for c in range(model.y_dim)]
+
+
+def new_inputs(args: argparse.Namespace, checkpoint: Path, model: ConditionalVAE) -> tuple[list[str], torch.Tensor]:
+    """``--images``: files, folders or .npy batches, preprocessed as the model's training data was (size and
+    channels of x, then the run's binarisation: threshold, or one Bernoulli draw seeded with --seed)."""
+    names, x = load_inputs(args.images, model.x_shape)
+    run_dir = run_dir_of(checkpoint)
+    binarize = run_data_config(run_dir, args.overrides).get("binarize", "none") if run_dir else (
+        "threshold" if model.pixel_levels == 2 else "none")  # a bare .ckpt: binary models see thresholded images
+    return names, binarize_fixed(x, binarize, args.seed)
+
+
 def classify(args: argparse.Namespace) -> dict:
     checkpoint, model = _load(args)
-    x, labels = load_data(checkpoint, args.overrides, model).split_tensors(args.split)
     kwargs = _predict_kwargs(model, args.method, args.k)
+    classes = class_columns(model)
+    out = output_dir(args, checkpoint, "classify")
+    if args.images:
+        names, x = new_inputs(args, checkpoint, model)
+        probs = predict_proba(model, x, **kwargs)
+        with open(out / "predictions.csv", "w", newline="") as f:
+            writer = csv.writer(f)
+            writer.writerow(["file", "predicted", "probability", *[f"p_{c}" for c in classes]])
+            for name, row in zip(names, probs.tolist()):
+                writer.writerow([name, classes[int(np.argmax(row))], f"{max(row):.4f}", *[f"{p:.6g}" for p in row]])
+        print(f"{model.model_name} ({kwargs}) on {len(names)} images:")
+        for name, row in list(zip(names, probs.tolist()))[:20]:
+            print(f"  {name}  {classes[int(np.argmax(row))]}  {max(row):.3f}")
+        print(f"written to {out / 'predictions.csv'}")
+        return {"model": model.model_name, "files": names, "predicted": [classes[i] for i in probs.argmax(1).tolist()]}
+    x, labels = load_data(checkpoint, args.overrides, model).split_tensors(args.split)
     probs = predict_proba(model, x, **kwargs)
     metrics = {"model": model.model_name, "split": args.split, **kwargs, **classification_metrics(probs, labels)}
-    out = output_dir(args, checkpoint, "classify")
     np.savez(out / "predictions.npz", probs=probs.numpy(), labels=labels.numpy(), predicted=probs.argmax(1).numpy())
     with open(out / "predictions.csv", "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["index", "label", "predicted", *[f"p_{c}" for c in range(probs.shape[1])]])
+        writer.writerow(["index", "label", "predicted", *[f"p_{c}" for c in classes]])
         for i, (label, row) in enumerate(zip(labels.tolist(), probs.tolist())):
-            writer.writerow([i, label, int(np.argmax(row)), *[f"{p:.6g}" for p in row]])
+            writer.writerow([i, classes[label], classes[int(np.argmax(row))], *[f"{p:.6g}" for p in row]])
     write_json_atomic(out / "metrics.json", metrics)
     _print_table(f"{model.model_name} on {args.split} ({len(x)} examples, {kwargs}):",
                  {k: metrics[k] for k in ("accuracy", "nll", "ece")})
@@ -120,6 +150,8 @@ def generate(args: argparse.Namespace) -> dict:
         files["samples.png"] = str(save_image_grid(samples, out / "samples.png"))
         np.savez(out / "samples.npz", samples=samples.numpy(), attributes=conditions.numpy(),
                  attribute_names=np.array(datamodule.attribute_names))
+        if args.each:
+            files["samples/"] = str(_save_each(samples, [f"condition{i}" for i in range(len(conditions))], out))
     elif model.target_name == "x":
         labels = torch.tensor(args.labels if args.labels else range(model.y_dim))
         if ((labels < 0) | (labels >= model.y_dim)).any():
@@ -127,6 +159,9 @@ def generate(args: argparse.Namespace) -> dict:
         samples = model.sample(labels, args.n, temperature=args.temperature, use_mean=not args.sample).cpu()
         files["samples.png"] = str(save_image_grid(samples, out / "samples.png"))
         np.savez(out / "samples.npz", samples=samples.numpy(), labels=labels.numpy())
+        if args.each:
+            names = class_columns(model)
+            files["samples/"] = str(_save_each(samples, [names[i] for i in labels.tolist()], out))
     if args.n_examples > 0:
         datamodule = datamodule or load_data(checkpoint, args.overrides, model)
         split_x, split_y = datamodule.split_tensors(args.split)
@@ -141,6 +176,13 @@ def generate(args: argparse.Namespace) -> dict:
     for name, path in files.items():
         print(f"{name}: {path}")
     return files
+
+
+def _save_each(samples: torch.Tensor, row_names: list[str], out: Path) -> Path:
+    """``--each``: samples (rows, n, C, H, W) as out/samples/<row name>_<j>.png (a row per label or condition)."""
+    names = [f"{row}_{j}".replace("/", "_") for row in row_names for j in range(samples.shape[1])]
+    save_images(samples.flatten(0, 1), out / "samples", names)
+    return out / "samples"
 
 
 def default_reference(checkpoint: Path, overrides: list[str]) -> Path | None:
@@ -206,6 +248,9 @@ def classify_main(argv: list[str] | None = None) -> None:
     parser = base_parser("Predict y for new x: Bayes rule for CVAE-1/2/4, p(y|x,z) for CVAE-3.")
     parser.add_argument("--method", default=None, help="elbo | iwae (CVAE-1/2/4; default elbo); mc | mean (CVAE-3; default mc)")
     parser.add_argument("-k", type=int, default=None, help="samples per class bound (default 10 for elbo, 100 for iwae/mc)")
+    parser.add_argument("--images", nargs="+", default=None, metavar="PATH",
+                        help="classify these instead of a split: image files, folders of them, or .npy batches; "
+                             "writes predictions.csv (file, predicted class, probability of each class)")
     _run(classify, parser, argv)
 
 
@@ -219,6 +264,7 @@ def generate_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--temperature", type=float, default=1.0, help="scale of the prior's standard deviation")
     parser.add_argument("--sample", action="store_true", help="draw x from p(x|z,y) instead of showing its mean")
     parser.add_argument("--n-examples", type=int, default=10, help="real examples for the reconstruction/analogy grids")
+    parser.add_argument("--each", action="store_true", help="also write every sample as its own PNG: samples/<label>_<j>.png")
     _run(generate, parser, argv)
 
 

@@ -66,6 +66,7 @@ def build(cfg: DictConfig) -> tuple[L.LightningDataModule, L.LightningModule]:
         class_prior=datamodule.class_prior(),
         pixel_levels=spec.pixel_levels,
         attribute_groups=list(spec.attribute_groups) if spec.attribute_groups else None,
+        class_names=list(spec.class_names) if spec.class_names else None,
         _convert_="all",
     )
     return datamodule, model
@@ -111,10 +112,14 @@ def saved_overrides(run_dir: Path | None) -> list[str]:
     return yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
 
 
+def run_data_config(run_dir: Path | None, overrides: Sequence[str] = ()) -> DictConfig:
+    """The data config a run was trained with (plus ``overrides``), composed but not instantiated."""
+    return compose_config([*merge_overrides(saved_overrides(run_dir), list(overrides)), "run_dir=."]).data
+
+
 def load_run_data(run_dir: Path | None, overrides: list[str], x_shape: Sequence[int], y_dim: int):
-    """The data config a run was trained with (plus ``overrides``), checked against the model's sizes."""
-    cfg = compose_config([*merge_overrides(saved_overrides(run_dir), overrides), "run_dir=."])
-    datamodule = instantiate_checked(cfg.data)
+    """The data a run was trained with (plus ``overrides``), checked against the model's sizes."""
+    datamodule = instantiate_checked(run_data_config(run_dir, overrides))
     spec = datamodule.spec
     if tuple(spec.x_shape) != tuple(x_shape) or spec.y_dim != y_dim:
         raise UserError(

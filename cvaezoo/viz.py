@@ -38,3 +38,15 @@ def save_image_grid(images: Tensor, path: str | Path, scale: int = 2) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     picture.save(path)
     return path
+
+
+def save_images(images: Tensor, folder: str | Path, names: list[str]) -> list[Path]:
+    """Save (N, C, H, W) images in [0, 1] as one PNG each, at their own size: ``folder/<name>.png``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for image, name in zip(images.detach().float().cpu(), names):
+        array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+        paths.append(folder / f"{name}.png")
+        Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(paths[-1])
+    return paths

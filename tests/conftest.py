@@ -65,6 +65,43 @@ def write_celeba_fixture(root: Path, n: int = 6, size: tuple[int, int] = (10, 8)
     return names
 
 
+def write_digit_folder(root: Path, digits: tuple[int, ...] = (0, 1, 7), per_class: int = 40) -> list[str]:
+    """Real embedded MNIST digits as PNG files in class subfolders named after the digit ("zero", ...)."""
+    from cvaezoo.data import MNIST5k
+
+    images, labels = MNIST5k().load()
+    names = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    for digit in digits:
+        (root / names[digit]).mkdir(parents=True, exist_ok=True)
+        chosen = torch.nonzero(labels == digit).flatten()[:per_class]
+        for i in chosen.tolist():
+            Image.fromarray((images[i, 0] * 255).round().byte().numpy()).save(root / names[digit] / f"{i}.png")
+    return sorted(names[d] for d in digits)
+
+
+def write_cifar_archive(path: Path, per_batch: int = 20, n_test: int = 20) -> None:
+    """A cifar-10-binary.tar.gz in the real layout, with random pixels and balanced labels."""
+    import io
+    import tarfile
+
+    rng = np.random.default_rng(0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def records(n: int) -> bytes:
+        labels = (np.arange(n) % 10).astype(np.uint8)[:, None]
+        return np.concatenate([labels, rng.integers(0, 256, (n, 3072), dtype=np.uint8)], axis=1).tobytes()
+
+    members = {f"data_batch_{i}.bin": records(per_batch) for i in range(1, 6)}
+    members["test_batch.bin"] = records(n_test)
+    members["batches.meta.txt"] = "\n".join(["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                                              "ship", "truck"]).encode() + b"\n\n"
+    with tarfile.open(path, "w:gz") as archive:
+        for name, body in members.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-bin/{name}")
+            info.size = len(body)
+            archive.addfile(info, io.BytesIO(body))
+
+
 @pytest.fixture
 def idx_dir(tmp_path: Path) -> Path:
     return write_fake_idx_dir(tmp_path / "idx")

@@ -35,6 +35,24 @@ def test_attributes_determine_the_image_and_every_combination_looks_different():
     assert y.shape[1] == 14 and torch.equal(y.sum(1), torch.full((len(y),), 5.0))  # one bit per group
 
 
+def test_colour_shapes_are_8_bit_rgb_and_the_colour_is_an_attribute_group():
+    data = Shapes(colour=True, heldout=24, split=(300, 50, 50))
+    spec = data.spec
+    assert spec.x_shape == (3, 24, 24) and spec.y_dim == 18 and spec.attribute_groups == (*GROUPS, 4)
+    assert spec.pixel_levels == 256  # the likelihood defaults to the discretised logistic
+    renders = torch.stack([data.render(c) for c in data.all_combinations()])
+    assert len(renders) == 576 and len(torch.unique(renders.flatten(1), dim=0)) == 576
+    levels = (renders * 255).round()
+    assert torch.allclose(renders * 255, levels, atol=1e-4) and len(levels.unique()) > 2  # 8-bit, not 0/1
+    red = data.render(data.all_combinations()[0])  # square, small, left, top, outline, red
+    ink = red[:, (red[0] - red[1]).abs() > 0.1]  # pixels of the shape
+    assert ink.shape[1] > 0 and torch.allclose(ink[:, 0] * 255, torch.tensor([220.0, 50, 47]), atol=1e-3)
+    vector = data.attribute_vector("shape=circle,size=large,column=left,row=top,fill=filled,colour=blue")
+    assert vector.sum() == 6
+    with pytest.raises(ValueError, match="exactly one of .*attribute group 'colour'"):
+        data.attribute_vector("shape=circle,size=large,column=left,row=top,fill=filled")
+
+
 def test_heldout_combinations_never_reach_training_but_every_value_does():
     data = Shapes(heldout=12, split=(500, 100, 100))
     data.setup()

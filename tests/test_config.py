@@ -4,7 +4,7 @@ import itertools
 from pathlib import Path
 
 import pytest
-from conftest import MODEL_NAMES, write_celeba_fixture
+from conftest import MODEL_NAMES, write_celeba_fixture, write_cifar_archive, write_digit_folder
 from hydra.utils import instantiate
 
 from cvaezoo.models import MODELS
@@ -29,19 +29,30 @@ COMBINATIONS = sorted({*itertools.product(CONF_MODELS, ["mlp"], DATA), *itertool
                        *itertools.product(["cvae1"], ["conv"], DATA)})
 
 
+def data_overrides(data: str, tmp_path: Path, idx_dir: Path) -> list[str]:
+    """Local files for the data configs that read them (fakes in the real layouts; nothing is downloaded)."""
+    if data in ("idx", "quadrants_idx", "mnist", "fashion_mnist"):
+        pins = ["data.sha256=null", "data.mirrors=[]"] if data in ("mnist", "fashion_mnist") else []
+        return [f"data.root={idx_dir}", "data.val_size=20", *pins]
+    if data == "cifar10":
+        write_cifar_archive(tmp_path / "cifar" / "cifar-10-binary.tar.gz")
+        return [f"data.root={tmp_path / 'cifar'}", "data.val_size=10", "data.sha256=null", "data.mirrors=[]"]
+    if data == "folder":
+        write_digit_folder(tmp_path / "folder", digits=(0, 1), per_class=10)
+        return [f"data.root={tmp_path / 'folder'}"]
+    if data == "celeba":
+        write_celeba_fixture(tmp_path / "celeba")
+        return [f"data.root={tmp_path / 'celeba'}", "data.attr_file=attrs.txt", "data.image_dir=images",
+                "data.split=[3,1,1]", "data.image_size=8"]
+    return []
+
+
 @pytest.mark.parametrize("model, net, data", COMBINATIONS)
 def test_every_combination_runs_fast_dev_run(compose_config, idx_dir, tmp_path, model, net, data):
     """Every model with every data config (MLP), every model with the conv net, every data with the conv net."""
     overrides = [f"model={model}", f"net={net}", f"data={data}", "+trainer.fast_dev_run=1", "~logger"]
-    if data in ("idx", "quadrants_idx", "mnist", "fashion_mnist"):
-        overrides += [f"data.root={idx_dir}", "data.val_size=20"]
-    if data in ("mnist", "fashion_mnist"):  # the fake files: no pins, no downloads
-        overrides += ["data.sha256=null", "data.mirrors=[]"]
-    if data == "celeba":
-        write_celeba_fixture(tmp_path / "celeba")
-        overrides += [f"data.root={tmp_path / 'celeba'}", "data.attr_file=attrs.txt", "data.image_dir=images",
-                      "data.split=[3,1,1]", "data.image_size=8"]
-    class_labels = data in ("mnist5k", "digits", "idx", "mnist", "fashion_mnist")  # elsewhere y is pixels or attributes: the default
+    overrides += data_overrides(data, tmp_path, idx_dir)
+    class_labels = data in ("mnist5k", "digits", "idx", "mnist", "fashion_mnist", "cifar10", "folder")  # elsewhere y is pixels or attributes: the default
     cfg = compose_config(*overrides)                       # likelihood follows from the model and the data
     if model == "m2" and not class_labels:
         with pytest.raises(ValueError, match="m2 classifies: it needs class labels"):

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cvaezoo"
 LAYERS: list[tuple[str, set[str]]] = [
     ("basics", {"errors", "checkpoint_files", "attributes", "viz"}),
     ("distributions and nets", {"distributions", "nets"}),
-    ("data", {"data", "data.base", "data.download", "data.attributes", "data.shapes", "data.celeba", "data.embedded", "data.idx",
+    ("data", {"data", "data.base", "data.download", "data.images", "data.folder", "data.cifar", "data.attributes", "data.shapes", "data.celeba", "data.embedded", "data.idx",
               "data.quadrants"}),
     ("models", {"models", "models.base", "models.cvae1", "models.cvae2", "models.cvae3", "models.cvae4", "models.m2",
                 "models.vae", "models.baseline", "models.reference"}),

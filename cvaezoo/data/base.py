@@ -49,6 +49,18 @@ class DataSpec:
     pixel_levels: int = 2
     #: for multi-hot attributes, the sizes of their consecutive groups (:mod:`cvaezoo.attributes`)
     attribute_groups: tuple[int, ...] | None = None
+    #: names of the classes (or of the attributes), when the data has them
+    class_names: tuple[str, ...] | None = None
+
+
+def binarize_fixed(images: Tensor, mode: str, seed: int) -> Tensor:
+    """Images as a model trained with ``data.binarize=mode`` is scored on them: "threshold" maps x > 0.5 to 1,
+    "dynamic" takes one Bernoulli draw seeded with ``seed``, "none" keeps them."""
+    if mode == "threshold":
+        return (images > 0.5).float()
+    if mode == "dynamic":
+        return torch.bernoulli(images, generator=torch.Generator().manual_seed(seed))
+    return images
 
 
 def check_split_sizes(sizes: Sequence[int]) -> list[int]:
@@ -59,10 +71,22 @@ def check_split_sizes(sizes: Sequence[int]) -> list[int]:
     return sizes
 
 
-def stratified_split(labels: np.ndarray, sizes: Sequence[int], seed: int) -> list[np.ndarray]:
-    """Indices of disjoint train/val/test subsets of the given sizes, each with the label proportions
-    (class labels, shape (N,)); multi-hot attribute rows (N, A) are split at random."""
-    sizes = check_split_sizes(sizes)
+def split_sizes(split: Sequence[float], n: int) -> list[int]:
+    """``data.split`` as sizes: three counts [train, val, test], or three fractions of the n examples
+    (e.g. [0.8, 0.1, 0.1]; val and test get at least one example each)."""
+    values = [float(v) for v in split]
+    if len(values) == 3 and all(0 < v < 1 for v in values):
+        if sum(values) > 1 + 1e-9:
+            raise UserError(f"data.split fractions must add up to at most 1, got {list(split)}")
+        val, test = (max(1, int(round(v * n))) for v in values[1:])
+        return [min(int(round(values[0] * n)), n - val - test), val, test]
+    return check_split_sizes(split)
+
+
+def stratified_split(labels: np.ndarray, sizes: Sequence[float], seed: int) -> list[np.ndarray]:
+    """Indices of disjoint train/val/test subsets of the given sizes (or fractions), each with the label
+    proportions (class labels, shape (N,)); multi-hot attribute rows (N, A) are split at random."""
+    sizes = check_split_sizes(split_sizes(sizes, len(labels)))
     if sum(sizes) > len(labels):
         raise UserError(f"data.split {sizes} asks for {sum(sizes)} examples but the dataset has {len(labels)}")
     index = np.arange(len(labels))
@@ -90,6 +114,8 @@ class TensorDataModule(L.LightningDataModule):
     y_kind: str = "class"
     #: distinct grey levels of the stored images (before binarisation): 256 for 8-bit images
     pixel_levels: int = 256
+    #: names of the classes, when the data has them (an image folder's subfolders, CIFAR-10's classes)
+    class_names: list[str] | None = None
 
     def __init__(
         self,
@@ -147,10 +173,7 @@ class TensorDataModule(L.LightningDataModule):
         return images, labels.long() if labels.dim() == 1 else labels.float()
 
     def _binarize_fixed(self, images: Tensor, name: str) -> Tensor:
-        if self.binarize == "threshold":
-            return (images > 0.5).float()
-        generator = torch.Generator().manual_seed(self.split_seed + FIXED_DRAW_SEEDS[name])
-        return torch.bernoulli(images, generator=generator)
+        return binarize_fixed(images, self.binarize, self.split_seed + FIXED_DRAW_SEEDS[name])
 
     def split_tensors(self, name: str) -> tuple[Tensor, Tensor]:
         """(x, y) of a split as models are scored on it. Under dynamic binarisation the training split is
@@ -193,8 +216,9 @@ class TensorDataModule(L.LightningDataModule):
         x, y = next(iter(self.splits.values())).tensors  # every split has the same shapes
         levels = 2 if self.binarize != "none" else self.pixel_levels
         groups = self.attribute_groups if self.y_kind == "multihot" else None
+        names = self.class_names if self.y_kind == "class" else getattr(self, "attribute_names", None)
         return DataSpec(tuple(x.shape[1:]), self.y_kind, self.num_classes if self.y_kind == "class" else int(y.shape[1]),
-                        levels, tuple(groups) if groups else None)
+                        levels, tuple(groups) if groups else None, tuple(names) if names else None)
 
     def class_prior(self) -> list[float] | None:
         """p(y) estimated from the training labels that a model may see (None when y is not a class label):

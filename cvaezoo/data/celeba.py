@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import torch
 from torch import Tensor
 
 from cvaezoo.data.attributes import AttributeData
 from cvaezoo.data.base import stratified_split
+from cvaezoo.data.images import read_image
 from cvaezoo.errors import MissingFileError, UserError
 
 
@@ -83,18 +83,10 @@ class AttributeFolder(AttributeData):
         return files, names, matrix
 
     def read_image(self, name: str) -> Tensor:
-        from PIL import Image
-
         path = self.root / self.image_dir / name
         if not path.is_file():
             raise MissingFileError(f"image {path} listed in {self.attr_file} not found")
-        with Image.open(path) as picture:
-            picture = picture.convert("L" if self.channels == 1 else "RGB")
-            side = min(picture.size)
-            left, top = (picture.width - side) // 2, (picture.height - side) // 2
-            picture = picture.crop((left, top, left + side, top + side)).resize((self.image_size, self.image_size), Image.BILINEAR)
-            array = np.asarray(picture, dtype=np.float32) / 255.0
-        return torch.from_numpy(array.reshape(self.image_size, self.image_size, self.channels)).permute(2, 0, 1)
+        return read_image(path, self.channels, self.image_size)
 
     def load(self) -> tuple[Tensor, Tensor]:
         files, self.attribute_names, attributes = self.read_attributes()

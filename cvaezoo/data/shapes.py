@@ -1,4 +1,4 @@
-"""Generated attribute images: one shape whose pixels are a function of 5 discrete attributes."""
+"""Generated attribute images: one shape whose pixels are a function of 5 discrete attributes (6 in colour)."""
 
 from __future__ import annotations
 
@@ -19,6 +19,10 @@ SHAPE_FACTORS: dict[str, tuple[str, ...]] = {
     "row": ("top", "middle", "bottom"),
     "fill": ("outline", "filled"),
 }
+#: with ``data.colour=true``, a sixth group: the shape's colour (8-bit values, not 0/1, on a dark grey ground)
+COLOURS: dict[str, tuple[int, int, int]] = {"red": (220, 50, 47), "green": (64, 160, 43), "blue": (38, 110, 230),
+                                            "yellow": (240, 200, 30)}
+BACKGROUND = (24, 24, 24)
 
 
 def _shape_mask(shape: str, dx: Tensor, dy: Tensor, radius: float) -> Tensor:
@@ -38,11 +42,18 @@ def _erode(mask: Tensor) -> Tensor:
     return mask & padded[:-2, 1:-1] & padded[2:, 1:-1] & padded[1:-1, :-2] & padded[1:-1, 2:]
 
 
+def factors(colour: bool = False) -> dict[str, tuple[str, ...]]:
+    """The attribute groups: SHAPE_FACTORS, and the colour group when drawing in colour."""
+    return {**SHAPE_FACTORS, "colour": tuple(COLOURS)} if colour else dict(SHAPE_FACTORS)
+
+
 def render_shape(values: dict[str, str], image_size: int = 24) -> Tensor:
-    """The (1, S, S) binary image of one attribute combination; nothing else affects the pixels."""
-    unknown = {k: v for k, v in values.items() if k not in SHAPE_FACTORS or v not in SHAPE_FACTORS[k]}
-    if unknown or set(values) != set(SHAPE_FACTORS):
-        raise UserError(f"render_shape needs one value for each of {SHAPE_FACTORS}, got {values}")
+    """The image of one attribute combination, nothing else affects the pixels: (1, S, S) binary, or with a
+    ``colour`` value (3, S, S) 8-bit RGB, the shape in that colour on a dark grey ground."""
+    groups = factors("colour" in values)
+    unknown = {k: v for k, v in values.items() if k not in groups or v not in groups[k]}
+    if unknown or set(values) != set(groups):
+        raise UserError(f"render_shape needs one value for each of {groups}, got {values}")
     cell = image_size / 4
     centre_x = cell * (1 + SHAPE_FACTORS["column"].index(values["column"]))
     centre_y = cell * (1 + SHAPE_FACTORS["row"].index(values["row"]))
@@ -52,12 +63,16 @@ def render_shape(values: dict[str, str], image_size: int = 24) -> Tensor:
     mask = _shape_mask(values["shape"], dx, dy, radius)
     if values["fill"] == "outline":
         mask = mask & ~_erode(mask)  # a 1-pixel stroke
-    return mask.float()[None]
+    if "colour" not in values:
+        return mask.float()[None]
+    ink, ground = (torch.tensor(c, dtype=torch.float32)[:, None, None] / 255 for c in (COLOURS[values["colour"]], BACKGROUND))
+    return torch.where(mask[None], ink, ground)
 
 
 def combination_vector(indices: Sequence[int]) -> Tensor:
-    """Multi-hot vector of one combination, given each factor's value index."""
-    parts = [torch.nn.functional.one_hot(torch.tensor(i), len(values)) for i, values in zip(indices, SHAPE_FACTORS.values())]
+    """Multi-hot vector of one combination, given each factor's value index (six with a colour index)."""
+    groups = factors(len(indices) == len(SHAPE_FACTORS) + 1).values()
+    parts = [torch.nn.functional.one_hot(torch.tensor(i), len(values)) for i, values in zip(indices, groups)]
     return torch.cat(parts).float()
 
 
@@ -66,28 +81,29 @@ class Shapes(AttributeData):
 
     Attributes (one-hot groups, 14 bits): shape (square, circle, triangle, cross), size (small,
     large), column (left, centre, right), row (top, middle, bottom), fill (outline, filled): 144
-    combinations. ``heldout`` combinations, chosen with ``split_seed``, never appear in train, val
+    combinations. With ``colour``, a sixth group (red, green, blue, yellow; 18 bits, 576 combinations)
+    and 8-bit RGB images. ``heldout`` combinations, chosen with ``split_seed``, never appear in train, val
     or test; the extra split ``unseen`` holds one image of each (for scoring generation on them).
     Examples are combinations drawn uniformly (with ``split_seed``) from the seen ones.
     """
 
-    pixel_levels = 2  # drawn in black and white
-
-    def __init__(self, split: Sequence[int] = (2000, 200, 200), image_size: int = 24, heldout: int = 12, **kwargs):
+    def __init__(self, split: Sequence[int] = (2000, 200, 200), image_size: int = 24, heldout: int = 12,
+                 colour: bool = False, **kwargs):
         super().__init__(split=split, **kwargs)
         if image_size < 12:
             raise UserError(f"data.image_size must be >= 12, got {image_size}")
+        self.factors = factors(colour)
+        self.pixel_levels = 256 if colour else 2  # black and white, or 8-bit colours
         n_combinations = len(self.all_combinations())
         if not 0 <= heldout <= n_combinations - 1:
             raise UserError(f"data.heldout must lie in [0, {n_combinations - 1}], got {heldout}")
         self.image_size, self.heldout = image_size, heldout
-        self.attribute_names = [f"{factor}={value}" for factor, values in SHAPE_FACTORS.items() for value in values]
-        self.attribute_groups = [len(values) for values in SHAPE_FACTORS.values()]
-        self.group_names = list(SHAPE_FACTORS)
+        self.attribute_names = [f"{factor}={value}" for factor, values in self.factors.items() for value in values]
+        self.attribute_groups = [len(values) for values in self.factors.values()]
+        self.group_names = list(self.factors)
 
-    @staticmethod
-    def all_combinations() -> list[tuple[int, ...]]:
-        return list(itertools.product(*(range(len(values)) for values in SHAPE_FACTORS.values())))
+    def all_combinations(self) -> list[tuple[int, ...]]:
+        return list(itertools.product(*(range(len(values)) for values in self.factors.values())))
 
     def heldout_combinations(self) -> list[tuple[int, ...]]:
         """The combinations kept out of training, chosen with split_seed."""
@@ -101,7 +117,7 @@ class Shapes(AttributeData):
         return [c for c in self.all_combinations() if c not in heldout]
 
     def render(self, combination: Sequence[int]) -> Tensor:
-        values = {factor: options[i] for (factor, options), i in zip(SHAPE_FACTORS.items(), combination)}
+        values = {factor: options[i] for (factor, options), i in zip(self.factors.items(), combination)}
         return render_shape(values, self.image_size)
 
     def _examples(self, combinations: Sequence[tuple[int, ...]]) -> tuple[Tensor, Tensor]:

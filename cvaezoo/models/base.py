@@ -96,6 +96,7 @@ class ConditionalVAE(L.LightningModule):
         pixel_levels: int | None = None,
         allow_grey_bernoulli: bool = False,
         attribute_groups: Sequence[int] | None = None,
+        class_names: Sequence[str] | None = None,
     ):
         super().__init__()
         self.save_hyperparameters()
@@ -115,6 +116,7 @@ class ConditionalVAE(L.LightningModule):
         self.net_config = NetConfig.from_dict(net)
         self.pixel_levels = pixel_levels  # distinct values of the data's pixels (from the data module); None: unknown
         self.attribute_groups = list(attribute_groups) if attribute_groups else None  # multi-hot y: its group sizes
+        self.class_names = list(class_names) if class_names else None  # names of the classes or attributes, if known
         self.likelihood_name = likelihood or self.default_likelihood(y_kind, pixel_levels)
         self._check_likelihood()
         self.likelihood: Likelihood = build_likelihood(self.likelihood_name, **(likelihood_kwargs or {}))

@@ -28,7 +28,8 @@ class ReferenceClassifier(L.LightningModule):
 
     def __init__(self, x_shape: Sequence[int], y_kind: str = "class", y_dim: int = 10, net: dict | None = None,
                  lr: float = 1e-3, attribute_groups: Sequence[int] | None = None,
-                 class_prior: Sequence[float] | None = None, pixel_levels: int | None = None):
+                 class_prior: Sequence[float] | None = None, pixel_levels: int | None = None,
+                 class_names: Sequence[str] | None = None):
         """Built from the data's spec like every model (``class_prior`` and ``pixel_levels`` are not needed here)."""
         super().__init__()
         self.save_hyperparameters()

@@ -6,17 +6,20 @@
 # classifier trained on all 144 combinations; test -ELBO on seen and on unseen combinations;
 # attribute-editing grids. About 10 minutes on 2 CPU cores.
 # Usage: bash experiments/attributes/run.sh      (EPOCHS=60 by default)
+#        STUDY=colour_shapes bash experiments/attributes/run.sh   (the same study in colour: 576 combinations,
+#        8-bit RGB, conv nets; conf/experiment/colour_shapes.yaml; results in experiments/colour_shapes)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-root=runs/attributes
-out=experiments/attributes
+study=${STUDY:-attributes}
+root=runs/$study
+out=experiments/$study
 quiet="trainer.enable_progress_bar=false trainer.enable_model_summary=false"
 reference=$root/reference  # its run directory (checkpoints/best.ckpt)
 rm -rf "$root"
-cvaezoo-reference data=shapes data.heldout=0 hydra.run.dir=$root/reference $quiet
+cvaezoo-reference experiment=$study data.heldout=0 hydra.run.dir=$root/reference $quiet
 for model in cvae1 cvae4; do
-  # conf/experiment/attributes.yaml holds the settings (data=shapes, 60 epochs); EPOCHS=N overrides them
-  cvaezoo-train -m experiment=attributes model=$model seed=0,1,2 ${EPOCHS:+trainer.max_epochs=$EPOCHS} \
+  # conf/experiment/$study.yaml holds the settings (data=shapes, 60 epochs); EPOCHS=N overrides them
+  cvaezoo-train -m experiment=$study model=$model seed=0,1,2 ${EPOCHS:+trainer.max_epochs=$EPOCHS} \
     hydra.sweep.dir=$root/$model 'hydra.sweep.subdir=s${seed}'
 done
 for run in "$root"/cvae*/s*/; do
@@ -24,4 +27,5 @@ for run in "$root"/cvae*/s*/; do
   cvaezoo-evaluate "$run" -k 100 --split unseen --out "$run/evaluate_unseen" --reference "$reference" --n-per-class 1 > /dev/null
   cvaezoo-generate "$run" -n 8 --n-examples 8 > /dev/null  # samples.png and one edit_<attribute>.png per group
 done
+mkdir -p "$out"
 python experiments/attributes/table.py "$root" "$out"

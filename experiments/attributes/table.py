@@ -1,6 +1,7 @@
 """Assemble the attribute table and figures from the runs of experiments/attributes/run.sh.
 
     python experiments/attributes/table.py runs/attributes experiments/attributes
+    python experiments/attributes/table.py runs/colour_shapes experiments/colour_shapes    (STUDY=colour_shapes)
 
 Writes results.md / results.csv (mean ± std over seeds), unseen.png (each held-out combination:
 its true image, then 4 samples of CVAE-1 and 4 of CVAE-4, seed 0) and copies the seed-0 editing
@@ -10,6 +11,7 @@ grids of the shape attribute (edit_shape_<model>.png).
 from __future__ import annotations
 
 import json
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -18,7 +20,6 @@ import torch
 
 from cvaezoo.checkpoints import load_model
 from cvaezoo.collect import mean_std, write_dicts_csv
-from cvaezoo.data.shapes import SHAPE_FACTORS
 from cvaezoo.runs import load_run_data
 from cvaezoo.viz import save_image_grid
 
@@ -31,29 +32,38 @@ COLUMNS = {  # column title -> (evaluation file, key, sign)
     "test −ELBO, seen (nats)": ("evaluate", "test/elbo", -1),
     "−ELBO on unseen combinations (nats)": ("evaluate_unseen", "unseen/elbo", -1),
 }
+BITS = {  # 8-bit data (the colour shapes): the same bounds in bits per dimension
+    "test −ELBO, seen (bits/dim)": ("evaluate", "test/bpd_elbo", 1),
+    "−ELBO on unseen combinations (bits/dim)": ("evaluate_unseen", "unseen/bpd_elbo", 1),
+}
 
 
-def read(root: Path) -> list[dict]:
+def read(root: Path) -> tuple[list[dict], dict[str, tuple]]:
+    """One row per run, and the columns they all have (the bits/dim ones only for 8-bit data)."""
     runs = []
+    columns = dict(COLUMNS)
     for model in MODELS:
         for run in sorted((root / model).glob("s*")):
             row = {"model": model, "seed": int(run.name[1:]), "run_dir": str(run)}
-            for title, (folder, key, sign) in COLUMNS.items():
-                row[title] = sign * json.loads((run / folder / "evaluation.json").read_text())[key]
+            files = {folder: json.loads((run / folder / "evaluation.json").read_text()) for folder in ("evaluate", "evaluate_unseen")}
+            for title, (folder, key, sign) in {**COLUMNS, **BITS}.items():
+                if key in files[folder]:
+                    row[title] = sign * files[folder][key]
             runs.append(row)
-    return runs
+    columns.update({title: spec for title, spec in BITS.items() if runs and all(title in r for r in runs)})
+    return runs, columns
 
 
-def table(runs: list[dict], reference_accuracy: float) -> str:
-    lines = ["| model | seeds | " + " | ".join(COLUMNS) + " |", "|---|---|" + "---|" * len(COLUMNS)]
+def table(runs: list[dict], columns: dict[str, tuple], groups: list[int], reference_accuracy: float) -> str:
+    lines = ["| model | seeds | " + " | ".join(columns) + " |", "|---|---|" + "---|" * len(columns)]
     for model, label in MODELS.items():
         members = [r for r in runs if r["model"] == model]
         if members:
-            lines.append(f"| {label} | {len(members)} | " + " | ".join(mean_std([m[c] for m in members], ".3f", ".3f") for c in COLUMNS) + " |")
-    groups = [len(v) for v in SHAPE_FACTORS.values()]
-    chance = sum(1 / k for k in groups) / len(groups)
-    lines.append(f"| chance | – | {chance:.3f} | {chance:.3f} | {1 / 144:.3f} | {1 / 144:.3f} | – | – |")
-    lines.append(f"\nReference attribute classifier (all 144 combinations): accuracy {reference_accuracy:.3f} on its test split.")
+            lines.append(f"| {label} | {len(members)} | " + " | ".join(mean_std([m[c] for m in members], ".3f", ".3f") for c in columns) + " |")
+    chance, combinations = sum(1 / k for k in groups) / len(groups), math.prod(groups)
+    lines.append(f"| chance | – | {chance:.3f} | {chance:.3f} | {1 / combinations:.4f} | {1 / combinations:.4f} |"
+                 + " – |" * (len(columns) - 4))
+    lines.append(f"\nReference attribute classifier (all {combinations} combinations): accuracy {reference_accuracy:.3f} on its test split.")
     return "\n".join(lines) + "\n"
 
 
@@ -75,12 +85,13 @@ def unseen_figure(root: Path, out: Path) -> Path | None:
 
 def main() -> None:
     root, out = Path(sys.argv[1]), Path(sys.argv[2])
-    runs = read(root)
+    runs, columns = read(root)
     if not runs:
         raise SystemExit(f"no runs below {root}: run experiments/attributes/run.sh")
     write_dicts_csv(out / "results.csv", runs)
     reference = json.loads((root / "reference" / "results.json").read_text())["test/accuracy"]
-    text = table(runs, reference)
+    groups = load_model(Path(runs[0]["run_dir"])).attribute_groups
+    text = table(runs, columns, groups, reference)
     (out / "results.md").write_text(text)
     print(text)
     print(f"figure: {unseen_figure(root, out)}")

@@ -1,0 +1,144 @@
+"""Image files into tensors (Pillow): one reader for image folders, CelebA-style folders and new images to classify."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from cvaezoo.errors import MissingFileError, UserError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F", "P;L")
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The image files under ``folder`` (any depth), sorted; hidden files and other suffixes are skipped."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+                  and not any(part.startswith(".") for part in p.relative_to(folder).parts))
+
+
+def _open(path: Path):
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise MissingFileError(f"image {path} not found")
+    try:
+        return Image.open(path)
+    except (UnidentifiedImageError, OSError) as exc:
+        raise UserError(f"{path} is not a readable image ({exc})") from None
+
+
+def is_grey(path: Path) -> bool:
+    with _open(path) as picture:
+        if picture.mode == "P":  # a palette: grey when every palette entry is
+            rgb = np.asarray(picture.convert("RGB"))
+            return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+        return picture.mode in GREY_MODES
+
+
+def read_image(path: Path, channels: int, size: int | None = None) -> Tensor:
+    """One image as a (channels, H, W) float tensor in [0, 1]: converted to grey (1) or RGB (3) and, with
+    ``size``, centre-cropped to a square and resized to size x size."""
+    from PIL import Image
+
+    with _open(path) as picture:
+        try:
+            picture = picture.convert("L" if channels == 1 else "RGB")
+        except OSError as exc:  # a truncated file fails when its pixels are read
+            raise UserError(f"{path} is not a readable image ({exc})") from None
+        if size is not None:
+            side = min(picture.size)
+            left, top = (picture.width - side) // 2, (picture.height - side) // 2
+            picture = picture.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
+        array = np.asarray(picture, dtype=np.float32) / 255.0
+    return torch.from_numpy(array.reshape(array.shape[0], array.shape[1], channels)).permute(2, 0, 1).contiguous()
+
+
+def read_images(paths: Sequence[Path], channels: int | None = None, size: int | None = None) -> Tensor:
+    """Images as (N, C, H, W) in [0, 1]. ``channels`` None: 1 when every image is grey, else 3. ``size`` None:
+    the images' own size, which must then be the same for all."""
+    if channels not in (None, 1, 3):
+        raise UserError(f"data.channels must be 1, 3 or null (decide from the images), got {channels}")
+    if size is not None and size <= 0:
+        raise UserError(f"data.image_size must be positive or null, got {size}")
+    if channels is None:
+        channels = 1 if all(is_grey(p) for p in paths) else 3
+    images = [read_image(p, channels, size) for p in paths]
+    shapes = {tuple(i.shape[1:]) for i in images}
+    if len(shapes) > 1:
+        first = {tuple(i.shape[1:]): p.name for p, i in zip(paths, images)}
+        examples = ", ".join(f"{name} {h}x{w}" for (h, w), name in list(first.items())[:3])
+        raise UserError(f"the images have different sizes ({examples}); set data.image_size to resize them")
+    return torch.stack(images)
+
+
+def expand_image_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """Files and folders (their image files, sorted) named on a command line, in the order given."""
+    found: list[Path] = []
+    for item in map(Path, inputs):
+        if item.is_dir():
+            files = image_files(item)
+            if not files:
+                raise UserError(f"{item} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+            found.extend(files)
+        elif item.is_file():
+            if item.suffix.lower() not in (*IMAGE_SUFFIXES, ".npy"):
+                raise UserError(f"{item}: not an image ({', '.join(IMAGE_SUFFIXES)}) or a .npy batch of images")
+            found.append(item)
+        else:
+            raise MissingFileError(f"{item} not found")
+    return found
+
+
+def to_shape(images: Tensor, shape: Sequence[int]) -> Tensor:
+    """(N, C, H, W) images in [0, 1] converted to ``shape`` = (C', H', W'): grey from RGB with Pillow's weights
+    (ITU-R 601-2), RGB from grey by repetition, and a bilinear (antialiased) resize to H' x W'."""
+    channels, height, width = (int(s) for s in shape)
+    if images.shape[1] == 3 and channels == 1:
+        images = (images * torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)).sum(1, keepdim=True)
+    elif images.shape[1] == 1 and channels == 3:
+        images = images.repeat(1, 3, 1, 1)
+    if tuple(images.shape[2:]) != (height, width):
+        images = torch.nn.functional.interpolate(images, size=(height, width), mode="bilinear", antialias=True,
+                                                 align_corners=False).clamp(0, 1)
+    return images
+
+
+def array_images(array: np.ndarray, source: str) -> Tensor:
+    """A .npy batch as (N, C, H, W) in [0, 1]: (N, H, W), (N, C, H, W) or (N, H, W, C) with C 1 or 3; uint8 is
+    divided by 255, floats must already lie in [0, 1]."""
+    if array.ndim == 3:
+        array = array[:, None]
+    elif array.ndim == 4 and array.shape[1] not in (1, 3) and array.shape[3] in (1, 3):
+        array = array.transpose(0, 3, 1, 2)
+    if array.ndim != 4 or array.shape[1] not in (1, 3):
+        raise UserError(f"{source}: expected images of shape (N, H, W), (N, C, H, W) or (N, H, W, C) with C 1 or 3, "
+                        f"got {array.shape}")
+    images = torch.from_numpy(np.ascontiguousarray(array)).float()
+    if array.dtype == np.uint8:
+        images = images / 255.0
+    elif images.numel() and (images.min() < 0 or images.max() > 1):
+        raise UserError(f"{source}: float pixels must lie in [0, 1] (or store uint8 0..255), "
+                        f"found [{float(images.min())}, {float(images.max())}]")
+    return images
+
+
+def load_inputs(inputs: Iterable[str | Path], shape: Sequence[int]) -> tuple[list[str], Tensor]:
+    """New inputs for a model whose x has ``shape`` (C, H, W): image files, folders of them, or .npy batches.
+    Returns a name per image (the file, or ``file.npy[i]``) and the images converted as :func:`to_shape`."""
+    names: list[str] = []
+    batches: list[Tensor] = []
+    for path in expand_image_inputs(inputs):
+        if path.suffix.lower() == ".npy":
+            images = array_images(np.load(path, allow_pickle=False), str(path))
+            names += [f"{path}[{i}]" for i in range(len(images))]
+        else:
+            channels, height, width = (int(s) for s in shape)
+            images = read_image(path, 3 if channels == 3 else 1, height if height == width else None)[None]
+            names.append(str(path))
+        batches.append(to_shape(images, shape))
+    return names, torch.cat(batches)
