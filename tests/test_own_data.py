@@ -155,3 +155,22 @@ def test_colour_images_train_with_conv_nets_and_report_bits_per_dim(tmp_path):
     assert 0 < metrics["test/bpd"] < 8  # better than the 8 bits of a uniform guess over 256 levels
     results = json.loads((tmp_path / "run" / "results.json").read_text())
     assert results["model"] == "cvae1"
+
+
+def test_an_idx_folder_with_only_the_test_files_scores_a_trained_model(fitted, tmp_path, capsys):
+    from conftest import write_fake_idx_dir
+
+    from cvaezoo.cli import evaluate_main
+
+    root = write_fake_idx_dir(tmp_path / "t10k_only", n_test=30)
+    for part in ("images-idx3", "labels-idx1"):
+        (root / f"train-{part}-ubyte.gz").unlink()
+    data = ["data=idx", f"data.root={root}"]
+    classify_main([str(fitted["cvae1"]), *data, "--out", str(tmp_path / "c")])
+    metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
+    assert metrics["split"] == "test" and len(metrics["confusion_matrix"]) == 10
+    evaluate_main([str(fitted["cvae1"]), *data, "-k", "2", "--out", str(tmp_path / "e")])
+    assert json.loads((tmp_path / "e" / "evaluation.json").read_text())["test/elbo"] < 0
+    with pytest.raises(SystemExit):  # asking for the training split names the missing file
+        classify_main([str(fitted["cvae1"]), *data, "--split", "train", "--out", str(tmp_path / "t")])
+    assert f"missing IDX file train-images-idx3-ubyte[.gz] in {root}" in capsys.readouterr().err

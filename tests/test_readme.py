@@ -14,6 +14,7 @@ from cvaezoo.runs import build
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 EXTERNAL = ("/data/", "<")  # arguments that name a user's files or a placeholder
+DOWNLOADS = ("data=mnist", "data=fashion_mnist", "data=cifar10")  # tested against a local server in test_download
 
 
 def code_blocks(language: str) -> list[str]:
@@ -26,9 +27,25 @@ def commands(block: str, program: str) -> list[list[str]]:
     return [shlex.split(line, comments=True) for line in lines if line.startswith(program)]
 
 
+def all_training_examples() -> list[list[str]]:
+    return [args for block in code_blocks("bash") for args in commands(block, "cvaezoo-train ")]
+
+
+def needs_files(args: list[str]) -> bool:
+    return any(mark in arg for arg in args for mark in EXTERNAL) or any(arg in DOWNLOADS for arg in args)
+
+
 def training_examples() -> list[list[str]]:
-    found = [args for block in code_blocks("bash") for args in commands(block, "cvaezoo-train ")]
-    return [args for args in found if not any(mark in arg for arg in args for mark in EXTERNAL)]
+    return [args for args in all_training_examples() if not needs_files(args)]
+
+
+@pytest.mark.parametrize("args", [a for a in all_training_examples() if needs_files(a)],
+                         ids=lambda args: " ".join(args[1:]))
+def test_readme_examples_that_need_files_compose(args):
+    """Examples naming a user's folder or a download are not built here, but their overrides must compose."""
+    overrides = [re.sub(r"<[^>]*>", "placeholder", a) for a in args[1:] if a != "-m"]
+    cfg = compose_overrides(*overrides, "run_dir=.")
+    assert cfg.data._target_.startswith("cvaezoo.data.")
 
 
 def test_readme_has_the_documented_examples():
