@@ -153,3 +153,64 @@ def test_discretized_logistic_matches_the_logistic_cdf_difference():
 def test_default_pixel_likelihood_follows_the_number_of_grey_levels():
     assert [pixel_likelihood(n) for n in (None, 2, 256, 17)] == ["bernoulli", "bernoulli", "discretized_logistic",
                                                                   "continuous_bernoulli"]
+
+
+def test_discretized_logistic_far_tails_match_the_exact_mass_in_double_precision():
+    """Where a bin's mass underflows float32 arithmetic (< 1e-5), log_prob switches to the density times the bin
+    width; it must still equal log(F(upper) - F(lower)), computed here exactly in float64 with log-sigmoids."""
+    values = torch.arange(256, dtype=torch.double) / 255
+    for mean, raw in ((0.2, -5.0), (0.8, -6.0), (0.5, -8.0)):
+        params = torch.tensor([[mean, raw]], dtype=torch.float32).repeat(256, 1).view(256, 2, 1, 1)
+        got = DiscretizedLogistic().log_prob(params, values.float().view(256, 1, 1, 1)).double()
+        s = (bounded_logvar(torch.tensor(raw, dtype=torch.double)) / 2).exp()
+        upper, lower = (values + 0.5 / 255 - mean) / s, (values - 0.5 / 255 - mean) / s
+        # log(sigmoid(u) - sigmoid(l)) = log sigmoid(u) + log(1 - exp(log sigmoid(l) - log sigmoid(u)))
+        exact = torch.nn.functional.logsigmoid(upper) + torch.log1p(-torch.exp(
+            torch.nn.functional.logsigmoid(lower) - torch.nn.functional.logsigmoid(upper)))
+        exact = torch.where(upper < 0, exact, torch.nn.functional.logsigmoid(-lower) + torch.log1p(-torch.exp(
+            torch.nn.functional.logsigmoid(-upper) - torch.nn.functional.logsigmoid(-lower))))
+        exact[0], exact[-1] = torch.nn.functional.logsigmoid(upper[0]), torch.nn.functional.logsigmoid(-lower[-1])
+        tiny = exact.exp() < 1e-5
+        assert tiny.sum() > 10  # the test reaches the underflow branch
+        assert torch.allclose(got[tiny], exact[tiny], rtol=2e-3, atol=0.05), (mean, raw)
+        assert torch.allclose(got[~tiny], exact[~tiny], atol=0.02), (mean, raw)  # float32 differences of sigmoids
+
+
+@pytest.mark.parametrize("name", ["bernoulli", "continuous_bernoulli", "gaussian", "discretized_logistic"])
+def test_pixel_likelihoods_sample_their_own_distribution_on_colour_images(name):
+    """3-channel params (per_dim * 3 channels); 40 000 draws: the sample mean is mean(), the spread is the
+    distribution's, and the samples lie on its support."""
+    torch.manual_seed(0)
+    likelihood = build_likelihood(name)
+    per_dim = likelihood.params_per_dim
+    base = torch.tensor([[-1.5, 0.0, 2.0], [-4.0, -3.0, -2.0]][:per_dim])  # (per_dim, 3): logits or means, log-variances
+    if name == "discretized_logistic":
+        base = torch.tensor([[0.2, 0.5, 0.9], [-10.0, -9.0, -8.0]])  # locations, raw log-scales (s = 0.013 .. 0.02)
+    params = base.reshape(1, per_dim * 3, 1, 1).expand(40_000, per_dim * 3, 1, 1)
+    draws = likelihood.sample(params)
+    assert draws.shape == (40_000, 3, 1, 1)
+    mean = likelihood.mean(params[:1])[0]
+    assert mean.shape == (3, 1, 1)
+    assert torch.allclose(draws.mean(0), mean, atol=0.02), (draws.mean(0).flatten(), mean.flatten())
+    if name == "bernoulli":
+        assert set(draws.unique().tolist()) == {0.0, 1.0}
+    elif name == "continuous_bernoulli":
+        assert draws.min() >= 0 and draws.max() <= 1
+        assert torch.allclose(draws.var(0), torch.distributions.ContinuousBernoulli(logits=base[0]).variance.view(3, 1, 1),
+                              rtol=0.05)
+    elif name == "gaussian":
+        std = torch.exp(0.5 * bounded_logvar(base[1])).view(3, 1, 1)
+        assert torch.allclose(draws.std(0), std, rtol=0.03)
+    else:
+        assert torch.equal(draws, torch.round(draws * 255) / 255) and draws.min() >= 0 and draws.max() <= 1
+        scale = torch.exp(bounded_logvar(base[1]) / 2).view(3, 1, 1)
+        assert torch.allclose(draws.std(0), scale * math.pi / math.sqrt(3), rtol=0.05)  # the logistic's spread
+
+
+def test_categorical_samples_follow_the_softmax():
+    torch.manual_seed(0)
+    logits = torch.tensor([[2.0, 0.0, -1.0, 0.5]])
+    draws = Categorical().sample(logits.expand(40_000, 4))
+    frequencies = torch.bincount(draws, minlength=4).float() / 40_000
+    assert torch.allclose(frequencies, Categorical().mean(logits)[0], atol=0.01)
+    assert torch.allclose(Categorical().mean(torch.randn(5, 4)).sum(1), torch.ones(5))  # over classes, not the batch

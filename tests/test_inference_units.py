@@ -1,0 +1,118 @@
+"""The glue of classifier mode, generation scoring and bound evaluation, checked with numbers known in advance:
+stand-in models whose outputs are fixed, so every sum, mean and batch boundary is pinned (fast; no training)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from cvaezoo.errors import UserError
+from cvaezoo.inference import (
+    attribute_generation_accuracy,
+    classification_metrics,
+    conditional_generation_accuracy,
+    distinct_rows,
+    evaluate_bound,
+    predict_proba,
+)
+
+
+class StandIn(torch.nn.Module):
+    """Answers like a model, from fixed functions of its inputs; records eval()."""
+
+    def __init__(self, target_name: str = "x", y_dim: int = 3, bits: bool = False):
+        super().__init__()
+        self.target_name, self.y_dim, self.model_name = target_name, y_dim, "stand-in"
+        self.likelihood = SimpleNamespace(reports_bits_per_dim=bits)
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def predict_proba(self, x, scale=1.0):
+        return torch.softmax(scale * x[:, : self.y_dim], dim=1)
+
+    def elbo_terms(self, x, y, n_samples=1):
+        recon, kl = x[:, 0] + y, x[:, 1]
+        return SimpleNamespace(recon=recon, kl=kl, elbo=-(recon + kl))
+
+    def iwae_bound(self, x, y, k):
+        return -(x[:, 0] + y) - x[:, 1] + 0.1 * k
+
+    def conditional_log_likelihood(self, x, y, samples):
+        return -x[:, 2] * samples
+
+    def bits_per_dim(self, value):
+        return -value / 10.0
+
+    def sample(self, conditions, n):
+        """Images whose single pixel is the condition (its index for a multi-hot row), repeated n times."""
+        codes = conditions.float() if conditions.dim() == 1 else conditions.argmax(1).float()
+        return codes.view(-1, 1, 1, 1, 1).expand(-1, n, 1, 1, 1).clone()
+
+
+def test_predict_proba_batches_and_forwards_its_arguments():
+    model = StandIn().train()
+    x = torch.randn(7, 3)
+    probs = predict_proba(model, x, batch_size=3, scale=2.0)
+    assert not model.training  # scored in eval mode
+    assert torch.allclose(probs, torch.softmax(2.0 * x, dim=1))
+
+
+def test_classification_metrics_by_hand():
+    probs = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.3, 0.6], [0.2, 0.45, 0.35], [0.05, 0.05, 0.9]])
+    labels = torch.tensor([0, 2, 0, 1])
+    metrics = classification_metrics(probs, labels, n_bins=2)
+    assert metrics["accuracy"] == pytest.approx(0.5)
+    assert metrics["nll"] == pytest.approx(-(torch.log(torch.tensor([0.7, 0.6, 0.2, 0.05]))).mean().item(), rel=1e-6)
+    # two bins of confidence: [0, 0.5) holds 0.45 (wrong); [0.5, 1] holds 0.7 (right), 0.6 (right), 0.9 (wrong)
+    ece = 0.25 * abs(0.0 - 0.45) + 0.75 * abs(2 / 3 - (0.7 + 0.6 + 0.9) / 3)
+    assert metrics["ece"] == pytest.approx(ece, abs=1e-6)
+    assert metrics["confusion_matrix"] == [[1, 1, 0], [0, 0, 1], [0, 0, 1]]  # rows: true class
+    underflow = classification_metrics(torch.tensor([[1.0, 0.0]]), torch.tensor([1]))
+    assert underflow["nll"] == pytest.approx(-torch.log(torch.tensor(1e-12)).item())  # floored, finite
+
+
+def test_evaluate_bound_means_every_term_over_unequal_batches():
+    x = torch.arange(21, dtype=torch.float).view(7, 3)
+    y = torch.arange(7, dtype=torch.float)
+    result = evaluate_bound(StandIn(bits=True), x, y, k=4, batch_size=3)
+    recon, kl = x[:, 0] + y, x[:, 1]
+    assert result["recon"] == pytest.approx(recon.mean().item())
+    assert result["kl"] == pytest.approx(kl.mean().item())
+    assert result["elbo"] == pytest.approx(-(recon + kl).mean().item())
+    assert result["iwae_k4"] == pytest.approx((-(recon + kl) + 0.4).mean().item())
+    assert result["bpd_elbo"] == pytest.approx((recon + kl).mean().item() / 10)
+    assert result["bpd_iwae_k4"] == pytest.approx(-result["iwae_k4"] / 10)
+    assert "cnll_s4" not in result
+    predictive = evaluate_bound(StandIn(target_name="y"), x, y, k=4, batch_size=3)
+    assert predictive["cnll_s4"] == pytest.approx((x[:, 2] * 4).mean().item()) and "bpd_elbo" not in predictive
+
+
+def test_conditional_generation_accuracy_per_class():
+    # the reference calls a sample of class c "c" except for class 2, which it calls 0
+    reference = SimpleNamespace(device=torch.device("cpu"), classify=lambda s: torch.where(s.flatten() == 2, 0, s.flatten()).long())
+    result = conditional_generation_accuracy(StandIn(y_dim=3), reference, n_per_class=4)
+    assert result == {"overall": pytest.approx(2 / 3), "per_class": [1.0, 1.0, 0.0]}
+    with pytest.raises(UserError, match="needs a model that generates x; stand-in generates y"):
+        conditional_generation_accuracy(StandIn(target_name="y"), reference)
+
+
+def test_attribute_generation_accuracy_counts_groups_and_exact_matches():
+    # two groups: a one-of-3 and a binary attribute; the reference gets the first group right and always says 0
+    combinations = torch.tensor([[1.0, 0, 0, 1], [0, 1, 0, 0], [0, 0, 1, 1]])
+
+    def classify(samples):
+        first = torch.nn.functional.one_hot(samples.flatten().long(), 3).float()
+        return torch.cat([first, torch.zeros(len(samples), 1)], dim=1)
+
+    reference = SimpleNamespace(device=torch.device("cpu"), groups=[3, 1], classify=classify)
+    result = attribute_generation_accuracy(StandIn(), reference, combinations, n_per_combination=5)
+    assert result == {"attribute_accuracy": pytest.approx(4 / 6), "exact_match": pytest.approx(1 / 3), "combinations": 3}
+
+
+def test_distinct_rows_are_unique_and_sorted():
+    rows = torch.tensor([[1.0, 0], [0, 1], [1, 0], [0, 0]])
+    assert distinct_rows(rows).tolist() == [[0, 0], [0, 1], [1, 0]]
