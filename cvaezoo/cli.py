@@ -22,7 +22,9 @@ from cvaezoo.data.images import load_inputs
 from cvaezoo.errors import UserError, one_line_errors
 from cvaezoo.figures import figures
 from cvaezoo.inference import (
+    attribute_frechet_distance,
     attribute_generation_accuracy,
+    class_frechet_distances,
     classification_metrics,
     conditional_generation_accuracy,
     distinct_rows,
@@ -217,10 +219,15 @@ def evaluate(args: argparse.Namespace) -> dict:
             reference = None
     if reference is not None:
         result["reference"] = str(reference_path)
+        # real images as the reference saw them in training: grey levels, not binarised draws
+        real_x, real_y = load_data(checkpoint, [*args.overrides, "data.binarize=none"], model).split_tensors(args.split)
         if model.y_kind == "class":
             generation = conditional_generation_accuracy(model, reference, args.n_per_class)
             result["generation_accuracy"] = generation["overall"]
             result["generation_accuracy_per_class"] = generation["per_class"]
+            distances = class_frechet_distances(model, reference, real_x, real_y, args.n_per_class)
+            result["frechet_distance"] = distances["overall"]
+            result["frechet_distance_per_class"] = distances["per_class"]
         else:  # attribute vectors: combinations seen in training, and held-out ones where the data has them
             sets = {"seen": distinct_rows(datamodule.split_dataset("train").tensors[1])}
             if "unseen" in datamodule.splits:
@@ -228,6 +235,13 @@ def evaluate(args: argparse.Namespace) -> dict:
             for name, combinations in sets.items():
                 scores = attribute_generation_accuracy(model, reference, combinations, args.n_per_class)
                 result.update({f"{key}_{name}": value for key, value in scores.items()})
+            if args.split != "unseen":  # samples for the seen combinations against the split's real images
+                result["frechet_distance_seen"] = attribute_frechet_distance(model, reference, real_x, sets["seen"],
+                                                                             args.n_per_class)
+            if "unseen" in sets:
+                unseen_x = datamodule.splits["unseen"].tensors[0]
+                result["frechet_distance_unseen"] = attribute_frechet_distance(model, reference, unseen_x, sets["unseen"],
+                                                                               args.n_per_class)
     elif model.target_name == "x":
         print("conditional-generation accuracy skipped: no reference classifier (train one: cvaezoo-reference)")
     out = output_dir(args, checkpoint, "evaluate")

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
+from torchmetrics.image.fid import FrechetInceptionDistance
 
 from cvaezoo.attributes import group_matches
 from cvaezoo.errors import UserError
@@ -80,6 +81,53 @@ def conditional_generation_accuracy(model: ConditionalVAE, reference, n_per_clas
     predicted = reference.classify(samples.flatten(0, 1).to(reference.device)).cpu().view(n_classes, n_per_class)
     hits = (predicted == torch.arange(n_classes)[:, None]).float()
     return {"overall": float(hits.mean()), "per_class": hits.mean(1).tolist()}
+
+
+class ReferenceFeatures(nn.Module):
+    """The reference classifier's penultimate features: the space the Fréchet distance is measured in (FID
+    with a classifier trained on the data in place of Inception, whose weights cannot be downloaded here)."""
+
+    def __init__(self, reference: nn.Module):
+        super().__init__()
+        self.encoder = reference.encoder
+        self.num_features = reference.encoder.out_dim
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.encoder(x)
+
+
+@torch.no_grad()
+def frechet_distance(reference: nn.Module, real: Tensor, generated: Tensor, batch_size: int = 500) -> float:
+    """||mu_r - mu_g||^2 + Tr(S_r + S_g - 2 (S_r S_g)^(1/2)) between Gaussians fitted to the reference's features
+    of the real and of the generated images (torchmetrics' FID with that feature extractor); 0 for equal sets."""
+    metric = FrechetInceptionDistance(feature=ReferenceFeatures(reference).eval(), normalize=True)
+    for images, is_real in ((real, True), (generated, False)):
+        for batch in _batches(images, batch_size):
+            metric.update(batch.to(reference.device).float(), real=is_real)
+    return float(metric.compute())
+
+
+@torch.no_grad()
+def class_frechet_distances(model: ConditionalVAE, reference: nn.Module, real_x: Tensor, real_y: Tensor,
+                            n_per_class: int = 100) -> dict:
+    """Fréchet distance of label-conditioned samples (n per class, z ~ p(z|y), the mean of p(x|z,y)) to the real
+    images: overall (every class, as many samples per class as asked) and per class (that class only)."""
+    require_image_decoder(model, "the Fréchet distance of samples")
+    model.eval()
+    samples = model.sample(torch.arange(model.y_dim, device=model.device), n_per_class).cpu()  # (C, n, ...)
+    per_class = [frechet_distance(reference, real_x[real_y == c], samples[c]) for c in range(model.y_dim)]
+    return {"overall": frechet_distance(reference, real_x, samples.flatten(0, 1)), "per_class": per_class}
+
+
+@torch.no_grad()
+def attribute_frechet_distance(model: ConditionalVAE, reference: nn.Module, real_x: Tensor, combinations: Tensor,
+                               n_per_combination: int = 20) -> float:
+    """Fréchet distance of samples for the given attribute combinations (n each) to real images of them."""
+    require_image_decoder(model, "the Fréchet distance of samples")
+    model.eval()
+    samples = torch.cat([model.sample(part.to(model.device), n_per_combination).flatten(0, 1).cpu()
+                         for part in _batches(combinations, max(1, 2000 // n_per_combination))])
+    return frechet_distance(reference, real_x, samples)
 
 
 # ----- evaluation of the bound ---------------------------------------------------------------------

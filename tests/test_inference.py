@@ -10,7 +10,13 @@ from hydra.utils import instantiate
 
 from cvaezoo.checkpoints import CheckpointError, load_model
 from cvaezoo.figures import analogy_grid, interpolation_grid, reconstruction_grid
-from cvaezoo.inference import classification_metrics, conditional_generation_accuracy, evaluate_bound, predict_proba
+from cvaezoo.inference import (
+    classification_metrics,
+    conditional_generation_accuracy,
+    evaluate_bound,
+    frechet_distance,
+    predict_proba,
+)
 from cvaezoo.models import CVAE1, CVAE2
 from cvaezoo.models.reference import ReferenceClassifier
 from cvaezoo.runs import compose_config
@@ -151,3 +157,19 @@ def test_command_line_tools_end_to_end(fitted, tmp_path):
     assert done.returncode == 2 and "no checkpoint in" in done.stderr
     done = subprocess.run(["cvaezoo-classify", str(run), "data=digits"], capture_output=True, text=True)
     assert done.returncode == 2 and "shape (1, 8, 8)" in done.stderr
+
+
+def test_frechet_distance_is_small_between_real_sets_and_sees_blur_and_shuffled_pixels(reference):
+    """The sanity checks of the metric itself: held-out real images against other real images score near 0;
+    the same images blurred, or with their pixels shuffled, score far worse."""
+    data = instantiate(compose_overrides(*SMALL_MNIST, "data.binarize=none", "run_dir=.").data)
+    train_x = data.split_tensors("train")[0]  # sorted by class: halves of a random permutation
+    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(0))
+    real, other = train_x[order[:500]], train_x[order[500:]]  # 500 and 500 different real digits
+    same = frechet_distance(reference, real, other)
+    blurred = frechet_distance(reference, real, torch.nn.functional.avg_pool2d(other, 5, stride=1, padding=2))
+    generator = torch.Generator().manual_seed(0)
+    shuffled = other.flatten(1)[:, torch.randperm(28 * 28, generator=generator)].view_as(other)
+    scrambled = frechet_distance(reference, real, shuffled)
+    assert frechet_distance(reference, real, real) == pytest.approx(0.0, abs=1e-2 * same + 1e-6)
+    assert 0 < same < blurred / 4 and same < scrambled / 4, (same, blurred, scrambled)

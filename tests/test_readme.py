@@ -1,6 +1,7 @@
 """The README stays true: its Python snippet runs, its training examples compose and build, and its
 command-line examples that need no external data run against a trained model."""
 
+import json
 import re
 import shlex
 import subprocess
@@ -87,3 +88,4 @@ def test_readme_command_line_examples_run(fitted, tmp_path):
     # a run trained in-process has no .hydra record, so the tools write beside its checkpoint
     (evaluation,) = fitted["cvae1"].rglob("evaluate/evaluation.json")
     assert "generation_accuracy" in evaluation.read_text()  # evaluate found the reference the README told us to train
+    assert len(json.loads(evaluation.read_text())["frechet_distance_per_class"]) == 10
