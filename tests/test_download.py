@@ -32,7 +32,7 @@ class Server:
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 (the http.server interface)
+            def do_GET(self):  # the http.server interface names it
                 outer.requests.append(self.path)
                 _, kind, name = self.path.split("/", 2)
                 if name not in outer.files or kind not in ("good", "truncated", "corrupt"):

@@ -27,7 +27,7 @@ def test_class_subfolders_give_sorted_class_names_and_stratified_splits(tmp_path
     assert x.shape[1:] == (1, 28, 28) and data.spec.pixel_levels == 256 and data.spec.class_names == tuple(names)
     assert [len(data.split_tensors(s)[0]) for s in ("train", "val", "test")] == [48, 6, 6]  # 80/10/10 % of 60
     assert torch.bincount(y).tolist() == [16, 16, 16]
-    grey = (Image.open(sorted((tmp_path / "digits" / "one").iterdir())[0]))
+    grey = Image.open(min((tmp_path / "digits" / "one").iterdir()))
     assert torch.equal(x[0, 0], torch.from_numpy(np.asarray(grey, dtype=np.float32) / 255))  # pixels as stored
 
 
@@ -56,7 +56,7 @@ def test_a_table_of_labels_or_attributes(tmp_path, suffix, delimiter):
                              split=[14, 3, 3])
     spec = attributes.spec
     assert spec.y_kind == "multihot" and spec.y_dim == 2 and spec.attribute_groups == (1, 1)
-    x, y = attributes.split_tensors("test")
+    _, y = attributes.split_tensors("test")
     assert set(y.flatten().tolist()) <= {0.0, 1.0} and attributes.attribute_vector("odd").tolist() == [0.0, 1.0]
 
 

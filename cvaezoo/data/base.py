@@ -78,8 +78,8 @@ def split_sizes(split: Sequence[float], n: int) -> list[int]:
     if len(values) == 3 and all(0 < v < 1 for v in values):
         if sum(values) > 1 + 1e-9:
             raise UserError(f"data.split fractions must add up to at most 1, got {list(split)}")
-        val, test = (max(1, int(round(v * n))) for v in values[1:])
-        return [min(int(round(values[0] * n)), n - val - test), val, test]
+        val, test = (max(1, round(v * n)) for v in values[1:])
+        return [min(round(values[0] * n), n - val - test), val, test]
     return check_split_sizes(split)
 
 
