@@ -214,3 +214,8 @@ def test_categorical_samples_follow_the_softmax():
     frequencies = torch.bincount(draws, minlength=4).float() / 40_000
     assert torch.allclose(frequencies, Categorical().mean(logits)[0], atol=0.01)
     assert torch.allclose(Categorical().mean(torch.randn(5, 4)).sum(1), torch.ones(5))  # over classes, not the batch
+
+
+def test_discretized_logistic_mean_is_its_location_clamped_to_the_pixel_range():
+    params = torch.tensor([-0.3, 0.4, 1.4, 0.0, 0.0, 0.0]).view(1, 6, 1, 1)  # three locations, three log-scales
+    assert DiscretizedLogistic().mean(params).flatten().tolist() == pytest.approx([0.0, 0.4, 1.0])

@@ -303,3 +303,51 @@ def test_generation_draws_z_from_the_models_prior_and_decodes_its_mean(name):
     assert torch.allclose(samples, by_hand, atol=1e-6)
     if name in ("cvae1", "cvae4"):  # a label-conditioned prior: other labels, other images
         assert not torch.allclose(samples[0], samples[1])
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0])
+def test_cvae3_hybrid_loss_mixes_the_bound_and_the_gsnn_term(alpha):
+    """Sohn et al.'s hybrid: alpha * (recon + w * KL) + (1 - alpha) * GSNN NLL, with the GSNN term logged;
+    alpha = 1 is the plain CVAE (no GSNN term), alpha = 0 the GSNN."""
+    model = make_model("cvae3", hybrid_alpha=alpha)
+    x, y = batch()
+    terms = model.elbo_terms(x, y)
+    torch.manual_seed(1)
+    loss = model.training_loss(x, y, terms, 0.5)
+    cvae = terms.recon + 0.5 * terms.kl
+    if alpha == 1.0:
+        assert torch.equal(loss, cvae) and "gsnn_nll" not in terms.extras
+        return
+    torch.manual_seed(1)
+    gsnn = model.gsnn_nll(x, y)
+    assert torch.allclose(terms.extras["gsnn_nll"], gsnn) and (gsnn > 0).all()
+    assert torch.allclose(loss, alpha * cvae + (1 - alpha) * gsnn)
+
+
+def test_classifier_mode_over_the_iwae_bound_and_unknown_methods():
+    """predict_proba(method="iwae") is Bayes rule over the importance-weighted bound of each class, with the
+    same noise for every class; another method name is refused."""
+    model = make_model("cvae1").double().eval()
+    x, _ = batch()
+    x = x.double()
+    torch.manual_seed(3)
+    bounds = model.class_bounds(x, k=5, method="iwae")
+    torch.manual_seed(3)
+    eps = torch.randn(5, 1, len(x), model.latent_dim, dtype=torch.double)
+    for c in (0, 4):
+        own = model.iwae_bound(x, torch.full((len(x),), c), 5, eps=eps[:, 0])
+        assert torch.allclose(bounds[:, c], own)
+    torch.manual_seed(3)
+    assert torch.allclose(model.predict_proba(x, k=5, method="iwae"), torch.softmax(bounds + model.log_class_prior, -1))
+    with pytest.raises(ValueError, match="method must be 'elbo' or 'iwae', got 'mc'"):
+        model.class_bounds(x, method="mc")
+    with pytest.raises(ValueError, match="CVAE3 has no class-conditional likelihood p\\(x\\|y\\) to invert"):
+        make_model("cvae3").class_bounds(x.float())
+
+
+def test_bits_per_dimension_count_the_dimensions_of_the_target():
+    """-log2 p per dimension of what the model predicts: x for the generative models, y for CVAE-3."""
+    generative = make_model("cvae1", x_shape=(3, 4, 5))
+    assert generative.bits_per_dim(-60 * math.log(2)) == pytest.approx(1.0)  # 60 pixel values
+    predictive = MODELS["cvae3"](x_shape=(1, 8, 8), y_kind="vector", y_dim=6, net=SMALL_NET, latent_dim=4)
+    assert predictive.bits_per_dim(-12 * math.log(2)) == pytest.approx(2.0)  # 6 output values

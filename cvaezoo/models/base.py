@@ -97,7 +97,7 @@ class ConditionalVAE(L.LightningModule):
         allow_grey_bernoulli: bool = False,
         attribute_groups: Sequence[int] | None = None,
         class_names: Sequence[str] | None = None,
-    ):
+    ):  # pragma: no mutate block (mutmut's wrapper would hide the arguments save_hyperparameters reads)
         super().__init__()
         self.save_hyperparameters()
         _check_positive(latent_dim=latent_dim, y_dim=y_dim, n_samples=n_samples, lr=lr)

@@ -33,7 +33,7 @@ class CVAE3(ConditionalVAE):
     classifier_methods = {"mc": 100, "mean": 0}
     extra_terms = ("gsnn_nll",)  # -E_p(z|x)[log p(y|x,z)], for the GSNN and the hybrid
 
-    def __init__(self, *args, hybrid_alpha: float = 1.0, init_prior_from: str | None = None, **kwargs):
+    def __init__(self, *args, hybrid_alpha: float = 1.0, init_prior_from: str | None = None, **kwargs):  # pragma: no mutate block (as the base class: save_hyperparameters)
         super().__init__(*args, **kwargs)
         if not 0.0 <= hybrid_alpha <= 1.0:
             raise UserError(f"model.hybrid_alpha must lie in [0, 1], got {hybrid_alpha}")
