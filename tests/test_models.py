@@ -351,3 +351,13 @@ def test_bits_per_dimension_count_the_dimensions_of_the_target():
     assert generative.bits_per_dim(-60 * math.log(2)) == pytest.approx(1.0)  # 60 pixel values
     predictive = MODELS["cvae3"](x_shape=(1, 8, 8), y_kind="vector", y_dim=6, net=SMALL_NET, latent_dim=4)
     assert predictive.bits_per_dim(-12 * math.log(2)) == pytest.approx(2.0)  # 6 output values
+
+
+def test_training_logs_bits_per_dimension_beside_the_bound_on_8_bit_data(compose_config):
+    """{stage}/bpd is the ELBO in bits per dimension, logged once per epoch next to it, and only there."""
+    from cvaezoo.train import train
+
+    metrics = train(compose_config("data.binarize=none", "data.split=[64,32,32]", "data.batch_size=32",
+                                   "trainer.max_epochs=1", "~logger"))
+    assert metrics["test/bpd"] == pytest.approx(-metrics["test/elbo"] / (784 * math.log(2)), rel=1e-5)
+    assert metrics["test/recon"] == pytest.approx(-metrics["test/elbo"] - metrics["test/kl"], rel=1e-5)
