@@ -201,7 +201,7 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path, sig):
     (["model.beta=-1"], "model.beta must be >= 0, got -1"),
     (["data.batch_size=0"], "data.batch_size and data.eval_batch_size must be > 0"),
     (["data.split=[5000,500,500]"], "data.split [5000, 500, 500] asks for 6000 examples but the dataset has 5000"),
-    (["data=idx", "data.root=MISSING_DIR"], "missing IDX file train-images-idx3-ubyte[.gz] in MISSING_DIR"),
+    (["data=idx", "data.root=MISSING_DIR"], "missing IDX file t10k-images-idx3-ubyte[.gz] in MISSING_DIR"),
     (["data=idx", "data.root=CORRUPT_DIR"], "not an IDX file"),
 ])
 def test_entry_point_reports_own_errors_in_one_line(tmp_path, monkeypatch, capsys, overrides, message):
