@@ -71,6 +71,9 @@ def test_classification_metrics_by_hand():
     ece = 0.25 * abs(0.0 - 0.45) + 0.75 * abs(2 / 3 - (0.7 + 0.6 + 0.9) / 3)
     assert metrics["ece"] == pytest.approx(ece, abs=1e-6)
     assert metrics["confusion_matrix"] == [[1, 1, 0], [0, 0, 1], [0, 0, 1]]  # rows: true class
+    imbalanced = classification_metrics(torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.7, 0.3], [0.6, 0.4]]),
+                                        torch.tensor([0, 0, 0, 1]))
+    assert imbalanced["accuracy"] == pytest.approx(0.75)  # over examples (micro), not the mean over classes (0.5)
     underflow = classification_metrics(torch.tensor([[1.0, 0.0]]), torch.tensor([1]))
     assert underflow["nll"] == pytest.approx(-torch.log(torch.tensor(1e-12)).item())  # floored, finite
 

@@ -361,3 +361,19 @@ def test_training_logs_bits_per_dimension_beside_the_bound_on_8_bit_data(compose
                                    "trainer.max_epochs=1", "~logger"))
     assert metrics["test/bpd"] == pytest.approx(-metrics["test/elbo"] / (784 * math.log(2)), rel=1e-5)
     assert metrics["test/recon"] == pytest.approx(-metrics["test/elbo"] - metrics["test/kl"], rel=1e-5)
+
+
+def test_gsnn_term_is_one_number_per_example_averaged_over_prior_draws():
+    model = make_model("cvae3", hybrid_alpha=0.5)
+    x, y = batch(n=6)
+    torch.manual_seed(2)
+    nll = model.gsnn_nll(x, y, n_samples=3)
+    torch.manual_seed(2)
+    per_draw = model.prior_log_likelihoods(x, y, 3)  # (draws, batch)
+    assert nll.shape == (6,) and torch.allclose(nll, -per_draw.mean(0))
+
+
+def test_condition_network_output_size_is_its_last_hidden_layer():
+    model = MODELS["cvae1"](x_shape=(1, 8, 8), y_dim=10, net={"kind": "mlp", "hidden": [32, 24, 16]}, latent_dim=4)
+    x, y = batch()
+    assert torch.isfinite(model.elbo_terms(x, y).elbo).all()
