@@ -237,30 +237,15 @@ class InterruptAt(L.Callback):
     step, or inside the validation that ends an epoch (before or after one of its batches, or after all)."""
 
     def __init__(self, step: int, hook: str = "on_train_batch_end", sig: int = signal.SIGTERM, times: int = 1):
-        self.step, self.hook, self.sig, self.times = step, hook, sig, times
+        self.step, self.sig, self.times = step, sig, times
         self.fired = False
+        setattr(self, hook, self._maybe_fire)  # Lightning calls each hook by name on the callback object
 
-    def _maybe_fire(self, trainer: L.Trainer) -> None:
+    def _maybe_fire(self, trainer: L.Trainer, *args) -> None:
         if trainer.global_step == self.step and not trainer.sanity_checking and not self.fired:
             self.fired = True
             for _ in range(self.times):
                 os.kill(os.getpid(), self.sig)
-
-    def on_train_batch_end(self, trainer, *args):
-        if self.hook == "on_train_batch_end":
-            self._maybe_fire(trainer)
-
-    def on_validation_batch_start(self, trainer, *args):
-        if self.hook == "on_validation_batch_start":
-            self._maybe_fire(trainer)
-
-    def on_validation_batch_end(self, trainer, *args):
-        if self.hook == "on_validation_batch_end":
-            self._maybe_fire(trainer)
-
-    def on_validation_end(self, trainer, *args):
-        if self.hook == "on_validation_end":
-            self._maybe_fire(trainer)
 
 
 @pytest.mark.parametrize("stop, hook, sig", [
