@@ -95,6 +95,10 @@ def test_a_good_mirror_delivers_a_checked_file(server, idx_files, tmp_path):
     assert sorted(p.name for p in path.parent.iterdir()) == [name]  # no temporary file left behind
     again = fetch(name, tmp_path / "cache", [f"{server.url}/good"], pins(idx_files))
     assert again == path and len(server.requests) == 1  # cached: not downloaded twice
+    path.write_bytes(b"damaged")
+    with pytest.raises(UserError, match=f"{name}: sha256 [0-9a-f]{{64}} does not match the expected"):
+        fetch(name, tmp_path / "cache", [f"{server.url}/good"], pins(idx_files))
+    assert path.read_bytes() == b"damaged" and len(server.requests) == 1  # named, kept, not replaced
 
 
 @pytest.mark.parametrize("kind, reason", [("corrupt", "is not the pinned"), ("truncated", "transfer ended after")])

@@ -83,6 +83,13 @@ def split_sizes(split: Sequence[float], n: int) -> list[int]:
     return check_split_sizes(split)
 
 
+def carve_validation(images: Tensor, labels: Tensor, val_size: int, seed: int) -> dict[str, tuple[Tensor, Tensor]]:
+    """train and val parts of a dataset's official training set: ``val_size`` examples, stratified and seeded,
+    become val (IDX files, CIFAR-10)."""
+    train, val = train_test_split(np.arange(len(labels)), test_size=val_size, stratify=labels.numpy(), random_state=seed)
+    return {"train": (images[train], labels[train]), "val": (images[val], labels[val])}
+
+
 def stratified_split(labels: np.ndarray, sizes: Sequence[float], seed: int) -> list[np.ndarray]:
     """Indices of disjoint train/val/test subsets of the given sizes (or fractions), each with the label
     proportions (class labels, shape (N,)); multi-hot attribute rows (N, A) are split at random."""

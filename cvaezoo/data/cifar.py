@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 
-from cvaezoo.data.base import TensorDataModule
-from cvaezoo.data.download import cache_dir, check_sha256, fetch
+from cvaezoo.data.base import TensorDataModule, carve_validation
+from cvaezoo.data.download import cache_dir, fetch
 from cvaezoo.errors import MissingFileError, UserError
 
 ARCHIVE = "cifar-10-binary.tar.gz"
@@ -43,11 +42,9 @@ class CIFAR10(TensorDataModule):
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         path = self.root / ARCHIVE
-        if not path.is_file():
-            if not self.mirrors:
-                raise MissingFileError(f"{path} not found: put CIFAR-10's binary archive there or set data.root")
-            path = fetch(ARCHIVE, self.root, self.mirrors, self.sha256)
-        check_sha256(path, self.sha256)
+        if not path.is_file() and not self.mirrors:
+            raise MissingFileError(f"{path} not found: put CIFAR-10's binary archive there or set data.root")
+        path = fetch(ARCHIVE, self.root, self.mirrors, self.sha256)  # checks a present archive, downloads a missing one
         try:
             with tarfile.open(path, "r:gz") as archive:
                 def member(name: str) -> bytes:
@@ -59,6 +56,4 @@ class CIFAR10(TensorDataModule):
         except (tarfile.TarError, KeyError, EOFError, OSError) as exc:
             raise UserError(f"{path} is not a complete CIFAR-10 binary archive ({exc})") from None
         images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
-        train_idx, val_idx = train_test_split(np.arange(len(labels)), test_size=self.val_size,
-                                              stratify=labels.numpy(), random_state=self.split_seed)
-        return {"train": (images[train_idx], labels[train_idx]), "val": (images[val_idx], labels[val_idx]), "test": test}
+        return {**carve_validation(images, labels, self.val_size, self.split_seed), "test": test}

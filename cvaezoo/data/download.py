@@ -59,11 +59,12 @@ def _download_once(url: str, part: Path, timeout: float) -> str:
 
 def fetch(name: str, folder: Path, mirrors: Sequence[str], sha256: Mapping[str, str], timeout: float = 60.0) -> Path:
     """``folder/name``, downloaded from the first mirror (``<mirror>/<name>``) that delivers it whole and with
-    the pinned checksum, unless it is there already. A file already present is used as it is (a checksum
+    the pinned checksum, unless it is there already. A file already present is checked against its pin (a
     mismatch is an error; nothing of the user's is deleted)."""
     target = folder / name
     expected = sha256.get(name)
     if target.is_file():
+        check_sha256(target, sha256)
         return target
     if not expected:
         raise UserError(f"no sha256 pinned for {name}: add it to data.sha256 (downloads are always checked)")

@@ -10,7 +10,6 @@ import torch
 from torch import Tensor
 
 from cvaezoo.data.attributes import AttributeData
-from cvaezoo.data.base import stratified_split
 from cvaezoo.data.images import image_files, read_images
 from cvaezoo.errors import MissingFileError, UserError
 
@@ -106,11 +105,4 @@ class ImageFolder(AttributeData):
             if self.num_classes < 2:
                 raise UserError(f"{self.root}: found one class ({self.class_names}); a conditional model needs two or more")
             labels = torch.tensor([self.class_names.index(n) for n in names])
-        self.files = files
         return read_images(files, self.channels, self.image_size), labels
-
-    def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
-        images, labels = self.load()
-        parts = stratified_split(labels.numpy(), self.split, self.split_seed)
-        self.split_files = {name: [self.files[i] for i in idx] for name, idx in zip(("train", "val", "test"), parts)}
-        return {name: (images[idx], labels[idx]) for name, idx in zip(("train", "val", "test"), parts)}

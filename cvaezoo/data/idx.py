@@ -13,10 +13,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from sklearn.model_selection import train_test_split
 from torch import Tensor
 
-from cvaezoo.data.base import TensorDataModule
+from cvaezoo.data.base import TensorDataModule, carve_validation
 from cvaezoo.data.download import cache_dir, check_sha256, fetch
 from cvaezoo.errors import MissingFileError, UserError
 
@@ -100,11 +99,11 @@ class IDXDataModule(TensorDataModule):
     def _read(self, key: str) -> np.ndarray:
         try:
             path = find_idx_file(self.root, FILES[key])
+            check_sha256(path, self.sha256)
         except MissingFileError:
             if not self.mirrors:
                 raise
-            path = fetch(f"{FILES[key]}.gz", self.root, self.mirrors, self.sha256)
-        check_sha256(path, self.sha256)
+            path = fetch(f"{FILES[key]}.gz", self.root, self.mirrors, self.sha256)  # checked as it downloads
         return read_idx(path)
 
     def _read_part(self, part: str) -> tuple[Tensor, Tensor]:
@@ -122,7 +121,4 @@ class IDXDataModule(TensorDataModule):
         except MissingFileError as missing:  # test files only: scoring works, training says what is missing
             self.unavailable.update(train=missing, val=missing)
             return {"test": test}
-        train_idx, val_idx = train_test_split(
-            np.arange(len(labels)), test_size=self.val_size, stratify=labels.numpy(), random_state=self.split_seed
-        )
-        return {"train": (images[train_idx], labels[train_idx]), "val": (images[val_idx], labels[val_idx]), "test": test}
+        return {**carve_validation(images, labels, self.val_size, self.split_seed), "test": test}
