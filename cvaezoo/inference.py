@@ -5,7 +5,7 @@ Shared by the command-line tools (:mod:`cvaezoo.cli`) and the Python API.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -51,6 +51,13 @@ def distinct_rows(attributes: Tensor) -> Tensor:
     return torch.unique(attributes, dim=0)
 
 
+def _samples_for(model: ConditionalVAE, conditions: Tensor, n: int) -> Iterator[tuple[Tensor, Tensor]]:
+    """(a part of ``conditions``, its n samples each as (len(part) * n, ...) on the CPU), about 2000 samples at a
+    time: z ~ p(z|y), the mean of p(x|z,y)."""
+    for part in _batches(conditions, max(1, 2000 // n)):
+        yield part, model.sample(part.to(model.device), n).flatten(0, 1).cpu()
+
+
 @torch.no_grad()
 def attribute_generation_accuracy(model: ConditionalVAE, reference, combinations: Tensor, n_per_combination: int = 20) -> dict:
     """Score samples generated for each attribute vector with the reference attribute classifier.
@@ -61,8 +68,7 @@ def attribute_generation_accuracy(model: ConditionalVAE, reference, combinations
     require_image_decoder(model, "attribute-generation accuracy")
     model.eval()
     hits = []
-    for part in _batches(combinations, max(1, 2000 // n_per_combination)):
-        samples = model.sample(part.to(model.device), n_per_combination).flatten(0, 1)
+    for part, samples in _samples_for(model, combinations, n_per_combination):
         predicted = reference.classify(samples.to(reference.device)).cpu()
         requested = part.repeat_interleave(n_per_combination, dim=0).cpu()
         hits.append(group_matches(predicted, requested, reference.groups))
@@ -76,10 +82,9 @@ def conditional_generation_accuracy(model: ConditionalVAE, reference, n_per_clas
     """Fraction of samples for label y that the reference classifier labels y, per class and overall."""
     require_image_decoder(model, "conditional-generation accuracy")
     model.eval()
-    samples = model.sample(torch.arange(model.y_dim, device=model.device), n_per_class).cpu()  # (C, n, ...)
-    n_classes = samples.shape[0]
-    predicted = reference.classify(samples.flatten(0, 1).to(reference.device)).cpu().view(n_classes, n_per_class)
-    hits = (predicted == torch.arange(n_classes)[:, None]).float()
+    samples = torch.cat([s for _, s in _samples_for(model, torch.arange(model.y_dim), n_per_class)])  # class-major
+    predicted = reference.classify(samples.to(reference.device)).cpu().view(model.y_dim, n_per_class)
+    hits = (predicted == torch.arange(model.y_dim)[:, None]).float()
     return {"overall": float(hits.mean()), "per_class": hits.mean(1).tolist()}
 
 
@@ -114,9 +119,10 @@ def class_frechet_distances(model: ConditionalVAE, reference: nn.Module, real_x:
     images: overall (every class, as many samples per class as asked) and per class (that class only)."""
     require_image_decoder(model, "the Fréchet distance of samples")
     model.eval()
-    samples = model.sample(torch.arange(model.y_dim, device=model.device), n_per_class).cpu()  # (C, n, ...)
-    per_class = [frechet_distance(reference, real_x[real_y == c], samples[c]) for c in range(model.y_dim)]
-    return {"overall": frechet_distance(reference, real_x, samples.flatten(0, 1)), "per_class": per_class}
+    samples = torch.cat([s for _, s in _samples_for(model, torch.arange(model.y_dim), n_per_class)])  # class-major
+    by_class = samples.view(model.y_dim, n_per_class, *samples.shape[1:])
+    per_class = [frechet_distance(reference, real_x[real_y == c], by_class[c]) for c in range(model.y_dim)]
+    return {"overall": frechet_distance(reference, real_x, samples), "per_class": per_class}
 
 
 @torch.no_grad()
@@ -125,8 +131,7 @@ def attribute_frechet_distance(model: ConditionalVAE, reference: nn.Module, real
     """Fréchet distance of samples for the given attribute combinations (n each) to real images of them."""
     require_image_decoder(model, "the Fréchet distance of samples")
     model.eval()
-    samples = torch.cat([model.sample(part.to(model.device), n_per_combination).flatten(0, 1).cpu()
-                         for part in _batches(combinations, max(1, 2000 // n_per_combination))])
+    samples = torch.cat([s for _, s in _samples_for(model, combinations, n_per_combination)])
     return frechet_distance(reference, real_x, samples)
 
 

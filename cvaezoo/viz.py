@@ -12,6 +12,12 @@ from torch import Tensor
 from cvaezoo.errors import UserError
 
 
+def to_uint8(image: Tensor) -> np.ndarray:
+    """One (C, H, W) image in [0, 1] as a uint8 array, (H, W) for grey or (H, W, 3), as Pillow takes it."""
+    array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return array[..., 0] if array.shape[2] == 1 else array
+
+
 def image_grid(images: Tensor, padding: int = 2, pad_value: float = 1.0) -> np.ndarray:
     """(rows, cols, C, H, W) values in [0, 1] -> one uint8 array (rows*(H+p)+p, cols*(W+p)+p[, 3])."""
     if images.dim() != 5:
@@ -24,8 +30,7 @@ def image_grid(images: Tensor, padding: int = 2, pad_value: float = 1.0) -> np.n
         for c in range(cols):
             top, left = padding + r * (height + padding), padding + c * (width + padding)
             grid[:, top : top + height, left : left + width] = images[r, c]
-    array = (grid.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
-    return array[..., 0] if channels == 1 else array
+    return to_uint8(grid)
 
 
 def save_image_grid(images: Tensor, path: str | Path, scale: int = 2) -> Path:
@@ -46,7 +51,6 @@ def save_images(images: Tensor, folder: str | Path, names: list[str]) -> list[Pa
     folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for image, name in zip(images.detach().float().cpu(), names):
-        array = (image.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
         paths.append(folder / f"{name}.png")
-        Image.fromarray(array[..., 0] if array.shape[2] == 1 else array).save(paths[-1])
+        Image.fromarray(to_uint8(image)).save(paths[-1])
     return paths
