@@ -33,6 +33,7 @@ from cvaezoo.inference import (
 )
 from cvaezoo.models.base import ConditionalVAE
 from cvaezoo.models.reference import ReferenceClassifier
+from cvaezoo.robustness import detection_scores, rejection_threshold, score_names
 from cvaezoo.runs import load_run_data, run_data_config, write_json_atomic
 from cvaezoo.viz import save_image_grid, save_images
 
@@ -98,6 +99,30 @@ def new_inputs(args: argparse.Namespace, checkpoint: Path, model: ConditionalVAE
     return names, binarize_fixed(x, binarize, args.seed)
 
 
+def abstentions(args: argparse.Namespace, checkpoint: Path, model: ConditionalVAE, x: torch.Tensor,
+                kwargs: dict) -> tuple[torch.Tensor, dict]:
+    """``--reject RATE``: which rows of x the classifier abstains on (their score is below the threshold that
+    rejects RATE of the run's clean validation images), and how the threshold was set."""
+    if args.reject is None:
+        return torch.zeros(len(x), dtype=torch.bool), {}
+    available = score_names(model)
+    score = args.reject_score or available[0]
+    if score not in available:
+        raise UserError(f"--reject-score {score}: {model.model_name} scores inputs by {' or '.join(available)}")
+    val_x, _ = load_data(checkpoint, args.overrides, model).split_tensors("val")
+    threshold = rejection_threshold(detection_scores(model, val_x, **kwargs)[score], args.reject)
+    rejected = detection_scores(model, x, **kwargs)[score] < threshold
+    return rejected, {"reject_score": score, "false_rejection": args.reject, "threshold": threshold,
+                      "abstained": float(rejected.float().mean())}
+
+
+def _report_abstentions(rejection: dict, rejected: torch.Tensor) -> None:
+    if rejection:
+        print(f"abstained on {int(rejected.sum())} of {len(rejected)} inputs: {rejection['reject_score']} below "
+              f"{rejection['threshold']:.4g}, the threshold that rejects {rejection['false_rejection']:.1%} of clean "
+              "validation images")
+
+
 def classify(args: argparse.Namespace) -> dict:
     checkpoint, model = _load(args)
     kwargs = _predict_kwargs(model, args.method, args.k)
@@ -106,28 +131,38 @@ def classify(args: argparse.Namespace) -> dict:
     if args.images:
         names, x = new_inputs(args, checkpoint, model)
         probs = predict_proba(model, x, **kwargs)
+        rejected, rejection = abstentions(args, checkpoint, model, x, kwargs)
+        decisions = ["abstain" if r else classes[i] for r, i in zip(rejected.tolist(), probs.argmax(1).tolist())]
         with open(out / "predictions.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["file", "predicted", "probability", *[f"p_{c}" for c in classes]])
-            for name, row in zip(names, probs.tolist()):
-                writer.writerow([name, classes[int(np.argmax(row))], f"{max(row):.4f}", *[f"{p:.6g}" for p in row]])
+            for name, decision, row in zip(names, decisions, probs.tolist()):
+                writer.writerow([name, decision, f"{max(row):.4f}", *[f"{p:.6g}" for p in row]])
         print(f"{model.model_name} ({kwargs}) on {len(names)} images:")
-        for name, row in list(zip(names, probs.tolist()))[:20]:
-            print(f"  {name}  {classes[int(np.argmax(row))]}  {max(row):.3f}")
+        for name, decision, row in list(zip(names, decisions, probs.tolist()))[:20]:
+            print(f"  {name}  {decision}  {max(row):.3f}")
+        _report_abstentions(rejection, rejected)
         print(f"written to {out / 'predictions.csv'}")
-        return {"model": model.model_name, "files": names, "predicted": [classes[i] for i in probs.argmax(1).tolist()]}
+        return {"model": model.model_name, "files": names, "predicted": decisions, **rejection}
     x, labels = load_data(checkpoint, args.overrides, model).split_tensors(args.split)
     probs = predict_proba(model, x, **kwargs)
+    rejected, rejection = abstentions(args, checkpoint, model, x, kwargs)
     metrics = {"model": model.model_name, "split": args.split, **kwargs, **classification_metrics(probs, labels)}
-    np.savez(out / "predictions.npz", probs=probs.numpy(), labels=labels.numpy(), predicted=probs.argmax(1).numpy())
+    if rejection:
+        accepted = ~rejected
+        metrics.update(rejection, accuracy_accepted=float((probs.argmax(1) == labels)[accepted].float().mean())
+                       if accepted.any() else float("nan"))
+    np.savez(out / "predictions.npz", probs=probs.numpy(), labels=labels.numpy(), predicted=probs.argmax(1).numpy(),
+             abstained=rejected.numpy())
     with open(out / "predictions.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["index", "label", "predicted", *[f"p_{c}" for c in classes]])
-        for i, (label, row) in enumerate(zip(labels.tolist(), probs.tolist())):
-            writer.writerow([i, classes[label], classes[int(np.argmax(row))], *[f"{p:.6g}" for p in row]])
+        for i, (label, r, row) in enumerate(zip(labels.tolist(), rejected.tolist(), probs.tolist())):
+            writer.writerow([i, classes[label], "abstain" if r else classes[int(np.argmax(row))], *[f"{p:.6g}" for p in row]])
     write_json_atomic(out / "metrics.json", metrics)
     _print_table(f"{model.model_name} on {args.split} ({len(x)} examples, {kwargs}):",
-                 {k: metrics[k] for k in ("accuracy", "nll", "ece")})
+                 {k: metrics[k] for k in ("accuracy", "nll", "ece", "abstained", "accuracy_accepted") if k in metrics})
+    _report_abstentions(rejection, rejected)
     print(f"written to {out}")
     return metrics
 
@@ -265,6 +300,12 @@ def classify_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--images", nargs="+", default=None, metavar="PATH",
                         help="classify these instead of a split: image files, folders of them, or .npy batches; "
                              "writes predictions.csv (file, predicted class, probability of each class)")
+    parser.add_argument("--reject", type=float, default=None, metavar="RATE",
+                        help="abstain (predicted: abstain) on inputs that score below the threshold rejecting RATE "
+                             "(e.g. 0.05) of the run's clean validation images")
+    parser.add_argument("--reject-score", default=None, choices=["log_px", "log_px_given_y", "max_prob"],
+                        help="the score --reject thresholds: log_px, the bound on log p(x) (default for models of x), "
+                             "log_px_given_y (of the predicted class) or max_prob, the top p(y|x) (the others' default)")
     _run(classify, parser, argv)
 
 

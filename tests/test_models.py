@@ -240,7 +240,7 @@ def test_bayes_rule_adds_the_log_class_prior():
     """Fixed class bounds in, known posterior out: p(y|x) ∝ p(x|y) p(y) with a non-uniform p(y)."""
     model = MODELS["cvae1"](x_shape=(1, 8, 8), y_dim=3, net=SMALL_NET, latent_dim=2, class_prior=[0.5, 0.25, 0.25])
     likelihoods = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]])
-    model.class_log_likelihoods = lambda x, k=1, method="elbo": torch.log(likelihoods)
+    model.class_bounds = lambda x, k=1, method="elbo": torch.log(likelihoods)
     posterior = model.predict_proba(torch.zeros(2, 1, 8, 8))
     by_hand = torch.tensor([[0.1, 0.075, 0.125], [0.3, 0.05, 0.05]])  # p(x|y) p(y)
     assert torch.allclose(posterior, by_hand / by_hand.sum(1, keepdim=True), atol=1e-6)

@@ -267,7 +267,7 @@ class ConditionalVAE(L.LightningModule):
 
         method "elbo": the ELBO with k posterior samples, its KL scaled by ``kl_weight`` (1: the bound;
         M2's training uses its current KL weight); "iwae": the importance-weighted bound.
-        Differentiable (M2 trains through it); :meth:`class_log_likelihoods` is the no-grad version.
+        Differentiable (M2 trains through it, the attacks follow its gradient).
         """
         if self.y_kind != "class" or self.target_name != "x":
             raise UserError(f"{type(self).__name__} has no class-conditional likelihood p(x|y) to invert")
@@ -286,15 +286,15 @@ class ConditionalVAE(L.LightningModule):
             bound = self.iwae_bound(xs, ys, k, eps=eps)
         return bound.view(n_classes, batch).T
 
-    @torch.no_grad()
-    def class_log_likelihoods(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
-        """:meth:`class_bounds` without gradients, for classifier mode."""
-        return self.class_bounds(x, k, method)
+    def log_predictive(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
+        """log p(y|x) for every class, (B, C), differentiable in x (the attacks use it): Bayes rule,
+        log_softmax_y[ log p(x|y) + log p(y) ], with log p(x|y) bounded by ``method``."""
+        return torch.log_softmax(self.class_bounds(x, k, method) + self.log_class_prior, dim=-1)
 
     @torch.no_grad()
-    def predict_proba(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
-        """p(y|x) by Bayes rule: softmax_y[ log p(x|y) + log p(y) ], with log p(x|y) bounded by ``method``."""
-        return torch.softmax(self.class_log_likelihoods(x, k, method) + self.log_class_prior, dim=-1)
+    def predict_proba(self, x: Tensor, **kwargs) -> Tensor:
+        """p(y|x), (B, C): classifier mode (kwargs: the model's ``classifier_methods`` options, k and method)."""
+        return self.log_predictive(x, **kwargs).exp()
 
     @torch.no_grad()
     def classify(self, x: Tensor, **kwargs) -> Tensor:

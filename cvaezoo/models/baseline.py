@@ -54,9 +54,8 @@ class Baseline(ConditionalVAE):
         out = self.likelihood.mean(params) if use_mean else self.likelihood.sample(params)
         return out.view(len(condition), n, *out.shape[1:])
 
-    @torch.no_grad()
-    def predict_proba(self, x: Tensor, k: int = 0, method: str = "mean") -> Tensor:
-        """p(y|x) for class labels (k and method are accepted for CVAE-3's signature and unused)."""
+    def log_predictive(self, x: Tensor, **_: object) -> Tensor:
+        """log p(y|x) for class labels (k and method, accepted for CVAE-3's signature, are unused)."""
         if self.y_kind != "class":
             raise UserError("predict_proba needs class labels; use sample(x, n) for structured outputs")
-        return torch.softmax(self.output_params(x), dim=-1)
+        return torch.log_softmax(self.output_params(x), dim=-1)

@@ -111,13 +111,13 @@ class CVAE3(ConditionalVAE):
         self.check_x(x)
         return torch.logsumexp(self.prior_log_likelihoods(x, y, samples), dim=0) - math.log(samples)
 
-    @torch.no_grad()
-    def predict_proba(self, x: Tensor, k: int = 0, method: str = "mc") -> Tensor:
-        """p(y|x) = E_p(z|x)[p(y|x,z)]: with k=0 (or method "mean") z is the prior mean, else k samples."""
+    def log_predictive(self, x: Tensor, k: int = 0, method: str = "mc") -> Tensor:
+        """log p(y|x) = log E_p(z|x)[p(y|x,z)]: with k=0 (or method "mean") z is the prior mean, else the log of the
+        mean probability over k samples."""
         self.check_x(x)
         if self.y_kind != "class":
             raise UserError("predict_proba needs class labels; use sample(x, n) for structured outputs")
         prior = self.prior(x, None)
         z = prior.mean[None] if k == 0 or method == "mean" else prior.rsample(k)
-        logits = self.sampled_likelihood_params(z, x, None)
-        return torch.softmax(logits, dim=-1).view(z.shape[0], x.shape[0], -1).mean(0)
+        log_probs = torch.log_softmax(self.sampled_likelihood_params(z, x, None), dim=-1).view(z.shape[0], x.shape[0], -1)
+        return torch.logsumexp(log_probs, dim=0) - math.log(z.shape[0])

@@ -10,7 +10,6 @@ times warm-up), so that warm-up or beta != 1 changes one objective, not two diff
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -53,11 +52,10 @@ class M2(CVAE2):
         bounds = self.class_bounds(x, k=self.hparams.n_samples, kl_weight=kl_weight)
         return marginal_bound(bounds + self.log_class_prior, self.classifier_log_probs(x))
 
-    @torch.no_grad()
-    def predict_proba(self, x: Tensor, **_: object) -> Tensor:
+    def log_predictive(self, x: Tensor, **_: object) -> Tensor:
         """Classifier mode uses q(y|x)."""
         self.check_x(x)
-        return self.classifier_log_probs(x).exp()
+        return self.classifier_log_probs(x)
 
     def training_loss(self, x: Tensor, y: Tensor, terms: ElboTerms, kl_weight: float) -> Tensor:
         """Labelled examples: -B(x, y) (up to the constant log p(y)) + alpha * -log q(y|x)."""

@@ -1,0 +1,185 @@
+"""Classifiers under attack and out of distribution: L-infinity attacks through classifier mode, and the
+scores that flag unusual inputs (the generative models' own bound on log p(x), or the top class probability).
+
+An attack maximises a per-example loss ``loss(x, y) -> (B,)`` (:func:`classifier_loss`: -log p(y|x) of a model's
+classifier mode) inside the L-infinity ball of radius eps around x, within the pixel range [0, 1]:
+
+- :func:`fgsm`: one signed-gradient step of size eps (Goodfellow et al., 2015);
+- :func:`pgd`: projected gradient ascent from a random start, keeping each example's highest-loss iterate
+  (Madry et al., 2018);
+- :func:`spsa`: the same steps with the gradient estimated from loss differences along random +-1 directions
+  (Uesato et al., 2018): no backpropagation, so a classifier whose gradient is noisy or uninformative does not
+  look robust for that reason alone.
+
+Models that classify by Monte-Carlo (over z, or the ELBO's posterior draws) are attacked with fixed common
+random numbers: every evaluation of the loss reseeds the noise, so the loss is a deterministic function of x.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics.classification import BinaryAUROC
+
+from cvaezoo.errors import UserError
+from cvaezoo.models.base import ConditionalVAE
+
+#: a per-example loss to maximise, (x, y) -> (B,)
+Loss = Callable[[Tensor, Tensor], Tensor]
+
+
+@contextmanager
+def fixed_noise(seed: int | None, device: torch.device) -> Iterator[None]:
+    """Within the block, the random streams (of the CPU and of ``device``) start from ``seed``; afterwards they
+    continue as if the block had not run. ``seed=None``: fresh noise."""
+    if seed is None:
+        yield
+        return
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+def classifier_loss(model: ConditionalVAE, seed: int | None = 0, **predict_kwargs) -> Loss:
+    """-log p(y|x) of the model's classifier mode (``predict_kwargs``: its method and k), differentiable in x,
+    with the model's noise fixed by ``seed`` on every call (common random numbers; None: fresh draws)."""
+
+    def loss(x: Tensor, y: Tensor) -> Tensor:
+        with fixed_noise(seed, x.device):
+            return F.nll_loss(model.log_predictive(x, **predict_kwargs), y, reduction="none")
+
+    return loss
+
+
+def _check_eps(eps: float) -> None:
+    if not 0 <= eps <= 1:
+        raise UserError(f"eps must lie in [0, 1] (pixels are in [0, 1]), got {eps}")
+
+
+def _project(adv: Tensor, x: Tensor, eps: float) -> Tensor:
+    """The nearest point of the eps-ball around x that lies in [0, 1]."""
+    return torch.minimum(torch.maximum(adv, x - eps), x + eps).clamp(0, 1)
+
+
+def _gradient(loss: Loss, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """(loss per example, its gradient in x)."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        values = loss(x, y)
+        (grad,) = torch.autograd.grad(values.sum(), x)
+    return values.detach(), grad
+
+
+def fgsm(loss: Loss, x: Tensor, y: Tensor, eps: float) -> Tensor:
+    """x + eps * sign(grad loss), clipped to [0, 1]."""
+    _check_eps(eps)
+    return _project(x + eps * _gradient(loss, x, y)[1].sign(), x, eps)
+
+
+def _signed_ascent(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float | None,
+                   direction: Callable[[Tensor], Tensor], generator: torch.Generator | None) -> Tensor:
+    """Projected signed-gradient ascent from a uniform random start in the ball; each example's highest-loss
+    iterate (the start and every step's result are scored) is returned."""
+    _check_eps(eps)
+    if steps < 1:
+        raise UserError(f"an attack needs at least one step, got {steps}")
+    step_size = 2.5 * eps / steps if step_size is None else step_size
+    noise = torch.rand(x.shape, generator=generator, device="cpu").to(x) * 2 - 1
+    adv = _project(x + eps * noise, x, eps)
+    best, best_loss = adv.clone(), torch.full((len(x),), -torch.inf, device=x.device)
+    for step in range(steps + 1):
+        with torch.no_grad():
+            current = loss(adv, y)
+        better = current > best_loss
+        best[better], best_loss[better] = adv[better], current[better]
+        if step < steps:
+            adv = _project(adv + step_size * direction(adv).sign(), x, eps)
+    return best
+
+
+def pgd(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 20, step_size: float | None = None,
+        generator: torch.Generator | None = None) -> Tensor:
+    """Projected gradient ascent: ``steps`` signed steps of ``step_size`` (default 2.5 eps / steps) from a
+    uniform random start, kept in the eps-ball and [0, 1]; each example's highest-loss iterate."""
+    return _signed_ascent(loss, x, y, eps, steps, step_size, lambda adv: _gradient(loss, adv, y)[1], generator)
+
+
+def spsa_gradient(loss: Loss, x: Tensor, y: Tensor, directions: int = 32, delta: float = 0.01,
+                  generator: torch.Generator | None = None) -> Tensor:
+    """Estimate of grad loss from 2 * ``directions`` evaluations, no backpropagation:
+    mean over random +-1 vectors v of (loss(x + delta v) - loss(x - delta v)) / (2 delta) * v."""
+    v = (torch.randint(0, 2, (directions, *x.shape), generator=generator, device="cpu").to(x) * 2 - 1)
+    with torch.no_grad():
+        probes = torch.cat([x + delta * v, x - delta * v]).flatten(0, 1)  # (2 D B, ...)
+        values = loss(probes, y.repeat(2 * directions)).view(2, directions, len(x))
+    slopes = (values[0] - values[1]) / (2 * delta)  # (D, B)
+    return (slopes.view(directions, len(x), *[1] * (x.dim() - 1)) * v).mean(0)
+
+
+def spsa(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 20, step_size: float | None = None,
+         directions: int = 32, delta: float = 0.01, generator: torch.Generator | None = None) -> Tensor:
+    """:func:`pgd` with :func:`spsa_gradient` in place of the true gradient (a gradient-free check)."""
+    return _signed_ascent(loss, x, y, eps, steps, step_size,
+                          lambda adv: spsa_gradient(loss, adv, y, directions, delta, generator), generator)
+
+
+# ----- scores that flag unusual inputs --------------------------------------------------------------------
+def has_marginal(model: ConditionalVAE) -> bool:
+    """Whether the model bounds log p(x) (class-conditional models of x); others are scored by p(y|x) only."""
+    return model.target_name == "x" and model.y_kind == "class"
+
+
+def score_names(model: ConditionalVAE) -> list[str]:
+    """The scores :func:`detection_scores` gives for this model, the default (for rejection) first."""
+    return ["log_px", "log_px_given_y", "max_prob"] if has_marginal(model) else ["max_prob"]
+
+
+@torch.no_grad()
+def detection_scores(model: ConditionalVAE, x: Tensor, batch_size: int = 250, seed: int = 0, bound_samples: int = 10,
+                     **predict_kwargs) -> dict[str, Tensor]:
+    """Per-example scores, higher for inputs more like the clean training data, (N,) each:
+
+    ``max_prob``: the top probability of classifier mode (every classifier; Hendrycks & Gimpel, 2017);
+    ``log_px``: the ELBO-based bound on log p(x) = log sum_y p(x|y) p(y), ``bound_samples`` draws (models of x);
+    ``log_px_given_y``: the bound on log p(x|y_hat) for the predicted class y_hat (models of x).
+    The noise is fixed by ``seed`` so that the same x always scores the same.
+    """
+    model.eval()
+    parts: dict[str, list[Tensor]] = {"max_prob": []}
+    for start in range(0, len(x), batch_size):
+        batch = x[start : start + batch_size].to(model.device)
+        with fixed_noise(seed, batch.device):
+            log_probs = model.log_predictive(batch, **predict_kwargs)
+        parts["max_prob"].append(log_probs.exp().max(-1).values.cpu())
+        if has_marginal(model):
+            with fixed_noise(seed, batch.device):
+                bounds = model.class_bounds(batch, k=bound_samples)
+            predicted = log_probs.argmax(-1, keepdim=True)
+            parts.setdefault("log_px", []).append(torch.logsumexp(bounds + model.log_class_prior, -1).cpu())
+            parts.setdefault("log_px_given_y", []).append(bounds.gather(1, predicted)[:, 0].cpu())
+    return {name: torch.cat(values) for name, values in parts.items()}
+
+
+def rejection_threshold(clean_scores: Tensor, false_rejection: float) -> float:
+    """The score below which an input is rejected, set so that a ``false_rejection`` fraction of the clean
+    scores falls below it (their ``false_rejection`` quantile)."""
+    if not 0 <= false_rejection < 1:
+        raise UserError(f"the false-rejection rate must lie in [0, 1), got {false_rejection}")
+    return float(torch.quantile(clean_scores.double(), false_rejection))
+
+
+def auroc(clean_scores: Tensor, unusual_scores: Tensor) -> float:
+    """Area under the ROC curve of telling the unusual inputs from the clean ones by a low score
+    (1: every unusual input scores below every clean one; 0.5: no better than chance)."""
+    scores = -torch.cat([clean_scores, unusual_scores]).double()
+    if torch.isnan(scores).any():
+        raise UserError("a detection score is NaN")
+    # torchmetrics reads scores outside [0, 1] as logits and squashes them (a bound of -900 and one of -1500 both
+    # become 0); ranks in [0, 1] keep the order and the ties, which is all the AUROC depends on
+    ranks = torch.unique(scores, return_inverse=True)[1].double()
+    targets = torch.cat([torch.zeros(len(clean_scores)), torch.ones(len(unusual_scores))]).long()
+    return float(BinaryAUROC()(ranks / max(1.0, float(ranks.max())), targets))

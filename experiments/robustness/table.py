@@ -1,0 +1,146 @@
+"""Assemble the robustness tables and figures from the per-run files of experiments/robustness/run.sh.
+
+    python experiments/robustness/table.py experiments/robustness
+
+Reads <dir>/runs/<variant>/<model>_s<seed>.json (and .npz) and writes <dir>/results.md (mean ± std over seeds),
+<dir>/results.csv (one row per run), <dir>/accuracy_vs_eps.png and <dir>/attacked.png.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from cvaezoo.collect import mean_std, write_dicts_csv  # noqa: E402
+from cvaezoo.viz import save_image_grid  # noqa: E402
+
+VARIANTS = {"sweep": "default likelihood (discretised logistic)", "bernoulli": "Bernoulli on grey levels"}
+MODELS = {"cvae1": "CVAE-1", "cvae2": "CVAE-2", "cvae4": "CVAE-4", "m2": "M2 (classifier q)", "cvae3": "CVAE-3",
+          "baseline": "NN (discriminative)"}
+OOD_SETS = ["noise", "inverted", "rotated", "digits", "shapes", "fashion_mnist"]
+
+
+def read(folder: Path) -> dict[tuple[str, str], list[dict]]:
+    """(variant, model) -> its runs, seeds in order."""
+    runs: dict[tuple[str, str], list[dict]] = {}
+    for variant in VARIANTS:
+        for model in MODELS:
+            files = sorted((folder / "runs" / variant).glob(f"{model}_s*.json"))
+            if files:
+                runs[(variant, model)] = [json.loads(f.read_text()) for f in files]
+    return runs
+
+
+def cell(values: list[float | None], digits: str = ".3f") -> str:
+    values = [v for v in values if v is not None]
+    return mean_std(values, digits, ".2f")
+
+
+def row_name(variant: str, model: str) -> str:
+    return f"{MODELS[model]}" + (" · Bernoulli" if variant == "bernoulli" else "")
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)]) + "\n"
+
+
+def accuracy_tables(runs: dict) -> str:
+    eps = [row["eps"] for row in next(iter(runs.values()))[0]["pgd"]]
+    text = ""
+    for attack in ("pgd", "fgsm"):
+        rows = [[row_name(*key), *[cell([r[attack][i]["accuracy"] for r in group]) for i in range(len(eps))]]
+                for key, group in runs.items()]
+        text += f"\n**Accuracy under {attack.upper()}** (L∞, first {next(iter(runs.values()))[0]['n_attack']} " \
+                "test images; ε = 0 is the clean accuracy)\n\n" + table(["classifier", *[f"ε={e}" for e in eps]], rows)
+    rows = [[row_name(*key), cell([r["spsa"]["clean_accuracy"] for r in group]),
+             cell([r["spsa"]["pgd_accuracy"] for r in group]), cell([r["spsa"]["spsa_accuracy"] for r in group])]
+            for key, group in runs.items()]
+    first = next(iter(runs.values()))[0]["spsa"]
+    text += f"\n**Gradient-free check** (ε = {first['eps']}, first {first['n']} test images; SPSA: {first['steps']} " \
+            f"steps of {first['directions']} random ±1 directions)\n\n" + table(["classifier", "clean", "PGD", "SPSA"], rows)
+    return text
+
+
+def detection_table(runs: dict) -> str:
+    eps = [row["eps"] for row in next(iter(runs.values()))[0]["pgd"]][1:]
+    rows = []
+    for key, group in runs.items():
+        for score in group[0]["thresholds"]:
+            rows.append([row_name(*key), score, cell([r["clean_rejected"][score] for r in group]),
+                         *[cell([r["pgd"][i + 1]["detected"][score] for r in group]) for i in range(len(eps))]])
+    return ("\n**Detection of successful PGD attacks** (the fraction of attacked test images that were right when "
+            "clean, wrong after the attack, and score below the threshold that rejects 5 % of clean validation "
+            "images; the attacker does not know the detector. \"clean test\": clean test images rejected)\n\n"
+            + table(["classifier", "score", "clean test", *[f"ε={e}" for e in eps]], rows))
+
+
+def ood_table(runs: dict) -> str:
+    sets = [s for s in OOD_SETS if s in next(iter(runs.values()))[0]["ood_auroc"]]
+    rows = []
+    for key, group in runs.items():
+        for score in group[0]["thresholds"]:
+            rows.append([row_name(*key), score, *[cell([r["ood_auroc"][s][score] for r in group]) for s in sets]])
+    return ("\n**Out-of-distribution AUROC** (clean test images against each set, the set expected to score lower; "
+            "1 = perfect, 0.5 = chance, below 0.5 = the set scores *higher* than real digits)\n\n"
+            + table(["classifier", "score", *sets], rows))
+
+
+def curves(runs: dict, path: Path) -> None:
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, variant in zip(axes, VARIANTS):
+        for (v, model), group in runs.items():
+            if v != variant and model not in ("cvae3", "baseline"):
+                continue
+            eps = [row["eps"] for row in group[0]["pgd"]]
+            acc = [statistics.mean(r["pgd"][i]["accuracy"] for r in group) for i in range(len(eps))]
+            ax.plot(eps, acc, marker="o", label=MODELS[model], linestyle="--" if model in ("cvae3", "baseline") else "-")
+        ax.set_title(f"PGD, generative classifiers: {VARIANTS[variant]}", fontsize=9)
+        ax.set_xlabel("ε (L∞)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test accuracy (mean of 3 seeds)")
+    axes[1].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+
+
+def attacked_grid(folder: Path, runs: dict, path: Path) -> None:
+    """A row per classifier (seed 0): two test digits, each clean then attacked by PGD at each ε."""
+    rows = []
+    for variant, model in runs:
+        examples = np.load(folder / "runs" / variant / f"{model}_s0.npz")
+        keys = ["clean", *sorted(k for k in examples.files if k.startswith("pgd_"))]
+        rows.append(torch.cat([torch.from_numpy(examples[k][i : i + 1]) for i in (0, 1) for k in keys]))
+    save_image_grid(torch.stack(rows), path)
+
+
+def main() -> None:
+    folder = Path(sys.argv[1])
+    runs = read(folder)
+    write_dicts_csv(folder / "results.csv", [
+        {"variant": v, "model": m, "seed": r["seed"], "clean_accuracy": r["clean_accuracy"],
+         **{f"pgd_{row['eps']}": row["accuracy"] for row in r["pgd"][1:]},
+         **{f"fgsm_{row['eps']}": row["accuracy"] for row in r["fgsm"][1:]},
+         "spsa_pgd": r["spsa"]["pgd_accuracy"], "spsa": r["spsa"]["spsa_accuracy"],
+         **{f"auroc_{s}_{score}": value for s, scores in r["ood_auroc"].items() for score, value in scores.items()}}
+        for (v, m), group in runs.items() for r in group])
+    text = "# Robustness study: results\n\nGenerated by `python experiments/robustness/table.py experiments/robustness` " \
+           "from the files of `bash experiments/robustness/run.sh`; mean ± std over 3 seeds.\n"
+    text += accuracy_tables(runs) + detection_table(runs) + ood_table(runs)
+    (folder / "results.md").write_text(text)
+    curves(runs, folder / "accuracy_vs_eps.png")
+    attacked_grid(folder, runs, folder / "attacked.png")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""Attacks through classifier mode, the scores that flag unusual inputs, and the out-of-distribution sets."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from conftest import write_fake_idx_dir
+
+from cvaezoo.data.ood import ood_sets
+from cvaezoo.errors import UserError
+from cvaezoo.models import MODELS
+from cvaezoo.robustness import (
+    auroc,
+    classifier_loss,
+    detection_scores,
+    fgsm,
+    pgd,
+    rejection_threshold,
+    spsa,
+    spsa_gradient,
+)
+
+SMALL_NET = {"kind": "mlp", "hidden": [32, 16]}
+#: every registered model with a classifier mode over class labels
+CLASSIFIERS = [name for name, cls in MODELS.items() if cls.classifies]
+
+
+def linear_loss(weights: torch.Tensor):
+    """Cross-entropy of a linear classifier on flattened x: a smooth loss with a known gradient."""
+    return lambda x, y: F.cross_entropy(x.flatten(1) @ weights, y, reduction="none")
+
+
+@pytest.fixture
+def linear():
+    torch.manual_seed(0)
+    weights = torch.randn(16, 3)
+    x = torch.rand(8, 1, 4, 4)
+    x[0, 0, 0] = 0.0  # pixels at both ends of the range: the attack must not leave [0, 1]
+    x[1, 0, 0] = 1.0
+    return linear_loss(weights), weights, x, torch.arange(8) % 3
+
+
+def test_fgsm_moves_each_pixel_by_eps_along_the_sign_of_the_gradient(linear):
+    loss, weights, _, y = linear
+    x = torch.full((8, 1, 4, 4), 0.5)  # inside the range: nothing is clipped
+    adv = fgsm(loss, x, y, eps=0.1)
+    probs = torch.softmax(x.flatten(1) @ weights, -1)
+    grad = (probs - F.one_hot(y, 3)) @ weights.T  # d CE / dx of a linear classifier
+    assert torch.equal((adv - x).flatten(1).sign(), grad.sign())
+    assert torch.allclose((adv - x).abs(), torch.full_like(x, 0.1))
+    assert (loss(adv, y) > loss(x, y)).all()
+
+
+@pytest.mark.parametrize("attack", [fgsm, pgd, spsa])
+def test_attacks_stay_inside_the_eps_ball_and_the_pixel_range(linear, attack):
+    loss, _, x, y = linear
+    adv = attack(loss, x, y, eps=0.3)
+    assert (adv - x).abs().max() <= 0.3 + 1e-6
+    assert adv.min() >= 0 and adv.max() <= 1
+    assert torch.equal(attack(loss, x, y, eps=0.0), x)
+
+
+def test_pgd_finds_a_higher_loss_than_one_step_and_the_clean_input(linear):
+    loss, _, x, y = linear
+    clean, one_step, projected = loss(x, y), loss(fgsm(loss, x, y, 0.1), y), loss(pgd(loss, x, y, 0.1, steps=20), y)
+    assert (projected >= clean).all() and projected.mean() > one_step.mean() > clean.mean()
+
+
+def test_pgd_keeps_each_examples_highest_loss_iterate():
+    """A loss that rises for the first steps and then falls: the best iterate, not the last, comes back."""
+    x, y = torch.full((1, 1, 1, 1), 0.5), torch.zeros(1, dtype=torch.long)
+
+    def bump(inputs, _):  # maximal at 0.55, so later steps overshoot
+        return -((inputs.flatten(1) - 0.55) ** 2).sum(1)
+
+    adv = pgd(bump, x, y, eps=0.3, steps=10, step_size=0.02, generator=torch.Generator().manual_seed(1))
+    assert float(adv) == pytest.approx(0.55, abs=0.011)
+
+
+def test_spsa_estimates_the_gradient_without_backpropagation(linear):
+    loss, _, x, y = linear
+    x = x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss(x, y).sum(), x)
+    estimate = spsa_gradient(loss, x.detach(), y, directions=2000, generator=torch.Generator().manual_seed(0))
+    cosine = F.cosine_similarity(estimate.flatten(1), grad.flatten(1))
+    assert (cosine > 0.9).all(), cosine
+
+
+def test_spsa_attacks_a_classifier_whose_gradient_is_hidden(linear):
+    """A classifier that detaches its input (no gradient reaches x): PGD cannot move, SPSA still raises the loss."""
+    loss, _, x, y = linear
+
+    def masked(inputs, labels):
+        return loss(inputs.detach(), labels) + 0 * inputs.sum(dim=(1, 2, 3))
+    clean = masked(x, y).mean()
+    assert masked(pgd(masked, x, y, 0.2), y).mean() < 1.1 * clean  # stuck at its random start
+    assert masked(spsa(masked, x, y, 0.2, steps=10, generator=torch.Generator().manual_seed(0)), y).mean() > 1.5 * clean
+
+
+def test_attack_arguments_are_checked(linear):
+    loss, _, x, y = linear
+    with pytest.raises(UserError, match=r"eps must lie in \[0, 1\]"):
+        pgd(loss, x, y, eps=2.0)
+    with pytest.raises(UserError, match="at least one step"):
+        pgd(loss, x, y, eps=0.1, steps=0)
+
+
+def small_model(name: str, **kwargs):
+    return MODELS[name](x_shape=(1, 8, 8), net=SMALL_NET, latent_dim=2, **kwargs).eval()
+
+
+@pytest.mark.parametrize("name", CLASSIFIERS)
+def test_classifier_mode_is_differentiable_in_x_and_its_loss_is_fixed_by_the_seed(name):
+    """log p(y|x) is predict_proba's log, has a gradient in x, and with common random numbers the loss of the
+    same x is the same on every call; the global random stream is left where it was."""
+    model = small_model(name)
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    kwargs = {"k": 3} if next(iter(model.classifier_methods.values())) else {}
+    torch.manual_seed(5)
+    log_probs = model.log_predictive(x, **kwargs)
+    torch.manual_seed(5)
+    assert torch.allclose(log_probs.exp(), model.predict_proba(x, **kwargs), atol=1e-6)
+    loss = classifier_loss(model, seed=7, **kwargs)
+    state = torch.get_rng_state()
+    assert torch.equal(loss(x, y), loss(x, y))
+    assert torch.equal(torch.get_rng_state(), state)
+    x_grad = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss(x_grad, y).sum(), x_grad)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0
+
+
+def test_fresh_noise_changes_a_monte_carlo_classifiers_loss():
+    model = small_model("cvae1")
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    loss = classifier_loss(model, seed=None, k=1)
+    assert not torch.equal(loss(x, y), loss(x, y))
+
+
+def test_detection_scores_are_the_bound_on_log_px_and_the_top_probability():
+    """Fixed class bounds and a non-uniform prior in, the log-sum-exp by hand out."""
+    model = small_model("cvae1", y_dim=3, class_prior=[0.5, 0.25, 0.25])
+    bounds = torch.tensor([[-10.0, -12.0, -9.0], [-20.0, -25.0, -25.0]])
+    model.class_bounds = lambda x, k=1, method="elbo": bounds
+    scores = detection_scores(model, torch.zeros(2, 1, 8, 8))
+    log_joint = bounds + torch.tensor([0.5, 0.25, 0.25]).log()
+    assert torch.allclose(scores["log_px"], torch.tensor([math.log(sum(math.exp(v) for v in row))
+                                                          for row in log_joint.tolist()]))
+    posterior = torch.softmax(log_joint, -1)
+    assert torch.allclose(scores["max_prob"], posterior.max(-1).values)
+    assert scores["log_px_given_y"].tolist() == [-9.0, -20.0]  # the bound of the predicted class
+
+
+def test_predictive_models_are_scored_by_their_top_probability_only():
+    scores = detection_scores(small_model("cvae3"), torch.rand(5, 1, 8, 8), k=2)
+    assert set(scores) == {"max_prob"} and scores["max_prob"].shape == (5,)
+    assert (scores["max_prob"] >= 1 / 10).all()
+
+
+def test_the_threshold_rejects_the_asked_fraction_of_clean_scores():
+    clean = torch.randperm(200).float()
+    threshold = rejection_threshold(clean, 0.05)
+    assert (clean < threshold).float().mean() == pytest.approx(0.05)
+    assert (clean < rejection_threshold(clean, 0.0)).sum() == 0
+    with pytest.raises(UserError, match="false-rejection rate"):
+        rejection_threshold(clean, 1.0)
+
+
+def test_auroc_of_low_scores_for_unusual_inputs():
+    clean = torch.arange(10.0, 20.0)
+    assert auroc(clean, torch.arange(0.0, 10.0)) == 1.0  # every unusual input scores below every clean one
+    assert auroc(clean, torch.arange(20.0, 30.0)) == 0.0
+    assert auroc(clean, clean.clone()) == pytest.approx(0.5)
+    assert auroc(-1000 * clean, -1000 * torch.arange(20.0, 30.0)) == 1.0  # bounds in nats: far outside [0, 1]
+    assert auroc(clean, torch.tensor([-torch.inf, 5.0])) == 1.0
+    assert auroc(clean, torch.tensor([5.0, 15.5])) == pytest.approx((1.0 + 0.4) / 2)  # 15.5 is below 4 of the 10
+
+
+def test_out_of_distribution_sets_are_offline_and_shaped_like_the_data(tmp_path, monkeypatch):
+    monkeypatch.setenv("CVAEZOO_DATA", str(tmp_path / "empty"))  # no Fashion-MNIST copy: that set is left out
+    x = torch.rand(30, 1, 28, 28)
+    sets = ood_sets(x)
+    assert set(sets) == {"noise", "inverted", "rotated", "digits", "shapes"}
+    for name, images in sets.items():
+        assert images.shape == x.shape and images.min() >= 0 and images.max() <= 1, name
+    assert torch.equal(sets["inverted"], 1 - x)
+    assert torch.equal(torch.rot90(sets["rotated"], -1, dims=(-2, -1)), x)
+    assert not torch.equal(sets["digits"][0], sets["digits"][1]) and sets["shapes"].std() > 0.1
+    write_fake_idx_dir(tmp_path / "empty" / "fashion_mnist", n_test=40)  # a local copy where data=fashion_mnist puts it
+    assert ood_sets(x)["fashion_mnist"].shape == x.shape
+
+
+def test_classify_abstains_below_the_threshold_set_on_clean_validation_images(fitted, tmp_path, capsys):
+    """--reject 0.05: a trained CVAE-1 abstains on noise (its bound on log p(x) is far below any digit's) and
+    keeps most real digits; on the test split about 5 % are rejected; CVAE-3 has no log p(x) to threshold."""
+    import csv
+    import json
+
+    import numpy as np
+
+    from cvaezoo.cli import classify_main
+    from cvaezoo.data import MNIST5k
+
+    images, _ = MNIST5k().load()
+    batch = torch.cat([images[-10:], torch.rand(10, 1, 28, 28, generator=torch.Generator().manual_seed(0))])
+    np.save(tmp_path / "batch.npy", batch[:, 0].numpy())
+    classify_main([str(fitted["cvae1"]), "--images", str(tmp_path / "batch.npy"), "--reject", "0.05",
+                   "--out", str(tmp_path / "new")])
+    out = capsys.readouterr().out
+    with open(tmp_path / "new" / "predictions.csv") as f:
+        decisions = [row["predicted"] for row in csv.DictReader(f)]
+    assert decisions[10:] == ["abstain"] * 10 and decisions[:10].count("abstain") <= 2, decisions
+    assert "abstained on" in out and "log_px below" in out and "5.0% of clean validation images" in out
+
+    classify_main([str(fitted["cvae1"]), "--reject", "0.05", "--out", str(tmp_path / "split")])
+    metrics = json.loads((tmp_path / "split" / "metrics.json").read_text())
+    assert metrics["reject_score"] == "log_px" and 0 < metrics["abstained"] < 0.15
+    with open(tmp_path / "split" / "predictions.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert sum(row["predicted"] == "abstain" for row in rows) == round(metrics["abstained"] * len(rows))
+
+    with pytest.raises(SystemExit):
+        classify_main([str(fitted["cvae3"]), "--reject", "0.05", "--reject-score", "log_px", "--out", str(tmp_path / "c3")])
+    assert "--reject-score log_px: cvae3 scores inputs by max_prob" in capsys.readouterr().err
