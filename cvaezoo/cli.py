@@ -26,6 +26,7 @@ from cvaezoo.inference import (
     attribute_generation_accuracy,
     class_frechet_distances,
     classification_metrics,
+    completion_diversity,
     conditional_generation_accuracy,
     distinct_rows,
     evaluate_bound,
@@ -279,6 +280,11 @@ def evaluate(args: argparse.Namespace) -> dict:
                                                                                args.n_per_class)
     elif model.target_name == "x":
         print("conditional-generation accuracy skipped: no reference classifier (train one: cvaezoo-reference)")
+    if model.target_name == "y" and hasattr(datamodule, "complete"):  # structured outputs: several per input
+        completer = None if args.reference is None else ReferenceClassifier.load_from_checkpoint(
+            resolve_checkpoint(args.reference), map_location="cpu").eval()  # sees completed images: --reference only
+        diversity = completion_diversity(model, x, y, args.n_completions, datamodule.complete, completer)
+        result.update({key: value for key, value in diversity.items() if key != "per_input"})
     out = output_dir(args, checkpoint, "evaluate")
     write_json_atomic(out / "evaluation.json", result)
     _print_table(f"{model.model_name} on {args.split} ({len(x)} examples):",
@@ -329,4 +335,6 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reference", type=Path, default=None,
                         help="reference classifier: its run directory or .ckpt (default: runs/reference/<data>, cvaezoo-reference)")
     parser.add_argument("--n-per-class", type=int, default=100, help="generated samples per class (or per attribute combination) to score")
+    parser.add_argument("--n-completions", type=int, default=16,
+                        help="structured outputs (quadrants): draws per input for best-of-S error and diversity")
     _run(evaluate, parser, argv)

@@ -135,6 +135,48 @@ def attribute_frechet_distance(model: ConditionalVAE, reference: nn.Module, real
     return frechet_distance(reference, real_x, samples)
 
 
+@torch.no_grad()
+def completion_diversity(model: ConditionalVAE, x: Tensor, y: Tensor, n_samples: int = 16,
+                         complete=None, reference: nn.Module | None = None) -> dict:
+    """Several outputs per input of a predictive model (CVAE-3, GSNN, hybrid; the baseline's are all equal): the
+    means of p(y|x,z) for ``n_samples`` draws z ~ p(z|x), scored against the truth y and against each other.
+
+    ``best_of_s_error`` / ``mean_error``: the per-input minimum / mean over draws of the mean squared error to
+    the truth; ``pairwise_distance``: the root-mean-square distance between two draws of one input, averaged over
+    the pairs; with ``complete`` (inputs and outputs -> images) and a ``reference`` classifier,
+    ``distinct_classes``: how many classes the reference sees among an input's draws (mean over inputs), and
+    ``distinct_classes_ambiguous``: the same over the ``ambiguous_inputs``, those whose class the reference
+    cannot tell from the input alone (its top probability below 0.5). Means over inputs; ``per_input`` holds
+    each input's values.
+    """
+    if model.target_name != "y" or n_samples < 2:
+        raise UserError(f"completion diversity needs a model that predicts y and n_samples >= 2, got "
+                        f"{model.model_name} and {n_samples}")
+    model.eval()
+    rows = []
+    for xb, yb in zip(_batches(x, 100), _batches(y, 100)):
+        draws = model.sample(xb.to(model.device), n_samples).cpu().float()  # (B, S, D)
+        errors = ((draws - yb[:, None].float()) ** 2).flatten(2).mean(-1)  # (B, S)
+        gaps = torch.cdist(draws.flatten(2), draws.flatten(2)) / draws[0, 0].numel() ** 0.5  # (B, S, S) RMS
+        row = {"best_of_s_error": errors.min(1).values, "mean_error": errors.mean(1),
+               "pairwise_distance": gaps.sum((1, 2)) / (n_samples * (n_samples - 1))}
+        if complete is not None and reference is not None:
+            images = torch.cat([complete(xb, draws[:, s]) for s in range(n_samples)])  # draw-major
+            classes = reference.classify(images.to(reference.device)).cpu().view(n_samples, len(xb)).T
+            row["distinct_classes"] = torch.tensor([float(len(torch.unique(c))) for c in classes])
+            top = torch.softmax(reference(xb.to(reference.device)), -1).max(-1).values.cpu()
+            row["ambiguous"] = (top < 0.5).float()  # the reference cannot tell the class from the input alone
+        rows.append(row)
+    per_input = {key: torch.cat([r[key] for r in rows]) for key in rows[0]}
+    scores = {key: float(v.mean()) for key, v in per_input.items() if key != "ambiguous"}
+    if "ambiguous" in per_input:
+        ambiguous = per_input["ambiguous"].bool()
+        scores["ambiguous_inputs"] = int(ambiguous.sum())
+        scores["distinct_classes_ambiguous"] = float(per_input["distinct_classes"][ambiguous].mean()) \
+            if ambiguous.any() else float("nan")
+    return {**scores, "n_samples": n_samples, "per_input": {key: v.tolist() for key, v in per_input.items()}}
+
+
 # ----- evaluation of the bound ---------------------------------------------------------------------
 @torch.no_grad()
 def evaluate_bound(model: ConditionalVAE, x: Tensor, y: Tensor, k: int = 100, batch_size: int = 100) -> dict:

@@ -12,6 +12,7 @@ from cvaezoo.errors import UserError
 from cvaezoo.inference import (
     attribute_generation_accuracy,
     classification_metrics,
+    completion_diversity,
     conditional_generation_accuracy,
     distinct_rows,
     evaluate_bound,
@@ -119,3 +120,42 @@ def test_attribute_generation_accuracy_counts_groups_and_exact_matches():
 def test_distinct_rows_are_unique_and_sorted():
     rows = torch.tensor([[1.0, 0], [0, 1], [1, 0], [0, 0]])
     assert distinct_rows(rows).tolist() == [[0, 0], [0, 1], [1, 0]]
+
+
+class Completer(StandIn):
+    """Predicts y: draw s of input i is the 2-pixel vector [i, s] (so the draws differ in their second pixel)."""
+
+    def __init__(self):
+        super().__init__(target_name="y")
+
+    def sample(self, x, n):
+        index = x[:, 0].float()
+        return torch.stack([index[:, None].expand(-1, n), torch.arange(n).float().expand(len(x), n)], dim=-1)
+
+
+def test_completion_diversity_by_hand():
+    """Truth of input i: [i, 1]; draws [i, 0], [i, 1], [i, 2]: squared errors (0 + 1)/2, 0, 1/2; RMS distances
+    between draws |s - t| / sqrt(2) over the 6 ordered pairs; the reference reads the class off the second pixel."""
+    x = torch.arange(105.0)[:, None]  # two batches of 100 and 5
+    y = torch.stack([torch.arange(105.0), torch.ones(105)], dim=1)
+
+    class Reference(torch.nn.Module):  # reads the class off the second pixel; unsure (p = 0.4) for odd inputs
+        device = torch.device("cpu")
+
+        def classify(self, images):
+            return images[:, 1].long() % 2
+
+        def forward(self, inputs):
+            top = torch.where(inputs[:, 0] % 2 == 1, 0.4, 0.9)
+            return torch.stack([top, (1 - top) / 2, (1 - top) / 2], dim=1).log()
+
+    reference = Reference()
+    scores = completion_diversity(Completer(), x, y, n_samples=3, complete=lambda xb, draws: draws, reference=reference)
+    assert scores["best_of_s_error"] == 0.0 and scores["mean_error"] == pytest.approx(1 / 3)
+    assert scores["pairwise_distance"] == pytest.approx((4 * 1 + 2 * 2) / 6 / 2**0.5)
+    assert scores["distinct_classes"] == 2.0  # classes 0, 1, 0
+    assert scores["ambiguous_inputs"] == 52 and scores["distinct_classes_ambiguous"] == 2.0
+    assert len(scores["per_input"]["mean_error"]) == 105 and "distinct_classes" not in completion_diversity(
+        Completer(), x, y, n_samples=3)
+    with pytest.raises(UserError, match="predicts y and n_samples >= 2"):
+        completion_diversity(StandIn(), x, y)

@@ -1,10 +1,12 @@
 """Structured outputs: Sohn et al.'s quadrant completion with CVAE-3, its hybrid and the GSNN."""
 
+import json
 import math
 
 import pytest
 import torch
 
+from cvaezoo.cli import evaluate_main
 from cvaezoo.data import QuadrantMNIST
 from cvaezoo.data.quadrants import given_mask
 from cvaezoo.inference import evaluate_bound
@@ -100,6 +102,14 @@ def test_quadrant_experiment_trains_every_model_and_draws_completions(compose_co
     assert 0 < evaluation["cnll_s10"] < 588 * math.log(2)
     if model == "baseline":  # exact: the bound, the IWAE and the conditional likelihood coincide
         assert evaluation["cnll_s10"] == pytest.approx(-evaluation["elbo"]) == pytest.approx(-evaluation["iwae_k10"])
+    evaluate_main([str(tmp_path), "experiment=quadrants", "data.split=[300,100,100]", "-k", "2", "--n-completions", "4",
+                   "--out", str(tmp_path / "e")])  # the data overrides: this run has no Hydra record
+    scores = json.loads((tmp_path / "e" / "evaluation.json").read_text())
+    assert 0 < scores["best_of_s_error"] <= scores["mean_error"] < 1 and scores["n_samples"] == 4
+    if model == "baseline":  # one prediction per input: every draw is the same
+        assert scores["pairwise_distance"] == 0 and scores["best_of_s_error"] == pytest.approx(scores["mean_error"])
+    else:
+        assert scores["pairwise_distance"] > 0
 
 
 def small_baseline(**kwargs) -> Baseline:
