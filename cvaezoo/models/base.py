@@ -361,7 +361,8 @@ class ConditionalVAE(L.LightningModule):
         values = {"elbo": terms.elbo, "recon": terms.recon, "kl": terms.kl, "loss": loss}
         for name, value in {**values, **terms.extras}.items():
             self.metrics[f"{stage}_{name}"].update(value.detach())
-        self.metrics[f"{stage}_kl_weight"].update(torch.tensor(float(kl_weight), device=loss.device), weight=len(loss))
+        # one value per example (torchmetrics ignores ``weight`` under nan_strategy="disable")
+        self.metrics[f"{stage}_kl_weight"].update(torch.full_like(loss.detach(), float(kl_weight)))
         # Lightning writes step metrics when (step + 1) is a multiple of log_every_n_steps: log only then
         if stage == "train" and self._trainer is not None and (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
             step_values = {f"train_step/{name}": value.detach().mean() for name, value in values.items()}

@@ -1,0 +1,223 @@
+"""The Lightning side of every model, pinned by values: what a tiny fit logs, the checkpoint and condition checks,
+the non-finite policy and the per-process random streams (fast: 8x8 images, a few steps, no data module)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import lightning as L
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from cvaezoo.errors import UserError
+from cvaezoo.models import MODELS
+
+SMALL_NET = {"kind": "mlp", "hidden": [16]}
+
+
+def tiny(name: str = "cvae1", **kwargs):
+    return MODELS[name](x_shape=(1, 4, 4), y_dim=3, net=SMALL_NET, latent_dim=2, **kwargs)
+
+
+def data(n: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.bernoulli(torch.full((n, 1, 4, 4), 0.4), generator=generator), torch.arange(n) % 3
+
+
+def trainer(**kwargs) -> L.Trainer:
+    return L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                     enable_model_summary=False, **kwargs)
+
+
+def test_validation_logs_the_mean_of_every_term_over_every_example():
+    """Batches of 4, 4 and 2: each logged term is the mean over the 10 examples of the per-example term computed
+    with the same noise, loss = recon + beta * KL, elbo = -(recon + KL), and the KL weight is beta."""
+    model = tiny(beta=0.5)
+    x, y = data()
+    torch.manual_seed(3)
+    loader = DataLoader(TensorDataset(x, y), batch_size=4, generator=torch.Generator())  # its own stream: the model's
+    logged = trainer().validate(model, loader, verbose=False)[0]                             # noise alone uses seed 3
+    torch.manual_seed(3)
+    model.eval()
+    with torch.no_grad():
+        parts = [model.elbo_terms(x[i : i + 4], y[i : i + 4]) for i in (0, 4, 8)]
+    recon, kl = torch.cat([p.recon for p in parts]), torch.cat([p.kl for p in parts])
+    assert logged["val/recon"] == pytest.approx(float(recon.mean()), rel=1e-5)
+    assert logged["val/kl"] == pytest.approx(float(kl.mean()), rel=1e-5)
+    assert logged["val/elbo"] == pytest.approx(float(-(recon + kl).mean()), rel=1e-5)
+    assert logged["val/loss"] == pytest.approx(float((recon + 0.5 * kl).mean()), rel=1e-5)
+    assert logged["val/kl_weight"] == pytest.approx(0.5)
+    assert "val/bpd" not in logged  # binary pixels: no bits per dimension
+    assert all(model.metrics[f"val_{t}"].update_count == 0 for t in ("elbo", "recon", "kl"))  # reset for the next epoch
+
+
+def test_training_logs_each_steps_terms_and_the_warmed_up_kl_weight_per_example():
+    """Steps of 4, 4 and 2 examples with the KL weight warmed up over 4 steps (0, 0.25, 0.5): the epoch's
+    weight is their mean over examples, 0.2; every step logs its batch means (log_every_n_steps=1)."""
+    model = tiny(kl_warmup_steps=4)
+    x, y = data()
+    fit = trainer(max_epochs=1, log_every_n_steps=1)
+    steps = []
+
+    class Record(L.Callback):
+        def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+            steps.append({k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train_step/")})
+
+    fit.callbacks.append(Record())
+    fit.fit(model, DataLoader(TensorDataset(x, y), batch_size=4))
+    logged = fit.callback_metrics
+    assert float(logged["train/kl_weight"]) == pytest.approx(0.2)
+    assert [s["train_step/kl_weight"] for s in steps] == [0.0, 0.25, 0.5]
+    for step in steps:
+        assert step["train_step/loss"] == pytest.approx(step["train_step/recon"] + step["train_step/kl_weight"]
+                                                        * step["train_step/kl"], rel=1e-5)
+        assert step["train_step/elbo"] == pytest.approx(-(step["train_step/recon"] + step["train_step/kl"]), rel=1e-5)
+    assert float(logged["train/kl"]) > 0 and float(logged["train/elbo"]) < 0
+    assert "train/skipped_batches" not in logged and model.global_step == 3
+
+
+def test_a_nonfinite_batch_is_skipped_counted_and_not_logged():
+    """on_nonfinite=skip: the NaN batch's update is dropped, its terms are not accumulated, the count is logged."""
+    model = tiny(on_nonfinite="skip")
+    x, y = data()
+    x[4:8] = float("nan")  # the second batch
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit = trainer(max_epochs=1, log_every_n_steps=1)
+    fit.fit(model, DataLoader(TensorDataset(x, y), batch_size=4))
+    assert float(fit.callback_metrics["train/skipped_batches"]) == 1.0 and model.skipped_batches == 1
+    assert torch.isfinite(fit.callback_metrics["train/elbo"])
+    assert all(torch.isfinite(v).all() for v in model.state_dict().values())
+    assert any(not torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the good batches trained
+
+
+def test_a_nonfinite_batch_stops_training_by_default_naming_the_step_and_term():
+    model = tiny()
+    x, y = data()
+    x[4:8] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"non-finite recon and kl term at step 1 \(epoch 0\); training "
+                                                 r"stopped before updating the weights"):
+        trainer(max_epochs=1).fit(model, DataLoader(TensorDataset(x, y), batch_size=4))
+
+
+def fake_trainer(world_size: int = 1, rank: int = 0, decision=None) -> SimpleNamespace:
+    strategy = SimpleNamespace(reduce_boolean_decision=decision)
+    return SimpleNamespace(world_size=world_size, global_rank=rank, strategy=strategy, global_step=7,
+                           current_epoch=2, is_global_zero=True, log_every_n_steps=50,
+                           progress_bar_callback=None)
+
+
+def test_every_process_reseeds_its_stream_from_the_common_one_plus_its_rank():
+    draws = {}
+    for rank in (0, 1):
+        model = tiny()
+        model._trainer = fake_trainer(world_size=2, rank=rank)
+        torch.manual_seed(11)
+        model.on_train_start()
+        draws[rank] = torch.rand(3)
+    torch.manual_seed(11)
+    common = int(torch.randint(0, 2**31 - 1, (1,)))
+    for rank in (0, 1):
+        torch.manual_seed(common + rank)
+        assert torch.equal(draws[rank], torch.rand(3))
+    model = tiny()
+    model._trainer = fake_trainer(world_size=1)
+    torch.manual_seed(11)
+    model.on_train_start()  # one process: its seeded stream is left alone
+    assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(11)))
+
+
+def test_finiteness_is_decided_over_every_process():
+    asked = []
+
+    def decision(value, all):
+        asked.append((value, all))
+        return False  # another process saw a NaN
+
+    model = tiny()
+    assert model.all_finite(torch.ones(2)) and not model.all_finite(torch.tensor([1.0, float("inf")]))
+    model._trainer = fake_trainer(world_size=2, decision=decision)
+    assert not model.all_finite(torch.ones(2)) and asked == [(True, True)]
+    model._trainer = fake_trainer(world_size=1, decision=decision)
+    assert model.all_finite(torch.ones(2)) and len(asked) == 1  # one process: nothing to reduce
+
+
+def test_the_nonfinite_policy_counts_or_raises_with_the_step():
+    model = tiny(on_nonfinite="skip")
+    model._trainer = fake_trainer()
+    model.skip_update("loss")
+    model.skip_update("loss")
+    assert model.skipped_batches == 2 and model._skip_update
+    strict = tiny()
+    strict._trainer = fake_trainer()
+    with pytest.raises(FloatingPointError, match=r"non-finite gradient at step 7 \(epoch 2\)"):
+        strict._nonfinite("gradient")
+    assert strict.skipped_batches == 0
+
+
+def test_a_nonfinite_gradient_clears_every_gradient_when_skipping():
+    model = tiny(on_nonfinite="skip")
+    model._trainer = fake_trainer()
+    for p in model.parameters():
+        p.grad = torch.zeros_like(p)
+    next(model.parameters()).grad[0] = float("nan")
+    model.on_before_optimizer_step(None)
+    assert all(p.grad is None for p in model.parameters()) and model.skipped_batches == 1
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    model.on_before_optimizer_step(None)  # finite: kept
+    assert all(p.grad is not None for p in model.parameters()) and model.skipped_batches == 1
+
+
+def test_a_checkpoint_of_another_model_or_shape_is_refused_by_name():
+    model = tiny()
+    good = {"cvaezoo_model": "cvae1", "state_dict": model.state_dict()}
+    model.on_load_checkpoint(good)  # fits: no error
+    with pytest.raises(UserError, match="has no 'cvaezoo_model' entry"):
+        model.on_load_checkpoint({"state_dict": model.state_dict()})
+    with pytest.raises(UserError, match="checkpoint holds a cvae2 model, but a cvae1 model was configured"):
+        model.on_load_checkpoint({**good, "cvaezoo_model": "cvae2"})
+    state = dict(model.state_dict())
+    key = next(iter(state))
+    missing = {k: v for k, v in state.items() if k != key}
+    with pytest.raises(UserError, match=rf"missing \['{key}'\], unexpected \[\]"):
+        model.on_load_checkpoint({**good, "state_dict": missing})
+    with pytest.raises(UserError, match=r"missing \[\], unexpected \['extra.weight'\]"):
+        model.on_load_checkpoint({**good, "state_dict": {**state, "extra.weight": torch.zeros(1)}})
+    other = MODELS["cvae1"](x_shape=(1, 4, 4), y_dim=3, net=SMALL_NET, latent_dim=3)
+    with pytest.raises(UserError, match=r"has shape \(\d+(, \d+)*\) in the checkpoint but \(\d+(, \d+)*\) here"):
+        model.on_load_checkpoint({**good, "state_dict": other.state_dict()})
+
+
+def test_compile_compiles_each_network_once_and_not_the_metrics():
+    model = tiny(compile=True)
+    model.configure_model()
+    compiled = {name for name, module in model.named_children() if module._compiled_call_impl is not None}
+    assert compiled == {name for name, _ in model.named_children()} - {"metrics"}
+    model.configure_model()  # a second call (a resumed fit) does not wrap them again
+    assert model._compiled
+    plain = tiny()
+    plain.configure_model()
+    assert all(module._compiled_call_impl is None for module in plain.children())
+
+
+def test_class_labels_and_attribute_vectors_are_checked_outside_training():
+    model = tiny().eval()
+    assert model.encode_condition(torch.tensor([0, 2])).tolist() == [[1, 0, 0], [0, 0, 1]]
+    with pytest.raises(UserError, match=r"class labels must lie in \[0, 3\), got \[3, -1\]"):
+        model.encode_condition(torch.tensor([0, 3, -1, 2]))
+    with pytest.raises(UserError, match=r"class labels must have shape \(B,\), got \(2, 1\)"):
+        model.encode_condition(torch.tensor([[0], [1]]))
+    model.train()  # training data was checked once, up front; one_hot itself still refuses a label >= y_dim
+    assert model.encode_condition(torch.tensor([2])).tolist() == [[0, 0, 1]]
+    multihot = MODELS["cvae1"](x_shape=(1, 4, 4), y_kind="multihot", y_dim=3, net=SMALL_NET, latent_dim=2).eval()
+    assert multihot.encode_condition(torch.tensor([[1, 0, 1]])).dtype == torch.float32
+    with pytest.raises(UserError, match=r"attribute vectors must have shape \(B, 3\), got \(1, 2\)"):
+        multihot.encode_condition(torch.tensor([[1, 0]]))
+    x = torch.zeros(2, 1, 4, 4)
+    x[0, 0, 0, :2] = float("nan")
+    with pytest.raises(UserError, match="x contains 2 non-finite values"):
+        model.eval().check_x(x)
+    with pytest.raises(UserError, match=r"x must have shape \(B, 1, 4, 4\), got \(2, 1, 4, 5\)"):
+        model.check_x(torch.zeros(2, 1, 4, 5))
+    model.train().check_x(x)  # during training the finiteness check is the loss's
