@@ -95,6 +95,14 @@ def study(run_dir: Path, n_attack: int, n_spsa: int, spsa_steps: int, directions
                 examples[f"pgd_{eps}"] = adv[:8].numpy()
         result[name] = [{"eps": 0.0, "accuracy": result["clean_accuracy"]}, *rows]
     result["attack_seconds"] = time.time() - started
+    # the control: random +-eps on every pixel (clipped to [0, 1]), no attacker
+    result["noise"] = [{"eps": 0.0, "accuracy": result["clean_accuracy"]}]
+    for eps in EPSILONS[1:]:
+        signs = torch.randint(0, 2, x.shape, generator=generator).float() * 2 - 1
+        noisy = (x + eps * signs).clamp(0, 1)
+        result["noise"].append({"eps": eps, "accuracy": float((predictions(noisy) == y).float().mean()),
+                                "rejected": detected(detection_scores(model, noisy, **predict), thresholds,
+                                                     torch.ones(len(x), dtype=torch.bool))})
     # the gradient-free check: SPSA against PGD on the same examples at one eps
     xs, ys = x[:n_spsa], y[:n_spsa]
     started = time.time()

@@ -62,6 +62,14 @@ def accuracy_tables(runs: dict) -> str:
                 for key, group in runs.items()]
         text += f"\n**Accuracy under {attack.upper()}** (L∞, first {next(iter(runs.values()))[0]['n_attack']} " \
                 "test images; ε = 0 is the clean accuracy)\n\n" + table(["classifier", *[f"ε={e}" for e in eps]], rows)
+    rows = []
+    for key, group in runs.items():
+        for score in group[0]["thresholds"]:
+            rows.append([row_name(*key), score, *[f"{cell([r['noise'][i]['accuracy'] for r in group])} / "
+                                                  f"{cell([r['noise'][i]['rejected'][score] for r in group])}"
+                                                  for i in range(1, len(eps))]])
+    text += "\n**Control: random ±ε on every pixel** (no attacker; accuracy / fraction of the noisy images rejected " \
+            "at the 5 % threshold, by each score)\n\n" + table(["classifier", "score", *[f"ε={e}" for e in eps[1:]]], rows)
     rows = [[row_name(*key), cell([r["spsa"]["clean_accuracy"] for r in group]),
              cell([r["spsa"]["pgd_accuracy"] for r in group]), cell([r["spsa"]["spsa_accuracy"] for r in group])]
             for key, group in runs.items()]
