@@ -136,8 +136,21 @@ def attribute_frechet_distance(model: ConditionalVAE, reference: nn.Module, real
 
 
 @torch.no_grad()
+def prior_calibration(model: ConditionalVAE, x: Tensor, y: Tensor) -> Tensor:
+    """Per latent dimension, the mean over examples of E_q(z|x,y)[(z - mu_p)^2 / sigma_p^2] = ((mu_q - mu_p)^2 +
+    sigma_q^2) / sigma_p^2: about 1 where the prior p(z|...) spreads as widely as the posteriors of these data,
+    above 1 where it is overconfident (the codes of the truth lie further out than the prior's draws)."""
+    model.eval()
+    totals = torch.zeros(model.latent_dim)
+    for xb, yb in zip(_batches(x, 500), _batches(y, 500)):
+        _, q, p = model._posterior_and_prior(xb.to(model.device), yb.to(model.device))
+        totals += (((q.mean - p.mean) ** 2 + q.std**2) / p.std**2).sum(0).cpu()
+    return totals / len(x)
+
+
+@torch.no_grad()
 def completion_diversity(model: ConditionalVAE, x: Tensor, y: Tensor, n_samples: int = 16,
-                         complete=None, reference: nn.Module | None = None) -> dict:
+                         complete=None, reference: nn.Module | None = None, temperature: float = 1.0) -> dict:
     """Several outputs per input of a predictive model (CVAE-3, GSNN, hybrid; the baseline's are all equal): the
     means of p(y|x,z) for ``n_samples`` draws z ~ p(z|x), scored against the truth y and against each other.
 
@@ -155,7 +168,7 @@ def completion_diversity(model: ConditionalVAE, x: Tensor, y: Tensor, n_samples:
     model.eval()
     rows = []
     for xb, yb in zip(_batches(x, 100), _batches(y, 100)):
-        draws = model.sample(xb.to(model.device), n_samples).cpu().float()  # (B, S, D)
+        draws = model.sample(xb.to(model.device), n_samples, temperature=temperature).cpu().float()  # (B, S, D)
         errors = ((draws - yb[:, None].float()) ** 2).flatten(2).mean(-1)  # (B, S)
         gaps = torch.cdist(draws.flatten(2), draws.flatten(2)) / draws[0, 0].numel() ** 0.5  # (B, S, S) RMS
         row = {"best_of_s_error": errors.min(1).values, "mean_error": errors.mean(1),

@@ -13,6 +13,7 @@ from cvaezoo.inference import (
     attribute_generation_accuracy,
     classification_metrics,
     completion_diversity,
+    prior_calibration,
     conditional_generation_accuracy,
     distinct_rows,
     evaluate_bound,
@@ -128,9 +129,9 @@ class Completer(StandIn):
     def __init__(self):
         super().__init__(target_name="y")
 
-    def sample(self, x, n):
+    def sample(self, x, n, temperature=1.0):
         index = x[:, 0].float()
-        return torch.stack([index[:, None].expand(-1, n), torch.arange(n).float().expand(len(x), n)], dim=-1)
+        return torch.stack([index[:, None].expand(-1, n), temperature * torch.arange(n).float().expand(len(x), n)], dim=-1)
 
 
 def test_completion_diversity_by_hand():
@@ -155,7 +156,26 @@ def test_completion_diversity_by_hand():
     assert scores["pairwise_distance"] == pytest.approx((4 * 1 + 2 * 2) / 6 / 2**0.5)
     assert scores["distinct_classes"] == 2.0  # classes 0, 1, 0
     assert scores["ambiguous_inputs"] == 52 and scores["distinct_classes_ambiguous"] == 2.0
+    wider = completion_diversity(Completer(), x, y, n_samples=3, temperature=2.0)  # draws [i, 0], [i, 2], [i, 4]
+    assert wider["pairwise_distance"] == pytest.approx(2 * scores["pairwise_distance"])
     assert len(scores["per_input"]["mean_error"]) == 105 and "distinct_classes" not in completion_diversity(
         Completer(), x, y, n_samples=3)
     with pytest.raises(UserError, match="predicts y and n_samples >= 2"):
         completion_diversity(StandIn(), x, y)
+
+
+def test_prior_calibration_by_hand():
+    """q = N(2, 1) and p = N(0, 4) in dimension 0: E_q[z^2] / 4 = (4 + 1) / 4; equal Gaussians in dimension 1: 1."""
+    from cvaezoo.distributions import DiagonalGaussian
+
+    model = StandIn(target_name="y")
+    model.latent_dim = 2
+
+    def posterior_and_prior(x, y):
+        n = len(x)
+        q = DiagonalGaussian(torch.tensor([2.0, 0.5]).expand(n, 2), torch.zeros(n, 2))
+        p = DiagonalGaussian(torch.tensor([0.0, 0.5]).expand(n, 2), torch.tensor([2 * 0.6931472, 0.0]).expand(n, 2))
+        return None, q, p
+
+    model._posterior_and_prior = posterior_and_prior
+    assert torch.allclose(prior_calibration(model, torch.zeros(700, 1), torch.zeros(700)), torch.tensor([1.25, 1.0]))
