@@ -2,7 +2,7 @@
 run.sh), written as JSON. See README.md beside this file for the protocol.
 
 Usage: python experiments/robustness/study.py RUN_DIR --out-dir DIR [--n-attack 200] [--n-spsa 50]
-writes DIR/<model>_s<seed>.json and .npz (the first 8 test images, clean and attacked by PGD at each eps).
+writes DIR/<model>_s<seed>.json and .npz (one attacked image of each class, clean and attacked by PGD at each eps).
 """
 
 from __future__ import annotations
@@ -63,8 +63,9 @@ def study(run_dir: Path, n_attack: int, n_spsa: int, spsa_steps: int, directions
     seed = int(config["seed"])
     model = load_model(run_dir).eval()
     data = load_run_data(run_dir, [], model.x_shape, model.y_dim)
-    x, y = data.split_tensors("test")
-    x, y = x[:n_attack], y[:n_attack]
+    x, y = data.split_tensors("test")  # grouped by class: take images spread evenly over the split
+    pick = torch.linspace(0, len(x) - 1, min(n_attack, len(x))).long()
+    x, y = x[pick], y[pick]
     val_x, _ = data.split_tensors("val")
     predict = default_kwargs(model)
     loss = classifier_loss(model, seed=seed, **attack_kwargs(model))
@@ -81,7 +82,8 @@ def study(run_dir: Path, n_attack: int, n_spsa: int, spsa_steps: int, directions
                     "predict": predict, "attack": attack_kwargs(model), "thresholds": thresholds,
                     "clean_accuracy": float(clean_right.float().mean()),
                     "clean_rejected": detected(clean_scores, thresholds, torch.ones(len(x), dtype=torch.bool))}
-    examples = {"clean": x[:8].numpy()}
+    every = max(1, len(x) // 10)
+    examples = {"clean": x[::every][:10].numpy(), "labels": y[::every][:10].numpy()}  # one image of each class
     started = time.time()
     for name, attack, kwargs in (("fgsm", fgsm, {}), ("pgd", pgd, {"steps": 20, "generator": generator})):
         rows = []
@@ -92,7 +94,7 @@ def study(run_dir: Path, n_attack: int, n_spsa: int, spsa_steps: int, directions
             rows.append({"eps": eps, "accuracy": float(right.float().mean()), "fooled": int(fooled.sum()),
                          "detected": detected(detection_scores(model, adv, **predict), thresholds, fooled)})
             if name == "pgd":
-                examples[f"pgd_{eps}"] = adv[:8].numpy()
+                examples[f"pgd_{eps}"] = adv[::every][:10].numpy()
         result[name] = [{"eps": 0.0, "accuracy": result["clean_accuracy"]}, *rows]
     result["attack_seconds"] = time.time() - started
     # the control: random +-eps on every pixel (clipped to [0, 1]), no attacker
@@ -104,7 +106,8 @@ def study(run_dir: Path, n_attack: int, n_spsa: int, spsa_steps: int, directions
                                 "rejected": detected(detection_scores(model, noisy, **predict), thresholds,
                                                      torch.ones(len(x), dtype=torch.bool))})
     # the gradient-free check: SPSA against PGD on the same examples at one eps
-    xs, ys = x[:n_spsa], y[:n_spsa]
+    spread = torch.linspace(0, len(x) - 1, min(n_spsa, len(x))).long()
+    xs, ys = x[spread], y[spread]
     started = time.time()
     spsa_adv = attacked(spsa, loss, xs, ys, SPSA_EPS, steps=spsa_steps, directions=directions, generator=generator)
     pgd_adv = attacked(pgd, loss, xs, ys, SPSA_EPS, steps=20, generator=generator)
@@ -123,8 +126,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("run", type=Path)
     parser.add_argument("--out-dir", type=Path, required=True)
-    parser.add_argument("--n-attack", type=int, default=200, help="test images attacked (the first N of the split)")
-    parser.add_argument("--n-spsa", type=int, default=50, help="test images attacked by SPSA (the first N)")
+    parser.add_argument("--n-attack", type=int, default=200, help="test images attacked (N spread evenly over the split)")
+    parser.add_argument("--n-spsa", type=int, default=50, help="of these, images attacked by SPSA (spread evenly)")
     parser.add_argument("--spsa-steps", type=int, default=20)
     parser.add_argument("--directions", type=int, default=32, help="SPSA: random directions per gradient estimate")
     args = parser.parse_args()

@@ -60,21 +60,22 @@ def accuracy_tables(runs: dict) -> str:
     for attack in ("pgd", "fgsm"):
         rows = [[row_name(*key), *[cell([r[attack][i]["accuracy"] for r in group]) for i in range(len(eps))]]
                 for key, group in runs.items()]
-        text += f"\n**Accuracy under {attack.upper()}** (L∞, first {next(iter(runs.values()))[0]['n_attack']} " \
-                "test images; ε = 0 is the clean accuracy)\n\n" + table(["classifier", *[f"ε={e}" for e in eps]], rows)
+        text += f"\n**Accuracy under {attack.upper()}** (L∞, {next(iter(runs.values()))[0]['n_attack']} " \
+                "test images, about 20 of each class; ε = 0 is the clean accuracy)\n\n" + table(["classifier", *[f"ε={e}" for e in eps]], rows)
     rows = []
     for key, group in runs.items():
-        for score in group[0]["thresholds"]:
-            rows.append([row_name(*key), score, *[f"{cell([r['noise'][i]['accuracy'] for r in group])} / "
-                                                  f"{cell([r['noise'][i]['rejected'][score] for r in group])}"
-                                                  for i in range(1, len(eps))]])
+        score = "log_px" if "log_px" in group[0]["thresholds"] else "max_prob"  # the default of --reject
+        rows.append([row_name(*key), score, *[f"{cell([r['noise'][i]['accuracy'] for r in group])} / "
+                                              f"{cell([r['noise'][i]['rejected'][score] for r in group])}"
+                                              for i in range(1, len(eps))]])
     text += "\n**Control: random ±ε on every pixel** (no attacker; accuracy / fraction of the noisy images rejected " \
-            "at the 5 % threshold, by each score)\n\n" + table(["classifier", "score", *[f"ε={e}" for e in eps[1:]]], rows)
+            "at the 5 % threshold by the default score of `cvaezoo-classify --reject`)\n\n" \
+            + table(["classifier", "score", *[f"ε={e}" for e in eps[1:]]], rows)
     rows = [[row_name(*key), cell([r["spsa"]["clean_accuracy"] for r in group]),
              cell([r["spsa"]["pgd_accuracy"] for r in group]), cell([r["spsa"]["spsa_accuracy"] for r in group])]
             for key, group in runs.items()]
     first = next(iter(runs.values()))[0]["spsa"]
-    text += f"\n**Gradient-free check** (ε = {first['eps']}, first {first['n']} test images; SPSA: {first['steps']} " \
+    text += f"\n**Gradient-free check** (ε = {first['eps']}, {first['n']} of those test images, about 5 of each class; SPSA: {first['steps']} " \
             f"steps of {first['directions']} random ±1 directions)\n\n" + table(["classifier", "clean", "PGD", "SPSA"], rows)
     return text
 
@@ -104,6 +105,9 @@ def ood_table(runs: dict) -> str:
 
 
 def curves(runs: dict, path: Path) -> None:
+    """PGD accuracy against eps: one panel per likelihood of the generative models, CVAE-3 and the NN (dashed,
+    no likelihood over x) in both; one colour per model."""
+    colours = dict(zip(MODELS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, variant in zip(axes, VARIANTS):
         for (v, model), group in runs.items():
@@ -111,23 +115,25 @@ def curves(runs: dict, path: Path) -> None:
                 continue
             eps = [row["eps"] for row in group[0]["pgd"]]
             acc = [statistics.mean(r["pgd"][i]["accuracy"] for r in group) for i in range(len(eps))]
-            ax.plot(eps, acc, marker="o", label=MODELS[model], linestyle="--" if model in ("cvae3", "baseline") else "-")
-        ax.set_title(f"PGD, generative classifiers: {VARIANTS[variant]}", fontsize=9)
+            ax.plot(eps, acc, marker="o", label=MODELS[model], color=colours[model],
+                    linestyle="--" if model in ("cvae3", "baseline") else "-")
+        ax.set_title(f"PGD; generative models with {VARIANTS[variant]}", fontsize=9)
         ax.set_xlabel("ε (L∞)")
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     axes[0].set_ylabel("test accuracy (mean of 3 seeds)")
-    axes[1].legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
 
 
 def attacked_grid(folder: Path, runs: dict, path: Path) -> None:
-    """A row per classifier (seed 0): two test digits, each clean then attacked by PGD at each ε."""
+    """A row per classifier (seed 0): a 3 and an 8 of the test split, each clean then attacked by PGD at each ε."""
     rows = []
     for variant, model in runs:
         examples = np.load(folder / "runs" / variant / f"{model}_s0.npz")
         keys = ["clean", *sorted(k for k in examples.files if k.startswith("pgd_"))]
-        rows.append(torch.cat([torch.from_numpy(examples[k][i : i + 1]) for i in (0, 1) for k in keys]))
+        chosen = [int(np.nonzero(examples["labels"] == digit)[0][0]) for digit in (3, 8)]
+        rows.append(torch.cat([torch.from_numpy(examples[k][i : i + 1]) for i in chosen for k in keys]))
     save_image_grid(torch.stack(rows), path)
 
 
