@@ -5,7 +5,8 @@ run.sh (or diversity.sh), with the prior's temperature calibrated on the validat
 
 For each row (nn, gsnn, cvae, hybrid, cvae_wd) and run <row>/q<Q>_s<seed>: S = 16 completions per test input (the means of
 p(y|x,z), z ~ p(z|x)), scored by cvaezoo.inference.completion_diversity; the prior's calibration
-E_q[(z - mu_p)^2 / sigma_p^2] on validation and test (1 = as wide as the posteriors of those data); for CVAE and
+E_q[(z - mu_p)^2 / sigma_p^2] on each split (1 = as wide as the posteriors of those data; and its largest value
+over latent dimensions on test); for CVAE and
 hybrid also at the temperature T = sqrt(that mean on validation), with the prior-sampled -log p(y|x) at 1 and T.
 Writes diversity.md, diversity.json and ambiguous_q<Q>.png.
 """
@@ -55,8 +56,9 @@ def score(run: Path, reference, row: str) -> tuple[dict, dict]:
     temperatures = {"1": 1.0}
     if row in CALIBRATED:
         val_calibration, test_calibration = prior_calibration(model, val_x, val_y), prior_calibration(model, x, y)
-        result.update(calibration_val=float(val_calibration.mean()), calibration_test=float(test_calibration.mean()),
-                      calibration_test_max=float(test_calibration.max()))
+        train_calibration = prior_calibration(model, *data.split_tensors("train"))
+        result.update(calibration_train=float(train_calibration.mean()), calibration_val=float(val_calibration.mean()),
+                      calibration_test=float(test_calibration.mean()), calibration_test_max=float(test_calibration.max()))
         temperatures["T"] = math.sqrt(float(val_calibration.mean()))
         result["temperature"] = temperatures["T"]
     draws = {}
@@ -108,7 +110,7 @@ def main() -> None:
     (args.out / "diversity.json").write_text(json.dumps(results, indent=1))
     header = ["row", "prior temperature", f"best-of-{S} error", "mean error", "distance between draws",
               "distinct digits", "distinct digits, ambiguous inputs", "−log p(y\\|x), prior draws (nats)",
-              "prior calibration, val / test"]
+              "prior calibration: train / val / test / test, widest dimension"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, runs in results.items():
         for name in ("1", "T"):
@@ -117,8 +119,8 @@ def main() -> None:
             def cell(key, fmt=".4f", runs=runs, name=name):
                 return mean_std([r[name][key] for r in runs if key in r[name]], fmt, ".2g")
             temperature = "1" if name == "1" else mean_std([r["temperature"] for r in runs], ".2f", ".2g")
-            calibration = (f"{mean_std([r['calibration_val'] for r in runs], '.2f', '.2g')} / "
-                           f"{mean_std([r['calibration_test'] for r in runs], '.2f', '.2g')}") if "calibration_val" in runs[0] else "–"
+            calibration = " / ".join(mean_std([r[f"calibration_{part}"] for r in runs], ".2f", ".2g")
+                                     for part in ("train", "val", "test", "test_max")) if "calibration_val" in runs[0] else "–"
             ambiguous = statistics.mean(r[name]["ambiguous_inputs"] for r in runs)
             lines.append(f"| {ROWS[row]} | {temperature} | {cell('best_of_s_error')} | {cell('mean_error')} | "
                          f"{cell('pairwise_distance')} | {cell('distinct_classes', '.2f')} | "
