@@ -33,7 +33,7 @@ from cvaezoo.inference import (
     predict_proba,
 )
 from cvaezoo.models.base import ConditionalVAE
-from cvaezoo.models.reference import ReferenceClassifier
+from cvaezoo.models.reference import load_reference
 from cvaezoo.robustness import detection_scores, rejection_threshold, score_names
 from cvaezoo.runs import load_run_data, run_data_config, write_json_atomic
 from cvaezoo.viz import save_image_grid, save_images
@@ -117,6 +117,11 @@ def abstentions(args: argparse.Namespace, checkpoint: Path, model: ConditionalVA
                       "abstained": float(rejected.float().mean())}
 
 
+def decide(probs: torch.Tensor, rejected: torch.Tensor, classes: list[str]) -> list[str]:
+    """Each row's most probable class by name, or "abstain" where it was rejected."""
+    return ["abstain" if r else classes[i] for r, i in zip(rejected.tolist(), probs.argmax(1).tolist())]
+
+
 def _report_abstentions(rejection: dict, rejected: torch.Tensor) -> None:
     if rejection:
         print(f"abstained on {int(rejected.sum())} of {len(rejected)} inputs: {rejection['reject_score']} below "
@@ -133,7 +138,7 @@ def classify(args: argparse.Namespace) -> dict:
         names, x = new_inputs(args, checkpoint, model)
         probs = predict_proba(model, x, **kwargs)
         rejected, rejection = abstentions(args, checkpoint, model, x, kwargs)
-        decisions = ["abstain" if r else classes[i] for r, i in zip(rejected.tolist(), probs.argmax(1).tolist())]
+        decisions = decide(probs, rejected, classes)
         with open(out / "predictions.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["file", "predicted", "probability", *[f"p_{c}" for c in classes]])
@@ -158,8 +163,8 @@ def classify(args: argparse.Namespace) -> dict:
     with open(out / "predictions.csv", "w", newline="") as f:
         writer = csv.writer(f)
         writer.writerow(["index", "label", "predicted", *[f"p_{c}" for c in classes]])
-        for i, (label, r, row) in enumerate(zip(labels.tolist(), rejected.tolist(), probs.tolist())):
-            writer.writerow([i, classes[label], "abstain" if r else classes[int(np.argmax(row))], *[f"{p:.6g}" for p in row]])
+        for i, (label, decision, row) in enumerate(zip(labels.tolist(), decide(probs, rejected, classes), probs.tolist())):
+            writer.writerow([i, classes[label], decision, *[f"{p:.6g}" for p in row]])
     write_json_atomic(out / "metrics.json", metrics)
     _print_table(f"{model.model_name} on {args.split} ({len(x)} examples, {kwargs}):",
                  {k: metrics[k] for k in ("accuracy", "nll", "ece", "abstained", "accuracy_accepted") if k in metrics})
@@ -248,7 +253,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     reference_path = args.reference or default_reference(checkpoint, args.overrides)
     reference = None
     if model.target_name == "x" and reference_path is not None:
-        reference = ReferenceClassifier.load_from_checkpoint(resolve_checkpoint(reference_path), map_location="cpu").eval()
+        reference = load_reference(reference_path)
         fits = tuple(reference.hparams.x_shape) == model.x_shape and reference.hparams.y_dim == model.y_dim
         if not fits and args.reference is None:  # the default one belongs to other data: skip it
             print(f"{reference_path} was trained on other data (x {tuple(reference.hparams.x_shape)}); pass --reference")
@@ -281,8 +286,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     elif model.target_name == "x":
         print("conditional-generation accuracy skipped: no reference classifier (train one: cvaezoo-reference)")
     if model.target_name == "y" and hasattr(datamodule, "complete"):  # structured outputs: several per input
-        completer = None if args.reference is None else ReferenceClassifier.load_from_checkpoint(
-            resolve_checkpoint(args.reference), map_location="cpu").eval()  # sees completed images: --reference only
+        completer = None if args.reference is None else load_reference(args.reference)  # sees completed images
         diversity = completion_diversity(model, x, y, args.n_completions, datamodule.complete, completer)
         result.update({key: value for key, value in diversity.items() if key != "per_input"})
     out = output_dir(args, checkpoint, "evaluate")

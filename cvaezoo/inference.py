@@ -17,7 +17,7 @@ from cvaezoo.errors import UserError
 from cvaezoo.models.base import ConditionalVAE
 
 
-def _batches(x: Tensor, batch_size: int) -> Iterable[Tensor]:
+def batches(x: Tensor, batch_size: int) -> Iterable[Tensor]:
     for start in range(0, len(x), batch_size):
         yield x[start : start + batch_size]
 
@@ -27,7 +27,7 @@ def _batches(x: Tensor, batch_size: int) -> Iterable[Tensor]:
 def predict_proba(model: ConditionalVAE, x: Tensor, batch_size: int = 250, **kwargs) -> Tensor:
     """p(y|x) for every row of x, (N, C), in batches (kwargs go to ``model.predict_proba``)."""
     model.eval()
-    return torch.cat([model.predict_proba(b.to(model.device), **kwargs).cpu() for b in _batches(x, batch_size)])
+    return torch.cat([model.predict_proba(b.to(model.device), **kwargs).cpu() for b in batches(x, batch_size)])
 
 
 def classification_metrics(probs: Tensor, labels: Tensor, n_bins: int = 15) -> dict:
@@ -54,7 +54,7 @@ def distinct_rows(attributes: Tensor) -> Tensor:
 def _samples_for(model: ConditionalVAE, conditions: Tensor, n: int) -> Iterator[tuple[Tensor, Tensor]]:
     """(a part of ``conditions``, its n samples each as (len(part) * n, ...) on the CPU), about 2000 samples at a
     time: z ~ p(z|y), the mean of p(x|z,y)."""
-    for part in _batches(conditions, max(1, 2000 // n)):
+    for part in batches(conditions, max(1, 2000 // n)):
         yield part, model.sample(part.to(model.device), n).flatten(0, 1).cpu()
 
 
@@ -107,7 +107,7 @@ def frechet_distance(reference: nn.Module, real: Tensor, generated: Tensor, batc
     of the real and of the generated images (torchmetrics' FID with that feature extractor); 0 for equal sets."""
     metric = FrechetInceptionDistance(feature=ReferenceFeatures(reference).eval(), normalize=True)
     for images, is_real in ((real, True), (generated, False)):
-        for batch in _batches(images, batch_size):
+        for batch in batches(images, batch_size):
             metric.update(batch.to(reference.device).float(), real=is_real)
     return float(metric.compute())
 
@@ -142,7 +142,7 @@ def prior_calibration(model: ConditionalVAE, x: Tensor, y: Tensor) -> Tensor:
     above 1 where it is overconfident (the codes of the truth lie further out than the prior's draws)."""
     model.eval()
     totals = torch.zeros(model.latent_dim)
-    for xb, yb in zip(_batches(x, 500), _batches(y, 500)):
+    for xb, yb in zip(batches(x, 500), batches(y, 500)):
         _, q, p = model._posterior_and_prior(xb.to(model.device), yb.to(model.device))
         totals += (((q.mean - p.mean) ** 2 + q.std**2) / p.std**2).sum(0).cpu()
     return totals / len(x)
@@ -167,7 +167,7 @@ def completion_diversity(model: ConditionalVAE, x: Tensor, y: Tensor, n_samples:
                         f"{model.model_name} and {n_samples}")
     model.eval()
     rows = []
-    for xb, yb in zip(_batches(x, 100), _batches(y, 100)):
+    for xb, yb in zip(batches(x, 100), batches(y, 100)):
         draws = model.sample(xb.to(model.device), n_samples, temperature=temperature).cpu().float()  # (B, S, D)
         errors = ((draws - yb[:, None].float()) ** 2).flatten(2).mean(-1)  # (B, S)
         gaps = torch.cdist(draws.flatten(2), draws.flatten(2)) / draws[0, 0].numel() ** 0.5  # (B, S, S) RMS
@@ -201,7 +201,7 @@ def evaluate_bound(model: ConditionalVAE, x: Tensor, y: Tensor, k: int = 100, ba
     model.eval()
     predictive = model.target_name == "y"  # CVAE-3, GSNN, hybrid, baseline
     sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0, f"iwae_k{k}": 0.0, **({f"cnll_s{k}": 0.0} if predictive else {})}
-    for xb, yb in zip(_batches(x, batch_size), _batches(y, batch_size)):
+    for xb, yb in zip(batches(x, batch_size), batches(y, batch_size)):
         xb, yb = xb.to(model.device), yb.to(model.device)
         terms = model.elbo_terms(xb, yb, n_samples=1)
         sums["elbo"] += float(terms.elbo.sum())

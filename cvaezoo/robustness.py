@@ -26,6 +26,7 @@ from torch import Tensor
 from torchmetrics.classification import BinaryAUROC
 
 from cvaezoo.errors import UserError
+from cvaezoo.inference import batches
 from cvaezoo.models.base import ConditionalVAE
 
 #: a per-example loss to maximise, (x, y) -> (B,)
@@ -65,19 +66,18 @@ def _project(adv: Tensor, x: Tensor, eps: float) -> Tensor:
     return torch.minimum(torch.maximum(adv, x - eps), x + eps).clamp(0, 1)
 
 
-def _gradient(loss: Loss, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
-    """(loss per example, its gradient in x)."""
+def _gradient(loss: Loss, x: Tensor, y: Tensor) -> Tensor:
+    """The gradient in x of the summed per-example loss."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        values = loss(x, y)
-        (grad,) = torch.autograd.grad(values.sum(), x)
-    return values.detach(), grad
+        (grad,) = torch.autograd.grad(loss(x, y).sum(), x)
+    return grad
 
 
 def fgsm(loss: Loss, x: Tensor, y: Tensor, eps: float) -> Tensor:
     """x + eps * sign(grad loss), clipped to [0, 1]."""
     _check_eps(eps)
-    return _project(x + eps * _gradient(loss, x, y)[1].sign(), x, eps)
+    return _project(x + eps * _gradient(loss, x, y).sign(), x, eps)
 
 
 def _signed_ascent(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float | None,
@@ -105,7 +105,7 @@ def pgd(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 20, step_size
         generator: torch.Generator | None = None) -> Tensor:
     """Projected gradient ascent: ``steps`` signed steps of ``step_size`` (default 2.5 eps / steps) from a
     uniform random start, kept in the eps-ball and [0, 1]; each example's highest-loss iterate."""
-    return _signed_ascent(loss, x, y, eps, steps, step_size, lambda adv: _gradient(loss, adv, y)[1], generator)
+    return _signed_ascent(loss, x, y, eps, steps, step_size, lambda adv: _gradient(loss, adv, y), generator)
 
 
 def spsa_gradient(loss: Loss, x: Tensor, y: Tensor, directions: int = 32, delta: float = 0.01,
@@ -150,8 +150,8 @@ def detection_scores(model: ConditionalVAE, x: Tensor, batch_size: int = 250, se
     """
     model.eval()
     parts: dict[str, list[Tensor]] = {"max_prob": []}
-    for start in range(0, len(x), batch_size):
-        batch = x[start : start + batch_size].to(model.device)
+    for batch in batches(x, batch_size):
+        batch = batch.to(model.device)
         with fixed_noise(seed, batch.device):
             log_probs = model.log_predictive(batch, **predict_kwargs)
         parts["max_prob"].append(log_probs.exp().max(-1).values.cpu())

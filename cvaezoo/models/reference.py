@@ -6,6 +6,7 @@ is the discriminative baseline of classifier mode. ``cvaezoo-reference`` trains 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import lightning as L
 import torch
@@ -15,6 +16,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from cvaezoo.attributes import attribute_loss, attributes_from_scores, group_matches
+from cvaezoo.checkpoint_files import resolve_checkpoint
 from cvaezoo.errors import UserError
 from cvaezoo.nets import Encoder, NetConfig
 
@@ -86,3 +88,8 @@ class ReferenceClassifier(L.LightningModule):
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
+
+
+def load_reference(path: str | Path) -> ReferenceClassifier:
+    """A trained reference classifier from its run directory or .ckpt, on the CPU, in eval mode."""
+    return ReferenceClassifier.load_from_checkpoint(resolve_checkpoint(path), map_location="cpu").eval()

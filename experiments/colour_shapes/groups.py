@@ -13,17 +13,16 @@ from pathlib import Path
 import torch
 
 from cvaezoo.attributes import group_matches
-from cvaezoo.checkpoint_files import resolve_checkpoint
 from cvaezoo.checkpoints import load_model
 from cvaezoo.inference import distinct_rows
-from cvaezoo.models.reference import ReferenceClassifier
+from cvaezoo.models.reference import load_reference
 from cvaezoo.runs import load_run_data
 
 
 @torch.no_grad()
 def main() -> None:
     root = Path(sys.argv[1])
-    reference = ReferenceClassifier.load_from_checkpoint(resolve_checkpoint(root / "reference"), map_location="cpu").eval()
+    reference = load_reference(root / "reference")
     rows = {}
     for name in ("cvae1", "cvae4"):
         run = root / name / "s0"

@@ -21,11 +21,10 @@ from pathlib import Path
 
 import torch
 
-from cvaezoo.checkpoint_files import resolve_checkpoint
 from cvaezoo.checkpoints import load_model
 from cvaezoo.collect import mean_std
-from cvaezoo.inference import completion_diversity, prior_calibration
-from cvaezoo.models.reference import ReferenceClassifier
+from cvaezoo.inference import batches, completion_diversity, prior_calibration
+from cvaezoo.models.reference import load_reference
 from cvaezoo.runs import load_run_data
 from cvaezoo.viz import save_image_grid
 
@@ -39,8 +38,7 @@ S = 16
 def prior_sampled_nll(model, x: torch.Tensor, y: torch.Tensor, temperature: float, samples: int = 100) -> float:
     """-log (1/S) sum_s p(y|x,z_s), z_s ~ p(z|x) at ``temperature``: the predictive likelihood of the draws."""
     total = 0.0
-    for start in range(0, len(x), 100):
-        xb, yb = x[start : start + 100], y[start : start + 100]
+    for xb, yb in zip(batches(x, 100), batches(y, 100)):
         z = model.prior(xb, None).rsample(samples, temperature)
         total -= float((torch.logsumexp(model.log_likelihood(z, xb, None, yb), 0) - math.log(samples)).sum())
     return total / len(x)
@@ -98,7 +96,7 @@ def main() -> None:
     parser.add_argument("--reference", type=Path, required=True)
     parser.add_argument("--quadrants", type=int, default=1)
     args = parser.parse_args()
-    reference = ReferenceClassifier.load_from_checkpoint(resolve_checkpoint(args.reference), map_location="cpu").eval()
+    reference = load_reference(args.reference)
     results: dict[str, list[dict]] = {}
     seed0: dict[str, dict] = {}
     for row in ROWS:

@@ -18,7 +18,7 @@ import yaml
 
 from cvaezoo.checkpoints import load_model
 from cvaezoo.data.ood import ood_sets
-from cvaezoo.inference import predict_proba
+from cvaezoo.inference import batches, predict_proba
 from cvaezoo.robustness import (
     auroc,
     classifier_loss,
@@ -45,12 +45,12 @@ def default_kwargs(model) -> dict:
 def attack_kwargs(model) -> dict:
     """The loss the attacker follows: the same classifier with one draw (fixed by a seed) where it averages draws,
     so that each gradient costs one pass per class."""
-    method, k = next(iter(model.classifier_methods.items()))
-    return {"method": method, "k": min(k, 1)}
+    predict = default_kwargs(model)
+    return {**predict, "k": min(predict["k"], 1)}
 
 
 def attacked(attack, loss, x: torch.Tensor, y: torch.Tensor, eps: float, batch: int = 250, **kwargs) -> torch.Tensor:
-    return torch.cat([attack(loss, x[i : i + batch], y[i : i + batch], eps, **kwargs) for i in range(0, len(x), batch)])
+    return torch.cat([attack(loss, xb, yb, eps, **kwargs) for xb, yb in zip(batches(x, batch), batches(y, batch))])
 
 
 def detected(scores: dict, thresholds: dict, mask: torch.Tensor) -> dict:
