@@ -22,9 +22,9 @@ from cvaezoo.data.images import load_inputs
 from cvaezoo.errors import UserError, one_line_errors
 from cvaezoo.figures import figures
 from cvaezoo.inference import (
-    attribute_frechet_distance,
     attribute_generation_accuracy,
-    class_frechet_distances,
+    attribute_sample_quality,
+    class_sample_quality,
     classification_metrics,
     completion_diversity,
     conditional_generation_accuracy,
@@ -266,9 +266,7 @@ def evaluate(args: argparse.Namespace) -> dict:
             generation = conditional_generation_accuracy(model, reference, args.n_per_class)
             result["generation_accuracy"] = generation["overall"]
             result["generation_accuracy_per_class"] = generation["per_class"]
-            distances = class_frechet_distances(model, reference, real_x, real_y, args.n_per_class)
-            result["frechet_distance"] = distances["overall"]
-            result["frechet_distance_per_class"] = distances["per_class"]
+            result.update(class_sample_quality(model, reference, real_x, real_y, args.n_per_class))
         else:  # attribute vectors: combinations seen in training, and held-out ones where the data has them
             sets = {"seen": distinct_rows(datamodule.split_dataset("train").tensors[1])}
             if "unseen" in datamodule.splits:
@@ -276,13 +274,12 @@ def evaluate(args: argparse.Namespace) -> dict:
             for name, combinations in sets.items():
                 scores = attribute_generation_accuracy(model, reference, combinations, args.n_per_class)
                 result.update({f"{key}_{name}": value for key, value in scores.items()})
-            if args.split != "unseen":  # samples for the seen combinations against the split's real images
-                result["frechet_distance_seen"] = attribute_frechet_distance(model, reference, real_x, sets["seen"],
-                                                                             args.n_per_class)
+            real_sets = {"seen": real_x} if args.split != "unseen" else {}  # samples against the split's real images
             if "unseen" in sets:
-                unseen_x = datamodule.splits["unseen"].tensors[0]
-                result["frechet_distance_unseen"] = attribute_frechet_distance(model, reference, unseen_x, sets["unseen"],
-                                                                               args.n_per_class)
+                real_sets["unseen"] = datamodule.splits["unseen"].tensors[0]
+            for name, images in real_sets.items():
+                quality = attribute_sample_quality(model, reference, images, sets[name], args.n_per_class)
+                result.update({f"{key}_{name}": value for key, value in quality.items()})
     elif model.target_name == "x":
         print("conditional-generation accuracy skipped: no reference classifier (train one: cvaezoo-reference)")
     if model.target_name == "y" and hasattr(datamodule, "complete"):  # structured outputs: several per input

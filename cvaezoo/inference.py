@@ -113,26 +113,63 @@ def frechet_distance(reference: nn.Module, real: Tensor, generated: Tensor, batc
 
 
 @torch.no_grad()
-def class_frechet_distances(model: ConditionalVAE, reference: nn.Module, real_x: Tensor, real_y: Tensor,
-                            n_per_class: int = 100) -> dict:
-    """Fréchet distance of label-conditioned samples (n per class, z ~ p(z|y), the mean of p(x|z,y)) to the real
-    images: overall (every class, as many samples per class as asked) and per class (that class only)."""
+def reference_features(reference: nn.Module, images: Tensor, batch_size: int = 500) -> Tensor:
+    """The reference's penultimate features of the images, (N, D), on the CPU."""
+    encoder = ReferenceFeatures(reference).eval()
+    return torch.cat([encoder(b.to(reference.device).float()).cpu() for b in batches(images, batch_size)])
+
+
+def manifold_precision_recall(real: Tensor, generated: Tensor, k: int = 3) -> dict[str, float]:
+    """Improved precision and recall (Kynkaanniemi et al. 2019) of two sets of feature vectors: each set's
+    manifold is the union of balls around its points reaching their k-th nearest neighbour in the set.
+    ``precision``: the fraction of generated points inside the real manifold (blurred or broken samples lower
+    it); ``recall``: the fraction of real points inside the generated manifold (missing modes lower it)."""
+
+    def covered(points: Tensor, support: Tensor) -> Tensor:
+        radii = torch.cdist(support, support).kthvalue(k + 1, dim=1).values  # the nearest (k = 0) is the point itself
+        return (torch.cdist(points, support) <= radii).any(1).double().mean()
+
+    if min(len(real), len(generated)) <= k:
+        raise UserError(f"precision and recall with k={k} need more than {k} images per set, "
+                        f"got {len(real)} real and {len(generated)} generated")
+    real, generated = real.double(), generated.double()
+    return {"precision": float(covered(generated, real)), "recall": float(covered(real, generated))}
+
+
+def sample_quality(reference: nn.Module, real: Tensor, generated: Tensor, max_points: int = 5000) -> dict[str, float]:
+    """``frechet_distance``, ``precision`` and ``recall`` of generated images against real ones, all in the
+    reference classifier's feature space; precision and recall use a fixed random subset of at most
+    ``max_points`` images of each set (their cost grows with the square of its size)."""
+    generator = torch.Generator().manual_seed(0)
+    subsets = [images[torch.randperm(len(images), generator=generator)[:max_points]] if len(images) > max_points
+               else images for images in (real, generated)]
+    features = [reference_features(reference, images) for images in subsets]
+    return {"frechet_distance": frechet_distance(reference, real, generated), **manifold_precision_recall(*features)}
+
+
+@torch.no_grad()
+def class_sample_quality(model: ConditionalVAE, reference: nn.Module, real_x: Tensor, real_y: Tensor,
+                         n_per_class: int = 100) -> dict:
+    """Label-conditioned samples (n per class, z ~ p(z|y), the mean of p(x|z,y)) against the real images: the
+    :func:`sample_quality` of every class's samples together, and ``frechet_distance_per_class`` (that class's
+    samples against that class's real images)."""
     require_image_decoder(model, "the Fréchet distance of samples")
     model.eval()
     samples = torch.cat([s for _, s in _samples_for(model, torch.arange(model.y_dim), n_per_class)])  # class-major
     by_class = samples.view(model.y_dim, n_per_class, *samples.shape[1:])
     per_class = [frechet_distance(reference, real_x[real_y == c], by_class[c]) for c in range(model.y_dim)]
-    return {"overall": frechet_distance(reference, real_x, samples), "per_class": per_class}
+    return {**sample_quality(reference, real_x, samples), "frechet_distance_per_class": per_class}
 
 
 @torch.no_grad()
-def attribute_frechet_distance(model: ConditionalVAE, reference: nn.Module, real_x: Tensor, combinations: Tensor,
-                               n_per_combination: int = 20) -> float:
-    """Fréchet distance of samples for the given attribute combinations (n each) to real images of them."""
+def attribute_sample_quality(model: ConditionalVAE, reference: nn.Module, real_x: Tensor, combinations: Tensor,
+                             n_per_combination: int = 20) -> dict[str, float]:
+    """The :func:`sample_quality` of samples for the given attribute combinations (n each) against real images
+    of them."""
     require_image_decoder(model, "the Fréchet distance of samples")
     model.eval()
     samples = torch.cat([s for _, s in _samples_for(model, combinations, n_per_combination)])
-    return frechet_distance(reference, real_x, samples)
+    return sample_quality(reference, real_x, samples)
 
 
 @torch.no_grad()
@@ -159,14 +196,14 @@ def completion_diversity(model: ConditionalVAE, x: Tensor, y: Tensor, n_samples:
     the pairs; with ``complete`` (inputs and outputs -> images) and a ``reference`` classifier,
     ``distinct_classes``: how many classes the reference sees among an input's draws (mean over inputs), and
     ``distinct_classes_ambiguous``: the same over the ``ambiguous_inputs``, those whose class the reference
-    cannot tell from the input alone (its top probability below 0.5). Means over inputs; ``per_input`` holds
-    each input's values.
+    cannot tell from the input alone (its top probability below 0.5), and the :func:`sample_quality` of the first
+    draw's completed images against the true ones. Means over inputs; ``per_input`` holds each input's values.
     """
     if model.target_name != "y" or n_samples < 2:
         raise UserError(f"completion diversity needs a model that predicts y and n_samples >= 2, got "
                         f"{model.model_name} and {n_samples}")
     model.eval()
-    rows = []
+    rows, completed, true_images = [], [], []
     for xb, yb in zip(batches(x, 100), batches(y, 100)):
         draws = model.sample(xb.to(model.device), n_samples, temperature=temperature).cpu().float()  # (B, S, D)
         errors = ((draws - yb[:, None].float()) ** 2).flatten(2).mean(-1)  # (B, S)
@@ -179,6 +216,8 @@ def completion_diversity(model: ConditionalVAE, x: Tensor, y: Tensor, n_samples:
             row["distinct_classes"] = torch.tensor([float(len(torch.unique(c))) for c in classes])
             top = torch.softmax(reference(xb.to(reference.device)), -1).max(-1).values.cpu()
             row["ambiguous"] = (top < 0.5).float()  # the reference cannot tell the class from the input alone
+            completed.append(images[: len(xb)])  # the first draw of each input
+            true_images.append(complete(xb, yb))
         rows.append(row)
     per_input = {key: torch.cat([r[key] for r in rows]) for key in rows[0]}
     scores = {key: float(v.mean()) for key, v in per_input.items() if key != "ambiguous"}
@@ -187,6 +226,7 @@ def completion_diversity(model: ConditionalVAE, x: Tensor, y: Tensor, n_samples:
         scores["ambiguous_inputs"] = int(ambiguous.sum())
         scores["distinct_classes_ambiguous"] = float(per_input["distinct_classes"][ambiguous].mean()) \
             if ambiguous.any() else float("nan")
+        scores.update(sample_quality(reference, torch.cat(true_images), torch.cat(completed)))
     return {**scores, "n_samples": n_samples, "per_input": {key: v.tolist() for key, v in per_input.items()}}
 
 

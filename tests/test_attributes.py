@@ -177,6 +177,7 @@ def test_command_line_tools_on_attribute_data(compose_config, tmp_path):
     evaluation = json.loads((tmp_path / "e" / "evaluation.json").read_text())
     assert 100 < evaluation["combinations_seen"] <= 132 and evaluation["combinations_unseen"] == 12  # distinct train rows
     assert evaluation["frechet_distance_seen"] > 0 and evaluation["frechet_distance_unseen"] > 0
+    assert {f"{key}_{name}" for key in ("precision", "recall") for name in ("seen", "unseen")} <= evaluation.keys()
     # averages over exactly the samples asked for: 2 per combination, 5 attribute groups each
     for name, count in (("unseen", 12), ("seen", evaluation["combinations_seen"])):
         for key, scored in (("attribute_accuracy", 2 * count * 5), ("exact_match", 2 * count)):

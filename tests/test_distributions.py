@@ -53,6 +53,12 @@ def test_rsample_is_reparameterised_and_uses_given_noise():
     assert torch.allclose(z, 0.5 * eps)
     z.sum().backward()
     assert mean.grad is not None and logvar.grad is not None
+    assert q.rsample().shape == (1, 2, 3)  # one draw by default, with a leading sample axis
+    double = DiagonalGaussian(torch.zeros(2, 3, dtype=torch.float64), torch.zeros(2, 3, dtype=torch.float64))
+    torch.manual_seed(0)
+    drawn = double.rsample(4)
+    torch.manual_seed(0)
+    assert torch.equal(drawn, torch.randn(4, 2, 3, dtype=torch.float64))  # noise drawn in the parameters' precision
 
 
 def test_standard_gaussian_is_n01():

@@ -16,6 +16,8 @@ from cvaezoo.inference import (
     evaluate_bound,
     frechet_distance,
     predict_proba,
+    reference_features,
+    sample_quality,
 )
 from cvaezoo.models import CVAE1, CVAE2
 from cvaezoo.models.reference import ReferenceClassifier
@@ -174,3 +176,28 @@ def test_frechet_distance_is_small_between_real_sets_and_sees_blur_and_shuffled_
     scrambled = frechet_distance(reference, real, shuffled)
     assert frechet_distance(reference, real, real) == pytest.approx(0.0, abs=1e-2 * same + 1e-6)
     assert 0 < same < blurred / 4 and same < scrambled / 4, (same, blurred, scrambled)
+
+
+def test_precision_sees_broken_images_and_recall_sees_missing_classes(reference):
+    """The sanity checks of the precision/recall pair: real images against other real images score high on both;
+    images with their pixels shuffled fall out of the real manifold (precision) and cover none of it (recall);
+    samples of half the classes lose recall, not precision. Blur, in a classifier's feature space, keeps images
+    near their class (precision stays) but narrows them (recall and the Fréchet distance see it)."""
+    data = instantiate(compose_overrides(*SMALL_MNIST, "data.binarize=none", "run_dir=.").data)
+    train_x, train_y = data.split_tensors("train")
+    order = torch.randperm(len(train_x), generator=torch.Generator().manual_seed(0))
+    real, other, other_y = train_x[order[:500]], train_x[order[500:1000]], train_y[order[500:1000]]
+    same = sample_quality(reference, real, other)
+    generator = torch.Generator().manual_seed(0)
+    shuffled = sample_quality(reference, real, other.flatten(1)[:, torch.randperm(28 * 28, generator=generator)]
+                              .view_as(other))
+    blurred = sample_quality(reference, real, torch.nn.functional.avg_pool2d(other, 5, stride=1, padding=2))
+    low_digits = other[other_y < 5]
+    half = sample_quality(reference, real, torch.cat([low_digits, low_digits])[: len(other)])  # as many images
+    assert same["precision"] > 0.6 and same["recall"] > 0.6, same
+    assert shuffled["precision"] < same["precision"] / 2 and shuffled["recall"] < 0.1, (same, shuffled)
+    assert half["recall"] < 0.7 * same["recall"] and half["precision"] > 0.8 * same["precision"], (same, half)
+    assert blurred["recall"] < 0.7 * same["recall"], (same, blurred)
+    assert same["frechet_distance"] < min(half["frechet_distance"], blurred["frechet_distance"]) / 4
+    assert same == sample_quality(reference, real, other)
+    assert reference_features(reference, other).shape == (len(other), reference.encoder.out_dim)

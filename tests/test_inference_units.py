@@ -10,14 +10,16 @@ import torch
 
 from cvaezoo.errors import UserError
 from cvaezoo.inference import (
+    _samples_for,
     attribute_generation_accuracy,
     classification_metrics,
     completion_diversity,
-    prior_calibration,
     conditional_generation_accuracy,
     distinct_rows,
     evaluate_bound,
+    manifold_precision_recall,
     predict_proba,
+    prior_calibration,
 )
 
 
@@ -143,6 +145,11 @@ def test_completion_diversity_by_hand():
     class Reference(torch.nn.Module):  # reads the class off the second pixel; unsure (p = 0.4) for odd inputs
         device = torch.device("cpu")
 
+        def __init__(self):
+            super().__init__()
+            self.encoder = torch.nn.Flatten()  # features: the images themselves
+            self.encoder.out_dim = 2
+
         def classify(self, images):
             return images[:, 1].long() % 2
 
@@ -156,6 +163,10 @@ def test_completion_diversity_by_hand():
     assert scores["pairwise_distance"] == pytest.approx((4 * 1 + 2 * 2) / 6 / 2**0.5)
     assert scores["distinct_classes"] == 2.0  # classes 0, 1, 0
     assert scores["ambiguous_inputs"] == 52 and scores["distinct_classes_ambiguous"] == 2.0
+    # the first draws [i, 0] against the truths [i, 1]: equal spreads, means 1 apart; each draw lies 1 from its
+    # truth, inside the real points' third-neighbour radius (2), and the other way round
+    assert scores["frechet_distance"] == pytest.approx(1.0, abs=1e-3)
+    assert scores["precision"] == 1.0 and scores["recall"] == 1.0
     wider = completion_diversity(Completer(), x, y, n_samples=3, temperature=2.0)  # draws [i, 0], [i, 2], [i, 4]
     assert wider["pairwise_distance"] == pytest.approx(2 * scores["pairwise_distance"])
     assert len(scores["per_input"]["mean_error"]) == 105 and "distinct_classes" not in completion_diversity(
@@ -179,3 +190,37 @@ def test_prior_calibration_by_hand():
 
     model._posterior_and_prior = posterior_and_prior
     assert torch.allclose(prior_calibration(model, torch.zeros(700, 1), torch.zeros(700)), torch.tensor([1.25, 1.0]))
+
+
+def test_manifold_precision_and_recall_by_hand():
+    """k = 1 on a line. Real points 0, 1, 2, 3, 10 reach their nearest neighbour at radii 1, 1, 1, 1, 7; the
+    generated points 0.5, 0.7, 9, 21 at 0.2, 0.2, 8.3, 12. Precision: 0.5, 0.7 (within 1 of 0 or 1) and 9
+    (within 7 of 10) lie in the real manifold, 21 does not: 3/4. Recall: 1, 2, 3 (within 8.3 of 9) and 10 lie in
+    the generated manifold, 0 does not (0.5 from 0.5 > 0.2, 9 from 9 > 8.3, 21 from 21 > 12): 4/5."""
+    real = torch.tensor([[0.0], [1.0], [2.0], [3.0], [10.0]])
+    generated = torch.tensor([[0.5], [0.7], [9.0], [21.0]])
+    assert manifold_precision_recall(real, generated, k=1) == {"precision": 0.75, "recall": 0.8}
+    assert manifold_precision_recall(real, real, k=1) == {"precision": 1.0, "recall": 1.0}
+    # k = 3 widens every ball (real radii 3, 2, 2, 3, 9; generated 20.5, 20.3, 12, 20.5): 21 stays out, 0 is covered
+    assert manifold_precision_recall(real, generated, k=3) == {"precision": 0.75, "recall": 1.0}
+    with pytest.raises(UserError, match="need more than 3 images per set, got 5 real and 3 generated"):
+        manifold_precision_recall(real, generated[:3], k=3)
+
+
+def test_samples_come_in_condition_order_about_2000_at_a_time():
+    """_samples_for yields (conditions, their n samples each flattened to (len * n, C, H, W)), in order, with at
+    most max(1, 2000 // n) conditions per part."""
+
+    class Sampler(torch.nn.Module):
+        device = torch.device("cpu")
+
+        def sample(self, conditions, n):  # sample j of condition c: an image filled with 10 c + j
+            values = 10 * conditions[:, None].float() + torch.arange(n).float()
+            return values[..., None, None, None].expand(-1, -1, 1, 2, 2)
+
+    parts = list(_samples_for(Sampler(), torch.arange(700), 3))
+    assert [len(part) for part, _ in parts] == [666, 34]
+    samples = torch.cat([s for _, s in parts])
+    assert samples.shape == (2100, 1, 2, 2)
+    assert torch.equal(samples[:, 0, 0, 0], (10 * torch.arange(700)[:, None] + torch.arange(3)).flatten().float())
+    assert [len(part) for part, _ in _samples_for(Sampler(), torch.arange(3), 3000)] == [1, 1, 1]

@@ -214,6 +214,23 @@ def test_bernoulli_on_grey_pixels_is_refused_unless_allowed():
         MODELS["baseline"](x_shape=(1, 4, 4), y_kind="vector", y_dim=8, likelihood="categorical")
 
 
+@pytest.mark.parametrize("kwargs, message", [
+    ({"name": "cvae1", "likelihood": "bernoulli", "pixel_levels": 17},
+     "this data has 17 grey levels, so its bound would bound nothing: use model.likelihood=null (here "
+     "continuous_bernoulli), continuous_bernoulli or gaussian, or binarize the data (data.binarize=dynamic or "
+     "threshold); model.allow_grey_bernoulli=true keeps the unnormalised BCE"),
+    ({"name": "cvae3", "likelihood": "bernoulli"}, "cvae3 with y_kind='class' needs model.likelihood=categorical, "
+                                                   "got 'bernoulli'"),
+    ({"name": "cvae4", "likelihood": "categorical"}, "cvae4 models images x: model.likelihood=categorical is for "
+                                                     "class labels"),
+])
+def test_a_likelihood_that_does_not_fit_the_target_is_refused_with_the_fix(kwargs, message):
+    name = kwargs.pop("name")
+    with pytest.raises(ValueError) as refused:
+        MODELS[name](x_shape=(1, 8, 8), y_dim=10, net=SMALL_NET, latent_dim=2, **kwargs)
+    assert message in str(refused.value)
+
+
 @pytest.mark.parametrize("name, y_kind, levels, expected", [
     ("cvae1", "class", 2, "bernoulli"), ("cvae4", "class", 256, "discretized_logistic"),
     ("cvae2", "class", 17, "continuous_bernoulli"), ("cvae3", "class", 256, "categorical"),
@@ -255,6 +272,40 @@ def test_cvae3_averages_probabilities_over_z_not_logits():
     probs = model.predict_proba(torch.zeros(1, 1, 8, 8), k=2)
     expected = torch.softmax(logits, -1).mean(0)  # [0.741, 0.259, ...]; averaging logits would give [0.881, 0.119]
     assert torch.allclose(probs[0], expected, atol=1e-6) and probs[0, 0] == pytest.approx(0.7410, abs=1e-3)
+
+
+def test_cvae3_classifier_mode_reads_the_prior_mean_or_averages_k_prior_draws():
+    """k=0 or method="mean" (and the default): softmax of the logits at z = the prior mean; otherwise the mean of
+    the softmax over k draws z ~ p(z|x), each input with its own draws; structured outputs are refused."""
+    model = make_model("cvae3").eval()
+    x = torch.rand(3, 1, 8, 8)
+    prior = model.prior(x, None)
+
+    def by_hand(z):  # (S, B, D) -> mean over S of softmax(logits(x, z))
+        return torch.stack([torch.softmax(model.likelihood_params(zs, x, None), -1) for zs in z]).mean(0)
+
+    at_mean = by_hand(prior.mean[None])
+    for kwargs in ({}, {"k": 0}, {"k": 5, "method": "mean"}):
+        assert torch.allclose(model.predict_proba(x, **kwargs), at_mean, atol=1e-6), kwargs
+    torch.manual_seed(0)
+    drawn = model.predict_proba(x, k=5)
+    torch.manual_seed(0)
+    assert torch.allclose(drawn, by_hand(prior.rsample(5)), atol=1e-6) and not torch.allclose(drawn, at_mean)
+    torch.manual_seed(0)
+    assert not torch.allclose(model.predict_proba(x, k=1), at_mean)  # one draw is not the mean
+    structured = make_model("cvae3", y_kind="vector", likelihood="bernoulli")
+    with pytest.raises(ValueError, match="predict_proba needs class labels; use sample\\(x, n\\) for structured outputs"):
+        structured.predict_proba(x)
+
+
+def test_bayes_rule_classifies_with_one_elbo_draw_per_class_by_default():
+    """predict_proba(x) asks class_bounds for k=1 and the ELBO unless told otherwise."""
+    model = make_model("cvae1")
+    asked = []
+    model.class_bounds = lambda x, k, method: asked.append((k, method)) or torch.zeros(len(x), 10)
+    model.predict_proba(torch.zeros(2, 1, 8, 8))
+    model.predict_proba(torch.zeros(2, 1, 8, 8), k=7, method="iwae")
+    assert asked == [(1, "elbo"), (7, "iwae")]
 
 
 @pytest.mark.parametrize("name", LATENT_MODELS)

@@ -6,20 +6,22 @@
 # classifier trained on all 144 combinations; test -ELBO on seen and on unseen combinations;
 # attribute-editing grids. About 10 minutes on 2 CPU cores.
 # Usage: bash experiments/attributes/run.sh      (EPOCHS=60 by default)
+#        TAG=mlp OVERRIDES="net=mlp" bash experiments/attributes/run.sh   (a variant: runs/attributes_mlp, results in
+#        experiments/attributes/mlp; OVERRIDES go to every model's training)
 #        STUDY=colour_shapes bash experiments/attributes/run.sh   (the same study in colour: 576 combinations,
 #        8-bit RGB, conv nets; conf/experiment/colour_shapes.yaml; results in experiments/colour_shapes)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 study=${STUDY:-attributes}
-root=runs/$study
-out=experiments/$study
+root=runs/$study${TAG:+_$TAG}
+out=experiments/$study${TAG:+/$TAG}
 quiet="trainer.enable_progress_bar=false trainer.enable_model_summary=false"
 reference=$root/reference  # its run directory (checkpoints/best.ckpt)
 rm -rf "$root"
 cvaezoo-reference experiment=$study data.heldout=0 hydra.run.dir=$root/reference $quiet
 for model in cvae1 cvae4; do
   # conf/experiment/$study.yaml holds the settings (data=shapes, 60 epochs); EPOCHS=N overrides them
-  cvaezoo-train -m experiment=$study model=$model seed=0,1,2 ${EPOCHS:+trainer.max_epochs=$EPOCHS} \
+  cvaezoo-train -m experiment=$study model=$model seed=0,1,2 ${EPOCHS:+trainer.max_epochs=$EPOCHS} ${OVERRIDES:-} \
     hydra.sweep.dir=$root/$model 'hydra.sweep.subdir=s${seed}'
 done
 for run in "$root"/cvae*/s*/; do

@@ -31,6 +31,12 @@ COLUMNS = {  # column title -> (evaluation file, key, sign)
     "all attributes right, unseen": ("evaluate", "exact_match_unseen", 1),
     "test −ELBO, seen (nats)": ("evaluate", "test/elbo", -1),
     "−ELBO on unseen combinations (nats)": ("evaluate_unseen", "unseen/elbo", -1),
+    "Fréchet distance, seen": ("evaluate", "frechet_distance_seen", 1),
+    "Fréchet distance, unseen": ("evaluate", "frechet_distance_unseen", 1),
+    "precision, seen": ("evaluate", "precision_seen", 1),
+    "recall, seen": ("evaluate", "recall_seen", 1),
+    "precision, unseen": ("evaluate", "precision_unseen", 1),
+    "recall, unseen": ("evaluate", "recall_unseen", 1),
 }
 BITS = {  # 8-bit data (the colour shapes): the same bounds in bits per dimension
     "test −ELBO, seen (bits/dim)": ("evaluate", "test/bpd_elbo", 1),

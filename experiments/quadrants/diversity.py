@@ -6,7 +6,8 @@ run.sh (or diversity.sh), with the prior's temperature calibrated on the validat
 For each row (nn, gsnn, cvae, hybrid, cvae_wd) and run <row>/q<Q>_s<seed>: S = 16 completions per test input (the means of
 p(y|x,z), z ~ p(z|x)), scored by cvaezoo.inference.completion_diversity; the prior's calibration
 E_q[(z - mu_p)^2 / sigma_p^2] on each split (1 = as wide as the posteriors of those data; and its largest value
-over latent dimensions on test); for CVAE and
+over latent dimensions on test); the Fréchet distance and precision / recall of the completed images of the first
+draw against the true ones, in the reference's features; for CVAE and
 hybrid also at the temperature T = sqrt(that mean on validation), with the prior-sampled -log p(y|x) at 1 and T.
 Writes diversity.md, diversity.json and ambiguous_q<Q>.png.
 """
@@ -108,6 +109,7 @@ def main() -> None:
     (args.out / "diversity.json").write_text(json.dumps(results, indent=1))
     header = ["row", "prior temperature", f"best-of-{S} error", "mean error", "distance between draws",
               "distinct digits", "distinct digits, ambiguous inputs", "−log p(y\\|x), prior draws (nats)",
+              "Fréchet distance, first draw", "precision / recall, first draw",
               "prior calibration: train / val / test / test, widest dimension"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row, runs in results.items():
@@ -123,7 +125,8 @@ def main() -> None:
             lines.append(f"| {ROWS[row]} | {temperature} | {cell('best_of_s_error')} | {cell('mean_error')} | "
                          f"{cell('pairwise_distance')} | {cell('distinct_classes', '.2f')} | "
                          f"{cell('distinct_classes_ambiguous', '.2f')} ({ambiguous:.0f} inputs) | "
-                         f"{cell('prior_sampled_nll', '.1f')} | {calibration} |")
+                         f"{cell('prior_sampled_nll', '.1f')} | {cell('frechet_distance', '.2f')} | "
+                         f"{cell('precision', '.3f')} / {cell('recall', '.3f')} | {calibration} |")
     seeds = sorted({r["seed"] for runs in results.values() for r in runs})
     text = (f"{args.quadrants} quadrant(s) given, test split, S = {S} draws per input, seeds {seeds} "
             f"(mean ± std over seeds).\n\n" + "\n".join(lines) + "\n")
