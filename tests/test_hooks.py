@@ -77,6 +77,31 @@ def test_training_logs_each_steps_terms_and_the_warmed_up_kl_weight_per_example(
     assert "train/skipped_batches" not in logged and model.global_step == 3
 
 
+def test_step_terms_are_logged_only_on_the_steps_lightning_writes():
+    """log_every_n_steps=3 over 7 steps: Lightning writes step metrics after steps 2 and 5 (0-based), so the batch
+    means are computed and logged there only, as step values; validation steps log none."""
+    model = tiny()
+    x, y = data(n=7)
+    calls = []
+    log_dict = model.log_dict
+
+    def spy(values, **kwargs):
+        calls.append((model.global_step, sorted(values), kwargs))
+        return log_dict(values, **kwargs)
+
+    model.log_dict = spy
+    loader = DataLoader(TensorDataset(x, y), batch_size=1)
+    trainer(max_epochs=1, log_every_n_steps=3).fit(model, loader, loader)
+    names = sorted(f"train_step/{t}" for t in ("elbo", "recon", "kl", "loss", "kl_weight"))
+    assert calls == [(step, names, {"on_step": True, "on_epoch": False}) for step in (2, 5)]
+
+
+def test_the_gsnn_keeps_the_checkpoint_with_the_lowest_loss_the_cvae_and_hybrid_their_bound():
+    assert tiny("cvae3").checkpoint_metric() == ("val/elbo", "max")
+    assert tiny("cvae3", hybrid_alpha=0.0).checkpoint_metric() == ("val/loss", "min")  # the GSNN has no posterior
+    assert tiny("cvae3", hybrid_alpha=0.5).checkpoint_metric() == ("val/elbo", "max")
+
+
 def test_a_nonfinite_batch_is_skipped_counted_and_not_logged():
     """on_nonfinite=skip: the NaN batch's update is dropped, its terms are not accumulated, the count is logged."""
     model = tiny(on_nonfinite="skip")
@@ -206,6 +231,9 @@ def test_class_labels_and_attribute_vectors_are_checked_outside_training():
     assert model.encode_condition(torch.tensor([0, 2])).tolist() == [[1, 0, 0], [0, 0, 1]]
     with pytest.raises(UserError, match=r"class labels must lie in \[0, 3\), got \[3, -1\]"):
         model.encode_condition(torch.tensor([0, 3, -1, 2]))
+    for labels, named in (([0, 3], r"\[3\]"), ([-1, 2], r"\[-1\]"), ([5, 6, 7, 8, 9, 10, 11], r"\[5, 6, 7, 8, 9\]")):
+        with pytest.raises(UserError, match=r"class labels must lie in \[0, 3\), got " + named + "$"):
+            model.encode_condition(torch.tensor(labels))  # one bound at a time; at most 5 named
     with pytest.raises(UserError, match=r"class labels must have shape \(B,\), got \(2, 1\)"):
         model.encode_condition(torch.tensor([[0], [1]]))
     model.train()  # training data was checked once, up front; one_hot itself still refuses a label >= y_dim
