@@ -114,6 +114,13 @@ def test_a_nonfinite_batch_is_skipped_counted_and_not_logged():
     assert torch.isfinite(fit.callback_metrics["train/elbo"])
     assert all(torch.isfinite(v).all() for v in model.state_dict().values())
     assert any(not torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the good batches trained
+    (optimizer,) = fit.optimizers
+    assert {int(state["step"]) for state in optimizer.state.values()} == {2}  # batches 1 and 3 updated, 2 did not
+
+
+def test_the_optimiser_takes_the_configured_learning_rate_and_weight_decay():
+    (group,) = tiny(lr=0.02, weight_decay=0.003).configure_optimizers().param_groups
+    assert (group["lr"], group["weight_decay"]) == (0.02, 0.003)
 
 
 def test_a_nonfinite_batch_stops_training_by_default_naming_the_step_and_term():

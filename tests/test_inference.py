@@ -194,6 +194,7 @@ def test_precision_sees_broken_images_and_recall_sees_missing_classes(reference)
     blurred = sample_quality(reference, real, torch.nn.functional.avg_pool2d(other, 5, stride=1, padding=2))
     low_digits = other[other_y < 5]
     half = sample_quality(reference, real, torch.cat([low_digits, low_digits])[: len(other)])  # as many images
+    print({"real": same, "shuffled": shuffled, "blurred": blurred, "half the classes": half})  # shown with -s
     assert same["precision"] > 0.6 and same["recall"] > 0.6, same
     assert shuffled["precision"] < same["precision"] / 2 and shuffled["recall"] < 0.1, (same, shuffled)
     assert half["recall"] < 0.7 * same["recall"] and half["precision"] > 0.8 * same["precision"], (same, half)
