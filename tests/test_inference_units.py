@@ -203,6 +203,9 @@ def test_manifold_precision_and_recall_by_hand():
     assert manifold_precision_recall(real, real, k=1) == {"precision": 1.0, "recall": 1.0}
     # k = 3 widens every ball (real radii 3, 2, 2, 3, 9; generated 20.5, 20.3, 12, 20.5): 21 stays out, 0 is covered
     assert manifold_precision_recall(real, generated, k=3) == {"precision": 0.75, "recall": 1.0}
+    assert manifold_precision_recall(real, generated) == manifold_precision_recall(real, generated, k=3)  # default
+    # a ball includes its boundary: 19 lies exactly 9 (the radius of 10 at k = 3) from 10
+    assert manifold_precision_recall(real, torch.tensor([[19.0], [0.5], [0.7], [9.0]]), k=3)["precision"] == 1.0
     with pytest.raises(UserError, match="need more than 3 images per set, got 5 real and 3 generated"):
         manifold_precision_recall(real, generated[:3], k=3)
 
