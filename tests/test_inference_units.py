@@ -20,6 +20,7 @@ from cvaezoo.inference import (
     manifold_precision_recall,
     predict_proba,
     prior_calibration,
+    sample_quality,
 )
 
 
@@ -227,3 +228,25 @@ def test_samples_come_in_condition_order_about_2000_at_a_time():
     assert samples.shape == (2100, 1, 2, 2)
     assert torch.equal(samples[:, 0, 0, 0], (10 * torch.arange(700)[:, None] + torch.arange(3)).flatten().float())
     assert [len(part) for part, _ in _samples_for(Sampler(), torch.arange(3), 3000)] == [1, 1, 1]
+
+
+def test_sample_quality_subsamples_each_set_with_a_fixed_generator_beyond_max_points():
+    """Precision and recall use at most max_points images of each set: the first max_points of one seeded
+    permutation per set (real first); smaller sets are used whole (the default allows 5000)."""
+
+    class Identity(torch.nn.Module):  # features: the images themselves
+        device = torch.device("cpu")
+
+        def __init__(self):
+            super().__init__()
+            self.encoder = torch.nn.Flatten()
+            self.encoder.out_dim = 2
+
+    points = torch.Generator().manual_seed(5)
+    real, generated = torch.randn(10, 2, generator=points), 2 * torch.randn(10, 2, generator=points)
+    whole = sample_quality(Identity(), real, generated)
+    assert {k: whole[k] for k in ("precision", "recall")} == manifold_precision_recall(real, generated)
+    generator = torch.Generator().manual_seed(0)
+    subsets = [images[torch.randperm(10, generator=generator)[:5]] for images in (real, generated)]
+    assert {k: v for k, v in sample_quality(Identity(), real, generated, max_points=5).items() if k != "frechet_distance"} \
+        == manifold_precision_recall(*subsets) != manifold_precision_recall(real, generated)  # 1.0 vs 0.8 precision
