@@ -137,19 +137,24 @@ class Completer(StandIn):
         return torch.stack([index[:, None].expand(-1, n), temperature * torch.arange(n).float().expand(len(x), n)], dim=-1)
 
 
+class FeaturesAreImages(torch.nn.Module):
+    """A reference classifier whose penultimate features are its (two-pixel) images themselves."""
+
+    device = torch.device("cpu")
+
+    def __init__(self):
+        super().__init__()
+        self.encoder = torch.nn.Flatten()
+        self.encoder.out_dim = 2
+
+
 def test_completion_diversity_by_hand():
     """Truth of input i: [i, 1]; draws [i, 0], [i, 1], [i, 2]: squared errors (0 + 1)/2, 0, 1/2; RMS distances
     between draws |s - t| / sqrt(2) over the 6 ordered pairs; the reference reads the class off the second pixel."""
     x = torch.arange(105.0)[:, None]  # two batches of 100 and 5
     y = torch.stack([torch.arange(105.0), torch.ones(105)], dim=1)
 
-    class Reference(torch.nn.Module):  # reads the class off the second pixel; unsure (p = 0.4) for odd inputs
-        device = torch.device("cpu")
-
-        def __init__(self):
-            super().__init__()
-            self.encoder = torch.nn.Flatten()  # features: the images themselves
-            self.encoder.out_dim = 2
+    class Reference(FeaturesAreImages):  # reads the class off the second pixel; unsure (p = 0.4) for odd inputs
 
         def classify(self, images):
             return images[:, 1].long() % 2
@@ -234,19 +239,11 @@ def test_sample_quality_subsamples_each_set_with_a_fixed_generator_beyond_max_po
     """Precision and recall use at most max_points images of each set: the first max_points of one seeded
     permutation per set (real first); smaller sets are used whole (the default allows 5000)."""
 
-    class Identity(torch.nn.Module):  # features: the images themselves
-        device = torch.device("cpu")
-
-        def __init__(self):
-            super().__init__()
-            self.encoder = torch.nn.Flatten()
-            self.encoder.out_dim = 2
-
     points = torch.Generator().manual_seed(5)
     real, generated = torch.randn(10, 2, generator=points), 2 * torch.randn(10, 2, generator=points)
-    whole = sample_quality(Identity(), real, generated)
+    whole = sample_quality(FeaturesAreImages(), real, generated)
     assert {k: whole[k] for k in ("precision", "recall")} == manifold_precision_recall(real, generated)
     generator = torch.Generator().manual_seed(0)
     subsets = [images[torch.randperm(10, generator=generator)[:5]] for images in (real, generated)]
-    assert {k: v for k, v in sample_quality(Identity(), real, generated, max_points=5).items() if k != "frechet_distance"} \
+    assert {k: v for k, v in sample_quality(FeaturesAreImages(), real, generated, max_points=5).items() if k != "frechet_distance"} \
         == manifold_precision_recall(*subsets) != manifold_precision_recall(real, generated)  # 1.0 vs 0.8 precision
