@@ -1,9 +1,15 @@
-"""Networks, selected by the ``net`` config group: an MLP and a small stride-2 convolutional pair.
+"""Networks, selected by the ``net`` config group: an MLP, a small stride-2 convolutional pair, and
+the same conv encoder with a spatial-broadcast decoder.
 
 An :class:`Encoder` maps an input x (any shape) plus an optional condition vector to features;
 a :class:`Decoder` maps a vector to distribution parameters with the shape of a target.
 Conditions enter by concatenation: after flattening for the MLP, after the conv trunk for the
 conv net, or — with ``condition_as_channels`` — as constant channels broadcast over the image.
+
+The spatial-broadcast decoder (``kind: broadcast``; Watters et al. 2019, arXiv:1901.07017) tiles
+its input vector over the image, appends two coordinate channels and applies stride-1
+convolutions: every pixel is drawn by the same function of (vector, position), which composes
+position with the other factors better than a decoder that must place pixels from a flat vector.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from cvaezoo.distributions import DiagonalGaussian, bounded_logvar
 from cvaezoo.errors import UserError
 
 ACTIVATIONS = {"relu": nn.ReLU, "elu": nn.ELU, "gelu": nn.GELU, "tanh": nn.Tanh, "silu": nn.SiLU}
-KINDS = ("mlp", "conv")
+KINDS = ("mlp", "conv", "broadcast")
 
 
 @dataclass
@@ -51,7 +57,7 @@ class NetConfig:
             raise UserError(f"net.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if len(self.hidden) == 0 or any(int(h) <= 0 for h in self.hidden):
             raise UserError(f"net.hidden must be a non-empty list of positive sizes, got {list(self.hidden)}")
-        if self.kind == "conv" and (len(self.channels) == 0 or any(int(c) <= 0 for c in self.channels)):
+        if self.kind != "mlp" and (len(self.channels) == 0 or any(int(c) <= 0 for c in self.channels)):
             raise UserError(f"net.channels must be a non-empty list of positive sizes, got {list(self.channels)}")
 
 
@@ -85,7 +91,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.x_shape = tuple(int(s) for s in x_shape)
         self.cond_dim = int(cond_dim)
-        self.use_conv = net.kind == "conv" and _is_image(self.x_shape)
+        self.use_conv = net.kind in ("conv", "broadcast") and _is_image(self.x_shape)
         self.cond_channels = self.use_conv and net.condition_as_channels and self.cond_dim > 0
         act = ACTIVATIONS[net.activation]
         if self.use_conv:
@@ -122,10 +128,21 @@ class Decoder(nn.Module):
         super().__init__()
         self.out_shape = tuple(int(s) for s in out_shape)
         self.params_shape = (params_per_dim * self.out_shape[0], *self.out_shape[1:])
-        self.use_conv = net.kind == "conv" and _is_image(self.out_shape)
+        self.use_conv = net.kind in ("conv", "broadcast") and _is_image(self.out_shape)
+        self.broadcast = self.use_conv and net.kind == "broadcast"
         hidden = list(reversed(list(net.hidden)))
         act = ACTIVATIONS[net.activation]
-        if self.use_conv:
+        if self.broadcast:
+            height, width = self.out_shape[1:]
+            rows, cols = torch.meshgrid(torch.linspace(-1, 1, height), torch.linspace(-1, 1, width), indexing="ij")
+            self.register_buffer("coordinates", torch.stack([rows, cols])[None], persistent=False)
+            convs: list[nn.Module] = []
+            c_in = in_dim + 2
+            for ch in reversed(list(net.channels)):
+                convs += [nn.Conv2d(c_in, int(ch), kernel_size=3, padding=1), act()]
+                c_in = int(ch)
+            self.body = nn.Sequential(*convs, nn.Conv2d(c_in, self.params_shape[0], kernel_size=3, padding=1))
+        elif self.use_conv:
             channels = [int(c) for c in reversed(list(net.channels))]
             heights = _conv_sizes(self.out_shape[1], len(channels))[::-1]
             widths = _conv_sizes(self.out_shape[2], len(channels))[::-1]
@@ -145,6 +162,9 @@ class Decoder(nn.Module):
             self.body = nn.Sequential(mlp(in_dim, hidden, net.activation), nn.Linear(hidden[-1], math.prod(self.params_shape)))
 
     def forward(self, h: Tensor) -> Tensor:
+        if self.broadcast:
+            tiled = h[:, :, None, None].expand(-1, -1, *self.out_shape[1:])
+            return self.body(torch.cat([tiled, self.coordinates.expand(len(h), -1, -1, -1)], dim=1))
         out = self.body(h)
         if self.use_conv:
             return self.upsample(out.view(-1, *self.seed_shape))
