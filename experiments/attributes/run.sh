@@ -4,9 +4,9 @@
 # Each model: 3 seeds, EPOCHS epochs. Scored: the attribute accuracy of generated samples for the
 # 132 seen and the 12 unseen combinations (100 samples each), judged by a reference attribute
 # classifier trained on all 144 combinations; test -ELBO on seen and on unseen combinations;
-# attribute-editing grids. About 10 minutes on 2 CPU cores.
-# Usage: bash experiments/attributes/run.sh      (EPOCHS=60 by default)
-#        TAG=mlp OVERRIDES="net=mlp" bash experiments/attributes/run.sh   (a variant: runs/attributes_mlp, results in
+# attribute-editing grids. About 45 minutes on 2 CPU cores (200 epochs).
+# Usage: bash experiments/attributes/run.sh      (the epochs of conf/experiment/$STUDY.yaml by default; EPOCHS=N overrides)
+#        TAG=mlp EPOCHS=60 OVERRIDES="net=mlp" bash experiments/attributes/run.sh   (a variant: runs/attributes_mlp, results in
 #        experiments/attributes/mlp; OVERRIDES go to every model's training)
 #        STUDY=colour_shapes bash experiments/attributes/run.sh   (the same study in colour: 576 combinations,
 #        8-bit RGB, conv nets; conf/experiment/colour_shapes.yaml; results in experiments/colour_shapes)
@@ -20,7 +20,7 @@ reference=$root/reference  # its run directory (checkpoints/best.ckpt)
 rm -rf "$root"
 cvaezoo-reference experiment=$study data.heldout=0 hydra.run.dir=$root/reference $quiet
 for model in cvae1 cvae4; do
-  # conf/experiment/$study.yaml holds the settings (data=shapes, 60 epochs); EPOCHS=N overrides them
+  # conf/experiment/$study.yaml holds the settings (data=shapes, nets, epochs); EPOCHS=N overrides them
   cvaezoo-train -m experiment=$study model=$model seed=0,1,2 ${EPOCHS:+trainer.max_epochs=$EPOCHS} ${OVERRIDES:-} \
     hydra.sweep.dir=$root/$model 'hydra.sweep.subdir=s${seed}'
 done
