@@ -244,8 +244,14 @@ class InterruptAt(L.Callback):
     def _maybe_fire(self, trainer: L.Trainer, *args) -> None:
         if trainer.global_step == self.step and not trainer.sanity_checking and not self.fired:
             self.fired = True
-            for _ in range(self.times):
+            for i in range(self.times):
+                handler = signal.getsignal(self.sig)
                 os.kill(os.getpid(), self.sig)
+                # Python runs a handler later, between bytecodes: two kills in a row can reach it as one, so
+                # wait until this one was handled (the handler was swapped) before sending the next
+                deadline = time.monotonic() + 10
+                while i < self.times - 1 and signal.getsignal(self.sig) is handler and time.monotonic() < deadline:
+                    time.sleep(0.001)
 
 
 @pytest.mark.parametrize("stop, hook, sig", [
