@@ -40,8 +40,12 @@ class LastStateCheckpoint(L.Callback):
         self._first_batch = True
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        # here, not in on_fit_start: Lightning notes the handlers after on_fit_start and restores them at teardown
-        if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+        # here, not in on_fit_start: Lightning notes the handlers after on_fit_start and restores them at teardown.
+        # Only in the main thread (the only one that may set handlers), and only where Ctrl-C is Python's
+        # KeyboardInterrupt: an ignored SIGINT (a job started in the background with `&`) or a handler of the
+        # caller's stays as it is.
+        if threading.current_thread() is threading.main_thread() and \
+                signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self._previous_sigint = signal.signal(signal.SIGINT, self._stop_gracefully)
 
     def _stop_gracefully(self, signum: int, frame: Any) -> None:

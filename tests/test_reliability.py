@@ -247,11 +247,44 @@ class InterruptAt(L.Callback):
             for i in range(self.times):
                 handler = signal.getsignal(self.sig)
                 os.kill(os.getpid(), self.sig)
-                # Python runs a handler later, between bytecodes: two kills in a row can reach it as one, so
-                # wait until this one was handled (the handler was swapped) before sending the next
+                # the kernel may deliver a signal to another thread and Python runs its handler later, between
+                # bytecodes: wait until this one was handled (the handler was swapped) before sending the next
                 deadline = time.monotonic() + 10
                 while i < self.times - 1 and signal.getsignal(self.sig) is handler and time.monotonic() < deadline:
                     time.sleep(0.001)
+
+
+@pytest.fixture(autouse=True)
+def ctrl_c_raises_keyboard_interrupt():
+    """Every test here starts as from a terminal, where Ctrl-C raises KeyboardInterrupt: a process started in the
+    background (`pytest &`) inherits SIGINT ignored, and training then leaves it ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+class RecordCtrlCHandler(L.Callback):
+    """Notes the SIGINT handler in force during every training step."""
+
+    seen: list = []
+
+    def on_train_batch_end(self, *args) -> None:
+        RecordCtrlCHandler.seen.append(signal.getsignal(signal.SIGINT))
+
+
+@pytest.mark.parametrize("handler", [signal.SIG_IGN, lambda signum, frame: None], ids=["ignored", "the-callers"])
+def test_training_leaves_an_ignored_or_the_callers_ctrl_c_handler_alone(compose_config, handler):
+    signal.signal(signal.SIGINT, handler)
+    RecordCtrlCHandler.seen = []
+    train(compose_config("model=cvae1", "data.split=[64,32,32]", "data.batch_size=32", "trainer.max_epochs=1",
+                         f"+callbacks.record._target_={__name__}.RecordCtrlCHandler"))
+    assert RecordCtrlCHandler.seen == [handler, handler] and signal.getsignal(signal.SIGINT) is handler
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # ... and Python's own is replaced while training
+    RecordCtrlCHandler.seen = []
+    train(compose_config("model=cvae1", "data.split=[64,32,32]", "data.batch_size=32", "trainer.max_epochs=1",
+                         f"+callbacks.record._target_={__name__}.RecordCtrlCHandler"))
+    assert len(RecordCtrlCHandler.seen) == 2 and all(h is not signal.default_int_handler for h in RecordCtrlCHandler.seen)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
 
 @pytest.mark.parametrize("stop, hook, sig", [
