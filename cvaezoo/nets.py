@@ -38,6 +38,11 @@ class NetConfig:
     activation: str = "relu"
     condition_as_channels: bool = False
 
+    @property
+    def convolutional(self) -> bool:
+        """Conv encoder and a conv (or spatial-broadcast) decoder for image-shaped data: every kind but the MLP."""
+        return self.kind != "mlp"
+
     @classmethod
     def from_dict(cls, cfg: Mapping | NetConfig | None) -> NetConfig:
         if isinstance(cfg, NetConfig):
@@ -57,7 +62,7 @@ class NetConfig:
             raise UserError(f"net.activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}")
         if len(self.hidden) == 0 or any(int(h) <= 0 for h in self.hidden):
             raise UserError(f"net.hidden must be a non-empty list of positive sizes, got {list(self.hidden)}")
-        if self.kind != "mlp" and (len(self.channels) == 0 or any(int(c) <= 0 for c in self.channels)):
+        if self.convolutional and (len(self.channels) == 0 or any(int(c) <= 0 for c in self.channels)):
             raise UserError(f"net.channels must be a non-empty list of positive sizes, got {list(self.channels)}")
 
 
@@ -91,7 +96,7 @@ class Encoder(nn.Module):
         super().__init__()
         self.x_shape = tuple(int(s) for s in x_shape)
         self.cond_dim = int(cond_dim)
-        self.use_conv = net.kind in ("conv", "broadcast") and _is_image(self.x_shape)
+        self.use_conv = net.convolutional and _is_image(self.x_shape)
         self.cond_channels = self.use_conv and net.condition_as_channels and self.cond_dim > 0
         act = ACTIVATIONS[net.activation]
         if self.use_conv:
@@ -128,7 +133,7 @@ class Decoder(nn.Module):
         super().__init__()
         self.out_shape = tuple(int(s) for s in out_shape)
         self.params_shape = (params_per_dim * self.out_shape[0], *self.out_shape[1:])
-        self.use_conv = net.kind in ("conv", "broadcast") and _is_image(self.out_shape)
+        self.use_conv = net.convolutional and _is_image(self.out_shape)
         self.broadcast = self.use_conv and net.kind == "broadcast"
         hidden = list(reversed(list(net.hidden)))
         act = ACTIVATIONS[net.activation]
