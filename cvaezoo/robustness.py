@@ -111,12 +111,15 @@ def pgd(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 20, step_size
 def spsa_gradient(loss: Loss, x: Tensor, y: Tensor, directions: int = 32, delta: float = 0.01,
                   generator: torch.Generator | None = None) -> Tensor:
     """Estimate of grad loss from 2 * ``directions`` evaluations, no backpropagation:
-    mean over random +-1 vectors v of (loss(x + delta v) - loss(x - delta v)) / (2 delta) * v."""
+    mean over random +-1 vectors v of (loss(x + delta v) - loss(x - delta v)) / (2 delta) * v.
+
+    Each probe is one call of ``loss`` on a batch shaped like x, so a loss with common random numbers (the
+    model's noise reseeded on every call and drawn per batch row, :func:`classifier_loss`) scores every probe
+    of an example with that example's noise: the difference of two probes is the loss's slope alone, not a
+    difference of two noise draws amplified by 1 / (2 delta)."""
     v = (torch.randint(0, 2, (directions, *x.shape), generator=generator, device="cpu").to(x) * 2 - 1)
     with torch.no_grad():
-        probes = torch.cat([x + delta * v, x - delta * v]).flatten(0, 1)  # (2 D B, ...)
-        values = loss(probes, y.repeat(2 * directions)).view(2, directions, len(x))
-    slopes = (values[0] - values[1]) / (2 * delta)  # (D, B)
+        slopes = torch.stack([(loss(x + delta * d, y) - loss(x - delta * d, y)) / (2 * delta) for d in v])  # (D, B)
     return (slopes.view(directions, len(x), *[1] * (x.dim() - 1)) * v).mean(0)
 
 

@@ -15,6 +15,7 @@ from cvaezoo.robustness import (
     classifier_loss,
     detection_scores,
     fgsm,
+    fixed_noise,
     pgd,
     rejection_threshold,
     spsa,
@@ -108,6 +109,35 @@ def test_spsa_estimates_the_gradient_without_backpropagation(linear):
     estimate = spsa_gradient(loss, x.detach(), y, directions=2000, generator=torch.Generator().manual_seed(0))
     cosine = F.cosine_similarity(estimate.flatten(1), grad.flatten(1))
     assert (cosine > 0.9).all(), cosine
+
+
+def test_spsa_shares_each_examples_noise_across_its_probes(linear):
+    """A stochastic loss under common random numbers (noise reseeded on every call, one draw per batch row, as
+    classifier_loss does): every probe of an example sees that example's noise, so the noise cancels in the
+    probes' difference and the estimate is the noiseless loss's, exactly."""
+    loss, _, x, y = linear
+
+    def noisy(inputs, labels):
+        with fixed_noise(0, inputs.device):
+            return loss(inputs, labels) + 10 * torch.randn(len(inputs))
+
+    estimates = [spsa_gradient(f, x, y, directions=64, generator=torch.Generator().manual_seed(3)) for f in (loss, noisy)]
+    assert torch.allclose(estimates[1], estimates[0], atol=1e-3), (estimates[1] - estimates[0]).abs().max()
+
+
+@pytest.mark.parametrize("name", ["cvae1", "cvae3"])
+def test_spsa_follows_the_gradient_of_a_monte_carlo_classifier(name):
+    """On a model's own fixed-noise classifier loss (one draw of z per class for CVAE-1, of z for CVAE-3), the
+    estimate points along the true gradient of that loss."""
+    torch.manual_seed(0)
+    model = small_model(name)
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    loss = classifier_loss(model, seed=7, k=1)
+    x_grad = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(loss(x_grad, y).sum(), x_grad)
+    estimate = spsa_gradient(loss, x, y, directions=2000, delta=1e-3, generator=torch.Generator().manual_seed(0))
+    cosine = F.cosine_similarity(estimate.flatten(1), grad.flatten(1))
+    assert (cosine > 0.8).all(), cosine
 
 
 def test_spsa_attacks_a_classifier_whose_gradient_is_hidden(linear):
