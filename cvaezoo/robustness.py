@@ -66,7 +66,7 @@ def _project(adv: Tensor, x: Tensor, eps: float) -> Tensor:
     return torch.minimum(torch.maximum(adv, x - eps), x + eps).clamp(0, 1)
 
 
-def _gradient(loss: Loss, x: Tensor, y: Tensor) -> Tensor:
+def loss_gradient(loss: Loss, x: Tensor, y: Tensor) -> Tensor:
     """The gradient in x of the summed per-example loss."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
@@ -77,7 +77,7 @@ def _gradient(loss: Loss, x: Tensor, y: Tensor) -> Tensor:
 def fgsm(loss: Loss, x: Tensor, y: Tensor, eps: float) -> Tensor:
     """x + eps * sign(grad loss), clipped to [0, 1]."""
     _check_eps(eps)
-    return _project(x + eps * _gradient(loss, x, y).sign(), x, eps)
+    return _project(x + eps * loss_gradient(loss, x, y).sign(), x, eps)
 
 
 def _signed_ascent(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float | None,
@@ -105,7 +105,7 @@ def pgd(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 20, step_size
         generator: torch.Generator | None = None) -> Tensor:
     """Projected gradient ascent: ``steps`` signed steps of ``step_size`` (default 2.5 eps / steps) from a
     uniform random start, kept in the eps-ball and [0, 1]; each example's highest-loss iterate."""
-    return _signed_ascent(loss, x, y, eps, steps, step_size, lambda adv: _gradient(loss, adv, y), generator)
+    return _signed_ascent(loss, x, y, eps, steps, step_size, lambda adv: loss_gradient(loss, adv, y), generator)
 
 
 def spsa_gradient(loss: Loss, x: Tensor, y: Tensor, directions: int = 32, delta: float = 0.01,

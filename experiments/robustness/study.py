@@ -24,9 +24,11 @@ from cvaezoo.robustness import (
     classifier_loss,
     detection_scores,
     fgsm,
+    loss_gradient,
     pgd,
     rejection_threshold,
     spsa,
+    spsa_gradient,
 )
 from cvaezoo.runs import load_run_data
 
@@ -111,7 +113,11 @@ def study(run_dir: Path, n_attack: int, n_spsa: int, spsa_steps: int, directions
     started = time.time()
     spsa_adv = attacked(spsa, loss, xs, ys, SPSA_EPS, steps=spsa_steps, directions=directions, generator=generator)
     pgd_adv = attacked(pgd, loss, xs, ys, SPSA_EPS, steps=20, generator=generator)
+    # how well one SPSA estimate points along the attacker's true gradient, at the clean images
+    estimate = spsa_gradient(loss, xs, ys, directions, generator=torch.Generator().manual_seed(seed))
+    cosine = torch.nn.functional.cosine_similarity(estimate.flatten(1), loss_gradient(loss, xs, ys).flatten(1))
     result["spsa"] = {"eps": SPSA_EPS, "n": len(xs), "steps": spsa_steps, "directions": directions,
+                      "gradient_cosine_median": float(cosine.median()),
                       "clean_accuracy": float((predictions(xs) == ys).float().mean()),
                       "pgd_accuracy": float((predictions(pgd_adv) == ys).float().mean()),
                       "spsa_accuracy": float((predictions(spsa_adv) == ys).float().mean()),
