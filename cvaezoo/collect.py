@@ -47,6 +47,25 @@ def mean_std(values: list[float], mean_format: str = ".4g", std_format: str = ".
     return f"{statistics.mean(values):{mean_format}} ± {statistics.stdev(values):{std_format}}"
 
 
+def accuracy_error(values: list[float], n_examples: int) -> float:
+    """The standard error of the mean accuracy over seeds, each measured on the same ``n_examples`` test examples,
+    as an estimate of the accuracy on new data: the seeds' spread (std / sqrt(seeds)) and the test set's binomial
+    error (sqrt(p (1 - p) / n), shared by every seed) combined, sqrt(std^2 / seeds + p (1 - p) / n). Two models'
+    accuracies differ beyond their noise when the gap exceeds about twice the root of the sum of their squares."""
+    if not values or n_examples < 1:
+        raise ValueError(f"an accuracy error needs values and examples, got {len(values)} values and n={n_examples}")
+    p = statistics.mean(values)
+    spread = statistics.variance(values) / len(values) if len(values) > 1 else 0.0
+    return math.sqrt(spread + p * (1 - p) / n_examples)
+
+
+def mean_error(values: list[float], n_examples: int, digits: str = ".3f") -> str:
+    """"m ± e": the mean accuracy over seeds and its :func:`accuracy_error`, "–" for none."""
+    if not values:
+        return "–"
+    return f"{statistics.mean(values):{digits}} ± {accuracy_error(values, n_examples):{digits}}"
+
+
 def write_dicts_csv(path: Path, rows: list[dict]) -> Path:
     """One CSV row per dict, columns in the order of the first."""
     with open(path, "w", newline="") as f:

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy, MulticlassCalibrationError, MulticlassConfusionMatrix
 from torchmetrics.image.fid import FrechetInceptionDistance
+from torchmetrics.image.kid import poly_kernel
 
 from cvaezoo.attributes import group_matches
 from cvaezoo.errors import UserError
@@ -136,36 +137,90 @@ def manifold_precision_recall(real: Tensor, generated: Tensor, k: int = 3) -> di
     return {"precision": float(covered(generated, real)), "recall": float(covered(real, generated))}
 
 
-def sample_quality(reference: nn.Module, real: Tensor, generated: Tensor, max_points: int = 5000) -> dict[str, float]:
-    """``frechet_distance``, ``precision`` and ``recall`` of generated images against real ones, all in the
-    reference classifier's feature space; precision and recall use a fixed random subset of at most
-    ``max_points`` images of each set (their cost grows with the square of its size)."""
+def kernel_distance(real: Tensor, generated: Tensor) -> float:
+    """The kernel distance (KID, Binkowski et al. 2018) of two sets of feature vectors: the unbiased estimate of
+    the squared maximum mean discrepancy with the cubic kernel k(a, b) = (a.b / D + 1)^3 (torchmetrics'
+    ``poly_kernel``), over the whole sets, of any two sizes. Unbiased, unlike the Fréchet distance: two sets drawn
+    from one distribution score 0 in expectation at every size (a single estimate can be negative)."""
+    real, generated = real.double(), generated.double()
+    m, n = len(real), len(generated)
+    if min(m, n) < 2:
+        raise UserError(f"the kernel distance needs at least 2 images per set, got {m} real and {n} generated")
+    within_real = poly_kernel(real, real)
+    within_generated = poly_kernel(generated, generated)
+    return float((within_real.sum() - within_real.diagonal().sum()) / (m * (m - 1))
+                 + (within_generated.sum() - within_generated.diagonal().sum()) / (n * (n - 1))
+                 - 2 * poly_kernel(real, generated).mean())
+
+
+def _quality_scores(reference: nn.Module, real: Tensor, generated: Tensor, max_points: int) -> dict[str, float]:
     generator = torch.Generator().manual_seed(0)
     subsets = [images[torch.randperm(len(images), generator=generator)[:max_points]] if len(images) > max_points
                else images for images in (real, generated)]
     features = [reference_features(reference, images) for images in subsets]
-    return {"frechet_distance": frechet_distance(reference, real, generated), **manifold_precision_recall(*features)}
+    return {"frechet_distance": frechet_distance(reference, real, generated),
+            "kernel_distance": kernel_distance(*features), **manifold_precision_recall(*features)}
+
+
+#: each score of :func:`sample_quality` and the name of the same score between two real sets
+FLOORS = {"frechet_distance": "frechet_distance_floor", "kernel_distance": "kernel_distance_floor",
+          "precision": "precision_ceiling", "recall": "recall_ceiling"}
+
+
+def sample_quality(reference: nn.Module, real: Tensor, generated: Tensor, control: Tensor | None = None,
+                   max_points: int = 5000) -> dict[str, float]:
+    """``frechet_distance``, ``kernel_distance``, ``precision`` and ``recall`` of generated images against real
+    ones, all in the reference classifier's feature space; the kernel distance, precision and recall use a fixed
+    random subset of at most ``max_points`` images of each set (their cost grows with the square of its size).
+
+    ``control``: real images other than ``real`` standing in for the generated ones, as many as them (the
+    caller picks them: other images of the same classes); the same four scores of the control against ``real``
+    are added as ``frechet_distance_floor``, ``kernel_distance_floor``, ``precision_ceiling`` and
+    ``recall_ceiling``: what a generator that draws exactly from the data scores at these sizes. The Fréchet
+    distance is biased upwards at small sizes, and precision and recall saturate below 1: a score, or a
+    difference between two models, means something only beside that floor (the kernel distance's floor is 0
+    in expectation; its value shows the estimate's noise)."""
+    scores = _quality_scores(reference, real, generated, max_points)
+    if control is not None:
+        if len(control) != len(generated):
+            raise UserError(f"the real-vs-real floor needs as many control images as generated ones, got "
+                            f"{len(control)} and {len(generated)}")
+        floor = _quality_scores(reference, real, control, max_points)
+        scores.update({FLOORS[name]: value for name, value in floor.items()})
+    return scores
+
+
+def control_images(x: Tensor, labels: Tensor, conditions: Tensor, n: int) -> Tensor:
+    """For each condition (a class, or an attribute vector) in order, the first ``n`` images whose label is that
+    condition: the real stand-in for ``n`` samples of each in :func:`sample_quality`'s floor."""
+    parts = [x[(labels == condition).reshape(len(labels), -1).all(1)][:n] for condition in conditions]
+    short = [i for i, part in enumerate(parts) if len(part) < n]
+    if short:
+        raise UserError(f"the real-vs-real floor needs {n} other real images of each condition; {len(short)} of "
+                        f"{len(conditions)} have fewer (lower --n-per-class)")
+    return torch.cat(parts)
 
 
 @torch.no_grad()
-def class_sample_quality(model: ConditionalVAE, reference: nn.Module, real_x: Tensor, real_y: Tensor,
-                         n_per_class: int = 100) -> dict:
-    """Label-conditioned samples (n per class, z ~ p(z|y), the mean of p(x|z,y)) against the real images: the
-    :func:`sample_quality` of every class's samples together, and ``frechet_distance_per_class`` (that class's
-    samples against that class's real images)."""
+def class_sample_quality(model: ConditionalVAE, reference: nn.Module, real_x: Tensor, control_x: Tensor,
+                         control_y: Tensor, n_per_class: int = 100) -> dict:
+    """The :func:`sample_quality` of label-conditioned samples (n per class, z ~ p(z|y), the mean of p(x|z,y))
+    against the real images ``real_x``, with its floor: n real images of each class from ``control_x`` (other
+    images than ``real_x``, e.g. the training split) in their place. No per-class distance: with one class's
+    few images the Fréchet distance between two real sets is mostly its estimator's bias."""
     require_image_decoder(model, "the Fréchet distance of samples")
     model.eval()
-    samples = torch.cat([s for _, s in _samples_for(model, torch.arange(model.y_dim), n_per_class)])  # class-major
-    by_class = samples.view(model.y_dim, n_per_class, *samples.shape[1:])
-    per_class = [frechet_distance(reference, real_x[real_y == c], by_class[c]) for c in range(model.y_dim)]
-    return {**sample_quality(reference, real_x, samples), "frechet_distance_per_class": per_class}
+    classes = torch.arange(model.y_dim)
+    samples = torch.cat([s for _, s in _samples_for(model, classes, n_per_class)])  # class-major
+    return sample_quality(reference, real_x, samples, control_images(control_x, control_y, classes, n_per_class))
 
 
 @torch.no_grad()
 def attribute_sample_quality(model: ConditionalVAE, reference: nn.Module, real_x: Tensor, combinations: Tensor,
                              n_per_combination: int = 20) -> dict[str, float]:
     """The :func:`sample_quality` of samples for the given attribute combinations (n each) against real images
-    of them."""
+    of them (no floor: a data set rarely has n other real images of every combination; the kernel distance is
+    unbiased without one)."""
     require_image_decoder(model, "the Fréchet distance of samples")
     model.eval()
     samples = torch.cat([s for _, s in _samples_for(model, combinations, n_per_combination)])
@@ -187,7 +242,8 @@ def prior_calibration(model: ConditionalVAE, x: Tensor, y: Tensor) -> Tensor:
 
 @torch.no_grad()
 def completion_diversity(model: ConditionalVAE, x: Tensor, y: Tensor, n_samples: int = 16,
-                         complete=None, reference: nn.Module | None = None, temperature: float = 1.0) -> dict:
+                         complete=None, reference: nn.Module | None = None, temperature: float = 1.0,
+                         control: tuple[Tensor, Tensor] | None = None) -> dict:
     """Several outputs per input of a predictive model (CVAE-3, GSNN, hybrid; the baseline's are all equal): the
     means of p(y|x,z) for ``n_samples`` draws z ~ p(z|x), scored against the truth y and against each other.
 
@@ -197,7 +253,9 @@ def completion_diversity(model: ConditionalVAE, x: Tensor, y: Tensor, n_samples:
     ``distinct_classes``: how many classes the reference sees among an input's draws (mean over inputs), and
     ``distinct_classes_ambiguous``: the same over the ``ambiguous_inputs``, those whose class the reference
     cannot tell from the input alone (its top probability below 0.5), and the :func:`sample_quality` of the first
-    draw's completed images against the true ones. Means over inputs; ``per_input`` holds each input's values.
+    draw's completed images against the true ones, with its floor where ``control`` (inputs and outputs of other
+    examples, at least as many) gives as many other real images (a seeded random pick of them). Means over inputs; ``per_input`` holds each
+    input's values.
     """
     if model.target_name != "y" or n_samples < 2:
         raise UserError(f"completion diversity needs a model that predicts y and n_samples >= 2, got "
@@ -226,7 +284,13 @@ def completion_diversity(model: ConditionalVAE, x: Tensor, y: Tensor, n_samples:
         scores["ambiguous_inputs"] = int(ambiguous.sum())
         scores["distinct_classes_ambiguous"] = float(per_input["distinct_classes"][ambiguous].mean()) \
             if ambiguous.any() else float("nan")
-        scores.update(sample_quality(reference, torch.cat(true_images), torch.cat(completed)))
+        other = None
+        if control is not None:  # a seeded random pick: a split may be sorted by class
+            if len(control[0]) < len(x):
+                raise UserError(f"the real-vs-real floor needs at least {len(x)} other examples, got {len(control[0])}")
+            pick = torch.randperm(len(control[0]), generator=torch.Generator().manual_seed(0))[: len(x)]
+            other = complete(control[0][pick], control[1][pick])
+        scores.update(sample_quality(reference, torch.cat(true_images), torch.cat(completed), other))
     return {**scores, "n_samples": n_samples, "per_input": {key: v.tolist() for key, v in per_input.items()}}
 
 

@@ -17,6 +17,8 @@ from cvaezoo.inference import (
     conditional_generation_accuracy,
     distinct_rows,
     evaluate_bound,
+    control_images,
+    kernel_distance,
     manifold_precision_recall,
     predict_proba,
     prior_calibration,
@@ -173,6 +175,12 @@ def test_completion_diversity_by_hand():
     # truth, inside the real points' third-neighbour radius (2), and the other way round
     assert scores["frechet_distance"] == pytest.approx(1.0, abs=1e-3)
     assert scores["precision"] == 1.0 and scores["recall"] == 1.0
+    # the floor: the completed images of other examples (here truths [i, 3] of inputs i + 200) against the truths
+    other = (x + 200, torch.stack([torch.arange(105.0) + 200, 3 * torch.ones(105)], dim=1))
+    floored = completion_diversity(Completer(), x, y, n_samples=3, complete=lambda xb, draws: draws, reference=reference,
+                                   control=other)
+    assert floored["frechet_distance_floor"] == pytest.approx(sample_quality(reference, y, other[1])["frechet_distance"])
+    assert floored["frechet_distance"] == scores["frechet_distance"] and "frechet_distance_floor" not in scores
     wider = completion_diversity(Completer(), x, y, n_samples=3, temperature=2.0)  # draws [i, 0], [i, 2], [i, 4]
     assert wider["pairwise_distance"] == pytest.approx(2 * scores["pairwise_distance"])
     assert len(scores["per_input"]["mean_error"]) == 105 and "distinct_classes" not in completion_diversity(
@@ -236,7 +244,7 @@ def test_samples_come_in_condition_order_about_2000_at_a_time():
 
 
 def test_sample_quality_subsamples_each_set_with_a_fixed_generator_beyond_max_points():
-    """Precision and recall use at most max_points images of each set: the first max_points of one seeded
+    """The kernel distance, precision and recall use at most max_points images of each set: the first max_points of one seeded
     permutation per set (real first); smaller sets are used whole (the default allows 5000)."""
 
     points = torch.Generator().manual_seed(5)
@@ -245,5 +253,54 @@ def test_sample_quality_subsamples_each_set_with_a_fixed_generator_beyond_max_po
     assert {k: whole[k] for k in ("precision", "recall")} == manifold_precision_recall(real, generated)
     generator = torch.Generator().manual_seed(0)
     subsets = [images[torch.randperm(10, generator=generator)[:5]] for images in (real, generated)]
-    assert {k: v for k, v in sample_quality(FeaturesAreImages(), real, generated, max_points=5).items() if k != "frechet_distance"} \
+    subsampled = sample_quality(FeaturesAreImages(), real, generated, max_points=5)
+    assert {k: subsampled[k] for k in ("precision", "recall")} \
         == manifold_precision_recall(*subsets) != manifold_precision_recall(real, generated)  # 1.0 vs 0.8 precision
+    assert subsampled["kernel_distance"] == kernel_distance(*subsets) != whole["kernel_distance"]
+
+
+def test_kernel_distance_by_hand_and_unbiased_where_the_frechet_distance_is_not():
+    """KID between {0, 2} and {1} ... in one dimension with D = 1: k(a, b) = (ab + 1)^3. Real {0, 2}: off-diagonal
+    k(0, 2) = 1, mean 1; generated {1, 3}: k(1, 3) = 64; across: k(0,1) = 1, k(0,3) = 1, k(2,1) = 27, k(2,3) = 343,
+    mean 93. KID = 1 + 64 - 2 * 93 = -121. Then two sets drawn from one Gaussian: over many draws at 20 vs 30
+    points the kernel distance averages to 0, while the Fréchet distance of the same sets stays well above 0."""
+    assert kernel_distance(torch.tensor([[0.0], [2.0]]), torch.tensor([[1.0], [3.0]])) == pytest.approx(-121.0)
+    generator = torch.Generator().manual_seed(0)
+    kernel, frechet = [], []
+    for _ in range(200):
+        a, b = torch.randn(20, 2, generator=generator), torch.randn(30, 2, generator=generator)
+        kernel.append(kernel_distance(a, b))
+        frechet.append(sample_quality(FeaturesAreImages(), a, b)["frechet_distance"])
+    kernel, frechet = torch.tensor(kernel), torch.tensor(frechet)
+    assert abs(kernel.mean()) < 3 * kernel.std() / len(kernel) ** 0.5, (kernel.mean(), kernel.std())
+    assert frechet.mean() > 10 * frechet.std() / len(frechet) ** 0.5, (frechet.mean(), frechet.std())
+    with pytest.raises(UserError, match="at least 2 images per set"):
+        kernel_distance(torch.zeros(1, 2), torch.zeros(5, 2))
+
+
+def test_the_floor_is_the_same_scores_of_other_real_images_in_place_of_the_samples():
+    """sample_quality with a control set adds the control's scores against the real set under the floor names;
+    a control of another size is refused (a floor at other sizes is not the samples' floor)."""
+    generator = torch.Generator().manual_seed(1)
+    real, generated, control = (torch.randn(40, 2, generator=generator) for _ in range(3))
+    generated = generated * 3
+    scores = sample_quality(FeaturesAreImages(), real, generated, control)
+    alone = sample_quality(FeaturesAreImages(), real, control)
+    assert {name: scores[name] for name in ("frechet_distance_floor", "kernel_distance_floor", "precision_ceiling",
+                                           "recall_ceiling")} == {
+        "frechet_distance_floor": alone["frechet_distance"], "kernel_distance_floor": alone["kernel_distance"],
+        "precision_ceiling": alone["precision"], "recall_ceiling": alone["recall"]}
+    assert scores["frechet_distance"] > scores["frechet_distance_floor"]  # three times the spread
+    assert {k: scores[k] for k in alone} == sample_quality(FeaturesAreImages(), real, generated)
+    with pytest.raises(UserError, match="as many control images as generated ones, got 39 and 40"):
+        sample_quality(FeaturesAreImages(), real, generated, control[:39])
+
+
+def test_control_images_are_the_first_n_of_each_condition_in_order():
+    x = torch.arange(12.0)[:, None]
+    labels = torch.tensor([2, 0, 1, 0, 2, 1, 0, 1, 2, 0, 1, 2])
+    assert control_images(x, labels, torch.tensor([0, 1, 2]), 2)[:, 0].tolist() == [1, 3, 2, 5, 0, 4]
+    attributes = torch.tensor([[1, 0], [0, 1], [1, 0], [1, 1]])
+    assert control_images(x[:4], attributes, torch.tensor([[1, 0], [1, 1]]), 1)[:, 0].tolist() == [0, 3]
+    with pytest.raises(UserError, match="needs 5 other real images of each condition; 3 of 3 have fewer"):
+        control_images(x, labels, torch.tensor([0, 1, 2]), 5)

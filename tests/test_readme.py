@@ -89,4 +89,6 @@ def test_readme_command_line_examples_run(fitted, tmp_path):
     (evaluation,) = fitted["cvae1"].rglob("evaluate/evaluation.json")
     assert "generation_accuracy" in evaluation.read_text()  # evaluate found the reference the README told us to train
     scores = json.loads(evaluation.read_text())
-    assert len(scores["frechet_distance_per_class"]) == 10 and {"frechet_distance", "precision", "recall"} <= scores.keys()
+    assert {"frechet_distance", "kernel_distance", "precision", "recall", "frechet_distance_floor", "kernel_distance_floor",
+            "precision_ceiling", "recall_ceiling"} <= scores.keys()
+    assert scores["frechet_distance_floor"] < scores["frechet_distance"]  # one epoch: far from the data

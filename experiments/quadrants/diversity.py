@@ -63,7 +63,8 @@ def score(run: Path, reference, row: str) -> tuple[dict, dict]:
     draws = {}
     for name, temperature in temperatures.items():
         torch.manual_seed(1)
-        scores = completion_diversity(model, x, y, S, data.complete, reference, temperature)
+        scores = completion_diversity(model, x, y, S, data.complete, reference, temperature,
+                                      control=data.split_tensors("train"))
         scores.pop("per_input")
         if model.has_latent:
             torch.manual_seed(2)
