@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from cvaezoo.data.attributes import AttributeData
-from cvaezoo.data.images import image_files, read_images
+from cvaezoo.data.images import image_files, pixel_levels, read_images
 from cvaezoo.errors import MissingFileError, UserError
 
 TRUE_VALUES, FALSE_VALUES = {"1", "true", "yes"}, {"0", "-1", "false", "no"}
@@ -26,7 +26,9 @@ class ImageFolder(AttributeData):
       true/false; y is a multi-hot vector of free binary attributes).
 
     Images are grey or RGB (``channels`` null: grey when every image is), of their own common size or, with
-    ``image_size``, centre-cropped and resized to image_size x image_size. ``split``: three counts or
+    ``image_size``, centre-cropped and resized to image_size x image_size, each mode on its own scale
+    (:func:`cvaezoo.data.images.read_image`); ``pixel_levels`` is 256 when every pixel is an 8-bit value,
+    else 65536 (16-bit or float images), which picks the default likelihood. ``split``: three counts or
     fractions (default 80/10/10 %), stratified by class. Everything is held in memory.
     """
 
@@ -105,4 +107,6 @@ class ImageFolder(AttributeData):
             if self.num_classes < 2:
                 raise UserError(f"{self.root}: found one class ({self.class_names}); a conditional model needs two or more")
             labels = torch.tensor([self.class_names.index(n) for n in names])
-        return read_images(files, self.channels, self.image_size), labels
+        images = read_images(files, self.channels, self.image_size)
+        self.pixel_levels = pixel_levels(images)  # 16-bit or float images are not scored as 8-bit ones
+        return images, labels
