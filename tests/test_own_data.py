@@ -61,6 +61,30 @@ def test_a_table_of_labels_or_attributes(tmp_path, suffix, delimiter):
     assert set(y.flatten().tolist()) <= {0.0, 1.0} and attributes.attribute_vector("odd").tolist() == [0.0, 1.0]
 
 
+def write_label_table(root, labels: list[str]) -> None:
+    """A table giving the digit images under ``root`` the ``labels`` in turn."""
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    with open(root / "t.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["file", "label"], *[[name, labels[i % len(labels)]] for i, name in enumerate(files)]])
+
+
+def test_table_labels_are_stripped_and_integers_ordered_as_numbers(tmp_path):
+    write_digit_folder(tmp_path / "d", digits=(0, 1), per_class=12)
+    padded = [f" {i}" if i % 2 else f"{i:02d} " for i in range(12)]  # " 3" and "3", "04 " and "4": one class each
+    write_label_table(tmp_path / "d", [str(i) for i in range(12)] + padded)
+    data = ImageFolder(root=str(tmp_path / "d"), table="t.csv")
+    _, labels = data.load()
+    assert data.class_names == [str(i) for i in range(12)] and data.num_classes == 12  # 2 before 10
+    assert labels.tolist() == [i % 12 for i in range(24)]  # each row keeps its number as its class index
+    write_label_table(tmp_path / "d", ["2", "10", " cat ", "10"])  # not all integers: ordered as strings
+    data = ImageFolder(root=str(tmp_path / "d"), table="t.csv")
+    _, labels = data.load()
+    assert data.class_names == ["10", "2", "cat"] and labels.tolist()[:4] == [1, 0, 2, 0]
+    write_label_table(tmp_path / "d", ["1", "2", " "])
+    with pytest.raises(UserError, match=r"t.csv, line 4: empty label in column 'label'"):
+        ImageFolder(root=str(tmp_path / "d"), table="t.csv").load()
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda root: root.mkdir(), "has no class subfolders: expected"),
     (lambda root: (root / "a").mkdir(parents=True), r"class folder .*a holds no images"),
