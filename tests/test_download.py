@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import write_fake_idx_dir
+from conftest import write_cifar_archive, write_fake_idx_dir
 
 from cvaezoo.data.download import DownloadError, cache_dir, fetch
 from cvaezoo.errors import MissingFileError, UserError
@@ -170,3 +170,28 @@ def test_a_damaged_cached_file_is_named_not_used(idx_files, monkeypatch, tmp_pat
     with pytest.raises(UserError, match=r"t10k-images-idx3-ubyte\.gz: sha256 \w+ does not match the expected 8d422c7b"):
         datamodule.setup()
     assert sorted(p.name for p in folder.iterdir()) == sorted(IDX_NAMES)  # nothing deleted
+
+
+def test_a_cached_file_without_a_pin_is_refused_not_used(idx_files, monkeypatch, tmp_path):
+    """A dataset that downloads uses only checked files: present or not, a file needs its pinned sha256.
+    Without mirrors (a local copy, as data=idx reads one) pins stay optional."""
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "a.gz").write_bytes(b"anything")
+    with pytest.raises(UserError, match=r"cache/a\.gz: no sha256 pinned for a\.gz in data\.sha256"):
+        fetch("a.gz", tmp_path / "cache", [dead_mirror()], {})
+    monkeypatch.setenv("CVAEZOO_DATA", str(tmp_path))
+    (tmp_path / "mnist").mkdir()
+    for name, body in idx_files.items():
+        (tmp_path / "mnist" / name).write_bytes(body)
+    unpinned = ["data=mnist", "data.val_size=20", "data.sha256=null"]
+    with pytest.raises(UserError, match=r"mnist/t10k-images-idx3-ubyte\.gz: no sha256 pinned .*data\.mirrors=\[\]"):
+        instantiate_checked(compose_config(unpinned).data).setup()
+    instantiate_checked(compose_config([*unpinned, "data.mirrors=[]"]).data).setup()  # no mirrors: a local copy
+    write_fake_idx_dir(tmp_path / "mnist", gz=False)  # unpacked files beside the pinned .gz ones
+    with pytest.raises(UserError, match=r"t10k-images-idx3-ubyte: no sha256 pinned"):
+        instantiate_checked(compose_config(["data=mnist", "data.val_size=20"]).data).setup()
+    write_cifar_archive(tmp_path / "cifar" / "cifar-10-binary.tar.gz")
+    cifar = ["data=cifar10", f"data.root={tmp_path / 'cifar'}", "data.val_size=10", "data.sha256=null"]
+    with pytest.raises(UserError, match=r"cifar-10-binary\.tar\.gz: no sha256 pinned"):
+        instantiate_checked(compose_config(cifar).data).setup()
+    instantiate_checked(compose_config([*cifar, "data.mirrors=[]"]).data).setup()

@@ -13,7 +13,8 @@ from PIL import Image
 
 from cvaezoo.cli import classify_main, generate_main
 from cvaezoo.data import CIFAR10, ImageFolder
-from cvaezoo.data.images import load_inputs
+from cvaezoo.data.images import is_grey, load_inputs, read_image
+from cvaezoo.distributions import pixel_likelihood
 from cvaezoo.errors import MissingFileError, UserError
 from cvaezoo.runs import compose_config, instantiate_checked
 from cvaezoo.train import train
@@ -60,6 +61,30 @@ def test_a_table_of_labels_or_attributes(tmp_path, suffix, delimiter):
     assert set(y.flatten().tolist()) <= {0.0, 1.0} and attributes.attribute_vector("odd").tolist() == [0.0, 1.0]
 
 
+def write_label_table(root, labels: list[str]) -> None:
+    """A table giving the digit images under ``root`` the ``labels`` in turn."""
+    files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*.png"))
+    with open(root / "t.csv", "w", newline="") as f:
+        csv.writer(f).writerows([["file", "label"], *[[name, labels[i % len(labels)]] for i, name in enumerate(files)]])
+
+
+def test_table_labels_are_stripped_and_integers_ordered_as_numbers(tmp_path):
+    write_digit_folder(tmp_path / "d", digits=(0, 1), per_class=12)
+    padded = [f" {i}" if i % 2 else f"{i:02d} " for i in range(12)]  # " 3" and "3", "04 " and "4": one class each
+    write_label_table(tmp_path / "d", [str(i) for i in range(12)] + padded)
+    data = ImageFolder(root=str(tmp_path / "d"), table="t.csv")
+    _, labels = data.load()
+    assert data.class_names == [str(i) for i in range(12)] and data.num_classes == 12  # 2 before 10
+    assert labels.tolist() == [i % 12 for i in range(24)]  # each row keeps its number as its class index
+    write_label_table(tmp_path / "d", ["2", "10", " cat ", "10"])  # not all integers: ordered as strings
+    data = ImageFolder(root=str(tmp_path / "d"), table="t.csv")
+    _, labels = data.load()
+    assert data.class_names == ["10", "2", "cat"] and labels.tolist()[:4] == [1, 0, 2, 0]
+    write_label_table(tmp_path / "d", ["1", "2", " "])
+    with pytest.raises(UserError, match=r"t.csv, line 4: empty label in column 'label'"):
+        ImageFolder(root=str(tmp_path / "d"), table="t.csv").load()
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda root: root.mkdir(), "has no class subfolders: expected"),
     (lambda root: (root / "a").mkdir(parents=True), r"class folder .*a holds no images"),
@@ -87,7 +112,8 @@ def test_table_errors_name_the_file_line_and_columns(tmp_path):
 
 def test_cifar10_reads_the_binary_archive(tmp_path):
     write_cifar_archive(tmp_path / "cifar" / "cifar-10-binary.tar.gz", per_batch=20, n_test=20)
-    cfg = compose_config(["data=cifar10", f"data.root={tmp_path / 'cifar'}", "data.val_size=10", "data.sha256=null"])
+    cfg = compose_config(["data=cifar10", f"data.root={tmp_path / 'cifar'}", "data.val_size=10", "data.sha256=null",
+                          "data.mirrors=[]"])  # a local copy: no pin needed
     data = instantiate_checked(cfg.data)
     spec = data.spec
     assert spec.x_shape == (3, 32, 32) and spec.pixel_levels == 256 and spec.class_names[:2] == ("airplane", "automobile")
@@ -174,3 +200,112 @@ def test_an_idx_folder_with_only_the_test_files_scores_a_trained_model(fitted, t
     with pytest.raises(SystemExit):  # asking for the training split names the missing file
         classify_main([str(fitted["cvae1"]), *data, "--split", "train", "--out", str(tmp_path / "t")])
     assert f"missing IDX file train-images-idx3-ubyte[.gz] in {root}" in capsys.readouterr().err
+
+
+# Every mode Pillow opens, written as a small file (PNG where Pillow writes the mode, else TIFF) and read back.
+GREY_RAMP = np.arange(256, dtype=np.uint8).reshape(16, 16)  # every 8-bit level once
+DEEP_RAMP = np.linspace(0, 65535, 1024).round().astype(np.uint16).reshape(32, 32)  # 1024 16-bit levels, 0 and 65535
+COLOURS = np.stack([GREY_RAMP, 255 - GREY_RAMP, GREY_RAMP // 2], axis=-1)  # (16, 16, 3): 256 distinct colours
+ALPHA = np.repeat(np.array([0, 64, 128, 255], dtype=np.uint8), 4)[:, None].repeat(16, axis=1)  # rows: 0 .. opaque
+
+
+def palette_image(transparent: bool) -> Image.Image:
+    picture = Image.frombytes("P", (16, 16), GREY_RAMP.tobytes())
+    picture.putpalette(COLOURS.reshape(-1).tolist())
+    if transparent:
+        picture.info["transparency"] = 0  # palette entry 0 (the first pixel) is transparent
+    return picture
+
+
+def over_black(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
+    """The documented rule: a pixel keeps alpha/255 of its colour (transparency composited onto black)."""
+    return colour.astype(np.float64) * (alpha.astype(np.float64) / 255)[..., None] / 255
+
+
+def cmyk_pixels() -> tuple[Image.Image, np.ndarray]:
+    cmyk = np.array([[[255, 0, 0, 0], [0, 0, 0, 255], [0, 0, 0, 0], [0, 128, 0, 0]]], dtype=np.uint8)
+    rgb = (255 - cmyk[..., :3].astype(np.float64)) * (255 - cmyk[..., 3:].astype(np.float64)) / 255 / 255
+    return Image.frombytes("CMYK", (4, 1), cmyk.tobytes()), rgb  # cyan, black, white, half magenta
+
+
+def with_alpha(mode: str, colour: np.ndarray) -> Image.Image:
+    picture = (palette_image(False) if mode == "PA" else Image.fromarray(colour)).convert(mode)  # PA: COLOURS' palette
+    picture.putalpha(Image.fromarray(ALPHA))
+    return picture
+
+
+def transparent_palette() -> np.ndarray:
+    expected = COLOURS / 255
+    expected[0, 0] = 0  # the transparent pixel composited onto black
+    return expected
+
+
+MODES = {  # mode: (the image, the file suffix, the expected (H, W, C) pixels in [0, 1], distinct levels or None)
+    "1": (lambda: Image.fromarray(GREY_RAMP % 2 == 1), ".png", lambda: (GREY_RAMP % 2)[..., None], 2),
+    "L": (lambda: Image.fromarray(GREY_RAMP), ".png", lambda: GREY_RAMP[..., None] / 255, 256),
+    "P": (lambda: palette_image(False), ".png", lambda: COLOURS / 255, None),
+    "P+transparency": (lambda: palette_image(True), ".png", transparent_palette, None),
+    "PA": (lambda: with_alpha("PA", COLOURS), ".tif", lambda: over_black(COLOURS, ALPHA), None),
+    "LA": (lambda: with_alpha("LA", GREY_RAMP), ".png", lambda: over_black(GREY_RAMP[..., None], ALPHA), None),
+    "RGB": (lambda: Image.fromarray(COLOURS), ".png", lambda: COLOURS / 255, None),
+    "RGBA": (lambda: with_alpha("RGBA", COLOURS), ".png", lambda: over_black(COLOURS, ALPHA), None),
+    "CMYK": (lambda: cmyk_pixels()[0], ".tif", lambda: cmyk_pixels()[1], None),
+    "YCbCr": (lambda: Image.merge("YCbCr", [Image.fromarray(GREY_RAMP), *[Image.new("L", (16, 16), 128)] * 2]),
+              ".tif", lambda: GREY_RAMP[..., None].repeat(3, axis=-1) / 255, 256),  # neutral chroma: grey, in RGB
+    "I": (lambda: Image.fromarray(DEEP_RAMP.astype(np.int32)), ".tif", lambda: DEEP_RAMP[..., None] / 65535, 1024),
+    "I;16": (lambda: Image.fromarray(DEEP_RAMP), ".png", lambda: DEEP_RAMP[..., None] / 65535, 1024),
+    "I;16B": (lambda: Image.fromarray(DEEP_RAMP.astype(">u2")), ".tif", lambda: DEEP_RAMP[..., None] / 65535, 1024),
+    "F": (lambda: Image.fromarray((DEEP_RAMP / 65535).astype(np.float32)), ".tif",
+          lambda: (DEEP_RAMP / 65535).astype(np.float32)[..., None], 1024),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MODES))
+def test_every_pillow_mode_is_read_on_its_own_scale(tmp_path, case):
+    make, suffix, expected, levels = MODES[case]
+    path = tmp_path / f"image{suffix}"
+    make().save(path)
+    with Image.open(path) as saved:
+        assert saved.mode == case.split("+")[0]  # the file really holds the mode under test
+    want = torch.from_numpy(np.asarray(expected(), dtype=np.float64)).permute(2, 0, 1).float()
+    channels = want.shape[0]
+    assert is_grey(path) == (channels == 1)
+    x = read_image(path, channels)
+    rounded = "A" in case or "transparency" in case or case == "CMYK"  # Pillow rounds these to 8 bits
+    tolerance = 1.01 / 255 if rounded else 1e-6
+    assert x.shape == want.shape and torch.allclose(x, want, atol=tolerance, rtol=0), (x - want).abs().max()
+    if levels is not None:
+        assert len(torch.unique(x)) == levels and x.min() == 0 and x.max() == 1
+    other = read_image(path, 4 - channels)  # grey as three equal channels; colour to grey with Pillow's weights
+    grey = (want * torch.tensor([0.299, 0.587, 0.114]).view(3, 1, 1)).sum(0, keepdim=True) if channels == 3 else want
+    assert torch.allclose(other, grey.expand_as(other), atol=tolerance + 1.01 / 255, rtol=0)
+
+
+def test_deep_images_keep_their_levels_when_resized_and_refuse_values_off_their_scale(tmp_path):
+    Image.fromarray(DEEP_RAMP).save(tmp_path / "deep.png")
+    x = read_image(tmp_path / "deep.png", 1, size=16)
+    assert x.shape == (1, 16, 16) and 0 <= x.min() and x.max() <= 1 and len(torch.unique(x)) > 200
+    assert x.mean().item() == pytest.approx(0.5, abs=0.01)
+    Image.fromarray(np.array([[0, 70000]], dtype=np.int32)).save(tmp_path / "wide.tif")
+    with pytest.raises(UserError, match=r"wide.tif: 32-bit integer pixels must lie in 0\.\.65535.*found 0\.\.70000"):
+        read_image(tmp_path / "wide.tif", 1)
+    for name, values in (("bright.tif", [0.0, 1.5]), ("nan.tif", [0.0, np.nan])):
+        Image.fromarray(np.array([values], dtype=np.float32)).save(tmp_path / name)
+        with pytest.raises(UserError, match=rf"{name}: float pixels must lie in \[0, 1\]"):
+            read_image(tmp_path / name, 1)
+    Image.new("LAB", (2, 2)).save(tmp_path / "lab.tif")
+    with pytest.raises(UserError, match=r"lab.tif: Pillow mode LAB is not supported"):
+        read_image(tmp_path / "lab.tif", 3)
+
+
+def test_a_folder_of_16_bit_images_is_not_taken_for_8_bit(tmp_path):
+    for name, scale in (("deep", 1), ("eight", 257)):  # 8-bit values stored in 16 bits (v * 257) stay 8-bit
+        for label in ("a", "b"):
+            (tmp_path / name / label).mkdir(parents=True)
+            for i in range(5):
+                values = (DEEP_RAMP // 257 * scale if scale > 1 else DEEP_RAMP).astype(np.uint16)
+                Image.fromarray(np.roll(values, i)).save(tmp_path / name / label / f"{i}.png")
+    deep = ImageFolder(root=str(tmp_path / "deep"), split=[6, 2, 2])
+    assert deep.spec.pixel_levels == 65536 and pixel_likelihood(deep.spec.pixel_levels) == "continuous_bernoulli"
+    assert len(torch.unique(deep.split_tensors("train")[0])) == 1024
+    assert ImageFolder(root=str(tmp_path / "eight"), split=[6, 2, 2]).spec.pixel_levels == 256

@@ -11,7 +11,7 @@ import torch
 from torch import Tensor
 
 from cvaezoo.data.base import TensorDataModule, carve_validation
-from cvaezoo.data.download import cache_dir, fetch
+from cvaezoo.data.download import cache_dir, check_sha256, fetch
 from cvaezoo.errors import MissingFileError, UserError
 
 ARCHIVE = "cifar-10-binary.tar.gz"
@@ -31,7 +31,7 @@ def read_cifar_records(raw: bytes, name: str) -> tuple[Tensor, Tensor]:
 class CIFAR10(TensorDataModule):
     """The five training batches (a stratified, seeded ``val_size`` part becomes val) and the test batch of
     ``cifar-10-binary.tar.gz``, read from ``root`` (null: the cache folder) and downloaded from ``mirrors`` when
-    missing, checked against ``sha256``."""
+    missing, checked against ``sha256``. With mirrors the archive must have a pin; without, the pin is optional."""
 
     def __init__(self, root: str | None = None, mirrors: Sequence[str] = (), sha256: Mapping[str, str] | None = None,
                  val_size: int = 5000, **kwargs):
@@ -42,9 +42,12 @@ class CIFAR10(TensorDataModule):
 
     def load_splits(self) -> dict[str, tuple[Tensor, Tensor]]:
         path = self.root / ARCHIVE
-        if not path.is_file() and not self.mirrors:
+        if self.mirrors:
+            path = fetch(ARCHIVE, self.root, self.mirrors, self.sha256)  # a present archive needs its pin, too
+        elif not path.is_file():
             raise MissingFileError(f"{path} not found: put CIFAR-10's binary archive there or set data.root")
-        path = fetch(ARCHIVE, self.root, self.mirrors, self.sha256)  # checks a present archive, downloads a missing one
+        else:
+            check_sha256(path, self.sha256)  # a local copy (no mirrors): checked when a pin is given
         try:
             with tarfile.open(path, "r:gz") as archive:
                 def member(name: str) -> bytes:

@@ -2,7 +2,9 @@
 
 Nothing is downloaded unless a data config names ``mirrors`` and a file is missing. A download is written
 to a temporary file beside its target, checked (complete, and its sha256 equal to the pinned one) and only
-then renamed into place, so an interrupted or corrupt transfer never passes as the file.
+then renamed into place, so an interrupted or corrupt transfer never passes as the file. A dataset with
+mirrors uses no file unchecked: one already present needs a pinned sha256 too, and must match it. Without
+mirrors (a local copy, e.g. ``data=idx``) pins are optional: the files that have one are checked.
 """
 
 from __future__ import annotations
@@ -60,11 +62,11 @@ def _download_once(url: str, part: Path, timeout: float) -> str:
 def fetch(name: str, folder: Path, mirrors: Sequence[str], sha256: Mapping[str, str], timeout: float = 60.0) -> Path:
     """``folder/name``, downloaded from the first mirror (``<mirror>/<name>``) that delivers it whole and with
     the pinned checksum, unless it is there already. A file already present is checked against its pin (a
-    mismatch is an error; nothing of the user's is deleted)."""
+    mismatch is an error; nothing of the user's is deleted); without a pin it is refused, not used unchecked."""
     target = folder / name
     expected = sha256.get(name)
     if target.is_file():
-        check_sha256(target, sha256)
+        check_sha256(target, sha256, required=True)
         return target
     if not expected:
         raise UserError(f"no sha256 pinned for {name}: add it to data.sha256 (downloads are always checked)")
@@ -92,8 +94,12 @@ def fetch(name: str, folder: Path, mirrors: Sequence[str], sha256: Mapping[str, 
     )
 
 
-def check_sha256(path: Path, sha256: Mapping[str, str]) -> None:
-    """A file with a pinned checksum must match it (a stale or damaged copy in the cache is named, not used)."""
+def check_sha256(path: Path, sha256: Mapping[str, str], required: bool = False) -> None:
+    """A file with a pinned checksum must match it (a stale or damaged copy in the cache is named, not used).
+    ``required`` (a dataset with mirrors, whose config pins every file): a file without a pin is refused."""
     expected = sha256.get(path.name)
+    if not expected and required:
+        raise UserError(f"{path}: no sha256 pinned for {path.name} in data.sha256, so it cannot be checked; pin it "
+                        "there, or set data.mirrors=[] to read a local copy with optional pins")
     if expected and (got := sha256_of(path)) != expected:
         raise UserError(f"{path}: sha256 {got} does not match the expected {expected} (delete it to download again)")

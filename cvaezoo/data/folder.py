@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -10,10 +11,24 @@ import torch
 from torch import Tensor
 
 from cvaezoo.data.attributes import AttributeData
-from cvaezoo.data.images import image_files, read_images
+from cvaezoo.data.images import image_files, pixel_levels, read_images
 from cvaezoo.errors import MissingFileError, UserError
 
 TRUE_VALUES, FALSE_VALUES = {"1", "true", "yes"}, {"0", "-1", "false", "no"}
+INTEGER = re.compile(r"[+-]?[0-9]+")
+
+
+def class_labels(cells: Sequence[str], where: str, column: str) -> tuple[list[str], list[str]]:
+    """(each row's class name, the class names in order) from a table's label ``column``: stripped of
+    whitespace; when every label is an integer the classes are the numbers, written plainly (" 3", "03" and
+    "3" are one class "3") and ordered by value (2 before 10), otherwise the strings in sorted order."""
+    labels = [cell.strip() for cell in cells]
+    if "" in labels:
+        raise UserError(f"{where}, line {labels.index('') + 2}: empty label in column {column!r}")
+    if all(INTEGER.fullmatch(label) for label in labels):
+        numbers = [int(label) for label in labels]
+        return [str(n) for n in numbers], [str(n) for n in sorted(set(numbers))]
+    return labels, sorted(set(labels))
 
 
 class ImageFolder(AttributeData):
@@ -22,11 +37,14 @@ class ImageFolder(AttributeData):
     * class subfolders: ``root/<class>/<image>`` (any depth below the class folder); the classes are the
       folder names, sorted, so y is a class label;
     * a table (``table``: a .csv, or a .tsv with tabs) with a ``file_column`` (paths relative to ``root``) and
-      either a ``label_column`` (class names; y is a class label) or ``attribute_columns`` (0/1, -1/1 or
+      either a ``label_column`` (class names, stripped of whitespace; y is a class label; integers are ordered
+      as numbers, other labels as strings: :func:`class_labels`) or ``attribute_columns`` (0/1, -1/1 or
       true/false; y is a multi-hot vector of free binary attributes).
 
     Images are grey or RGB (``channels`` null: grey when every image is), of their own common size or, with
-    ``image_size``, centre-cropped and resized to image_size x image_size. ``split``: three counts or
+    ``image_size``, centre-cropped and resized to image_size x image_size, each mode on its own scale
+    (:func:`cvaezoo.data.images.read_image`); ``pixel_levels`` is 256 when every pixel is an 8-bit value,
+    else 65536 (16-bit or float images), which picks the default likelihood. ``split``: three counts or
     fractions (default 80/10/10 %), stratified by class. Everything is held in memory.
     """
 
@@ -92,17 +110,21 @@ class ImageFolder(AttributeData):
     def load(self) -> tuple[Tensor, Tensor]:
         if self.table is None:
             files, names = self._from_subfolders()
+            self.class_names = sorted(set(names))
         else:
             files, rows = self._read_table()
-            names = None if self.attribute_columns else [row[self.label_column] for row in rows]
+            if not self.attribute_columns:
+                names, self.class_names = class_labels([row[self.label_column] for row in rows],
+                                                       str(self.root / self.table), self.label_column)
         if self.attribute_columns:
             labels = self._attribute_matrix(rows)
             self.attribute_names = self.group_names = list(self.attribute_columns)
             self.attribute_groups = [1] * len(self.attribute_columns)
         else:
-            self.class_names = sorted(set(names))
             self.num_classes = len(self.class_names)
             if self.num_classes < 2:
                 raise UserError(f"{self.root}: found one class ({self.class_names}); a conditional model needs two or more")
             labels = torch.tensor([self.class_names.index(n) for n in names])
-        return read_images(files, self.channels, self.image_size), labels
+        images = read_images(files, self.channels, self.image_size)
+        self.pixel_levels = pixel_levels(images)  # 16-bit or float images are not scored as 8-bit ones
+        return images, labels

@@ -81,7 +81,9 @@ class IDXDataModule(TensorDataModule):
 
     ``sha256`` maps file names to expected checksums; a mismatch is an error, naming both. With ``mirrors``
     (``data=mnist``, ``data=fashion_mnist``) missing files are downloaded, checked against ``sha256``, into
-    ``root`` or, when it is null, the cache folder of ``dataset`` (:func:`cvaezoo.data.download.cache_dir`).
+    ``root`` or, when it is null, the cache folder of ``dataset`` (:func:`cvaezoo.data.download.cache_dir`),
+    and a file found there without a pin (e.g. an unpacked copy of a pinned .gz) is refused; without
+    mirrors the pins are optional.
     Without the train files the test split is still served (scoring a trained model needs nothing else).
     """
 
@@ -99,7 +101,7 @@ class IDXDataModule(TensorDataModule):
     def _read(self, key: str) -> np.ndarray:
         try:
             path = find_idx_file(self.root, FILES[key])
-            check_sha256(path, self.sha256)
+            check_sha256(path, self.sha256, required=bool(self.mirrors))  # with mirrors, every file is pinned
         except MissingFileError:
             if not self.mirrors:
                 raise

@@ -12,7 +12,12 @@ from torch import Tensor
 from cvaezoo.errors import MissingFileError, UserError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
-GREY_MODES = ("1", "L", "LA", "I", "I;16", "F", "P;L")
+#: Pillow modes of up to 8 bits per channel, which Pillow converts to 8-bit grey ("L") or "RGB" itself
+EIGHT_BIT_MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "RGBX", "CMYK", "YCbCr")
+#: Pillow modes of deeper grey pixels and the largest value of their scale: unsigned 16-bit, 32-bit integers
+#: (read on the 16-bit scale) and floats (already in [0, 1])
+DEEP_MODES = {"I;16": 65535, "I;16B": 65535, "I;16L": 65535, "I;16N": 65535, "I": 65535, "F": 1}
+GREY_MODES = ("1", "L", "LA", *DEEP_MODES)
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -33,29 +38,83 @@ def _open(path: Path):
 
 
 def is_grey(path: Path) -> bool:
+    """Whether the image has one channel: a grey mode, or a palette of grey entries only."""
     with _open(path) as picture:
-        if picture.mode == "P":  # a palette: grey when every palette entry is
+        if picture.mode in ("P", "PA"):  # a palette: grey when every palette entry is
             rgb = np.asarray(picture.convert("RGB"))
             return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
         return picture.mode in GREY_MODES
 
 
+def _over_black(picture):
+    """An 8-bit picture with an alpha channel or a transparent colour, composited onto opaque black."""
+    from PIL import Image
+
+    rgba = picture.convert("RGBA")
+    return Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba).convert("RGB")
+
+
+def _deep_to_unit(picture, path: Path):
+    """A deep grey picture as a float ("F") picture in [0, 1], divided by the top of its mode's scale
+    (:data:`DEEP_MODES`); values off that scale are refused rather than clipped."""
+    from PIL import Image
+
+    array = np.asarray(picture).astype(np.float32)
+    top = DEEP_MODES[picture.mode]
+    if array.size and not (np.isfinite(array).all() and array.min() >= 0 and array.max() <= top):
+        found = f"{array.min():g}..{array.max():g}" if np.isfinite(array).all() else "NaN or infinite values"
+        rule = "float pixels must lie in [0, 1]" if picture.mode == "F" else \
+            "32-bit integer pixels must lie in 0..65535 (read as 16-bit)"
+        raise UserError(f"{path}: {rule}, found {found}")
+    return Image.fromarray(array / top)
+
+
+def _converted(picture, path: Path, channels: int):
+    """``picture`` as 8-bit grey ("L"), 8-bit "RGB" or, for deep grey modes, a float ("F") picture in [0, 1]."""
+    if picture.mode in DEEP_MODES:
+        return _deep_to_unit(picture, path)
+    if picture.mode not in EIGHT_BIT_MODES:
+        raise UserError(f"{path}: Pillow mode {picture.mode} is not supported (save the image as grey or RGB)")
+    if "A" in picture.mode or "transparency" in picture.info:
+        picture = _over_black(picture)
+    return picture.convert("L" if channels == 1 else "RGB")
+
+
 def read_image(path: Path, channels: int, size: int | None = None) -> Tensor:
     """One image as a (channels, H, W) float tensor in [0, 1]: converted to grey (1) or RGB (3) and, with
-    ``size``, centre-cropped to a square and resized to size x size."""
+    ``size``, centre-cropped to a square and resized to size x size.
+
+    Each Pillow mode is read on its own scale. 8-bit modes ("1", "L", "P", "RGB", "CMYK", "YCbCr", ...) are
+    converted by Pillow and divided by 255; transparency (an alpha channel, or a palette's or PNG's
+    transparent colour) is composited onto black, so a pixel keeps alpha/255 of its colour and a fully
+    transparent one reads 0. Deep grey modes keep their levels: 16-bit ("I;16", "I;16B", ...) is divided by
+    65535, 32-bit integers ("I") must lie in 0..65535 and are read as 16-bit, floats ("F") must lie in [0, 1];
+    values outside are an error, not clipped (these modes have no alpha; a 16-bit PNG's transparent colour
+    is ignored). Grey becomes RGB by repetition, colour becomes grey with Pillow's weights (ITU-R 601-2).
+    Other modes (e.g. "LAB") are refused."""
     from PIL import Image
 
     with _open(path) as picture:
         try:
-            picture = picture.convert("L" if channels == 1 else "RGB")
+            picture = _converted(picture, path, channels)
         except OSError as exc:  # a truncated file fails when its pixels are read
             raise UserError(f"{path} is not a readable image ({exc})") from None
         if size is not None:
             side = min(picture.size)
             left, top = (picture.width - side) // 2, (picture.height - side) // 2
             picture = picture.crop((left, top, left + side, top + side)).resize((size, size), Image.BILINEAR)
-        array = np.asarray(picture, dtype=np.float32) / 255.0
-    return torch.from_numpy(array.reshape(array.shape[0], array.shape[1], channels)).permute(2, 0, 1).contiguous()
+        array = np.asarray(picture, dtype=np.float32)
+    array = np.clip(array, 0.0, 1.0) if picture.mode == "F" else array / 255.0
+    if array.ndim == 2:
+        array = np.repeat(array[..., None], channels, axis=-1)  # grey, repeated for RGB
+    return torch.from_numpy(np.ascontiguousarray(array)).permute(2, 0, 1).contiguous()
+
+
+def pixel_levels(images: Tensor) -> int:
+    """How many levels the pixels are on, for the default likelihood: 256 when every value is one of the
+    8-bit values k/255 (8-bit files, and deeper ones holding 8-bit values, v * 257 in 16 bits), else 65536."""
+    scaled = images * 255.0
+    return 256 if torch.allclose(scaled, scaled.round(), rtol=0.0, atol=1e-3) else 65536
 
 
 def read_images(paths: Sequence[Path], channels: int | None = None, size: int | None = None) -> Tensor:
