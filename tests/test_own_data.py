@@ -85,6 +85,18 @@ def test_table_labels_are_stripped_and_integers_ordered_as_numbers(tmp_path):
         ImageFolder(root=str(tmp_path / "d"), table="t.csv").load()
 
 
+def test_subfolders_named_by_integers_are_ordered_as_numbers(tmp_path):
+    """Class folders 2, 10, 9: classes 2, 9, 10 (as strings they would sort 10, 2, 9)."""
+    for name in ("2", "10", "9"):
+        (tmp_path / "d" / name).mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(np.full((8, 8), 10 * int(name), dtype=np.uint8)).save(tmp_path / "d" / name / f"{i}.png")
+    data = ImageFolder(root=str(tmp_path / "d"))
+    images, labels = data.load()
+    assert data.class_names == ["2", "9", "10"]
+    assert [round(float(images[labels == k].mean()) * 255) for k in range(3)] == [20, 90, 100]
+
+
 @pytest.mark.parametrize("make, message", [
     (lambda root: root.mkdir(), "has no class subfolders: expected"),
     (lambda root: (root / "a").mkdir(parents=True), r"class folder .*a holds no images"),

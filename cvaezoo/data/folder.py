@@ -27,15 +27,24 @@ def class_labels(cells: Sequence[str], where: str, column: str) -> tuple[list[st
         raise UserError(f"{where}, line {labels.index('') + 2}: empty label in column {column!r}")
     if all(INTEGER.fullmatch(label) for label in labels):
         numbers = [int(label) for label in labels]
-        return [str(n) for n in numbers], [str(n) for n in sorted(set(numbers))]
-    return labels, sorted(set(labels))
+        return [str(n) for n in numbers], class_order([str(n) for n in numbers])
+    return labels, class_order(labels)
+
+
+def class_order(names: Sequence[str]) -> list[str]:
+    """The distinct class names in class-index order: by value when every name is an integer (2 before 10),
+    otherwise sorted as strings. Subfolder names and table labels follow this one rule."""
+    distinct = set(names)
+    if all(INTEGER.fullmatch(name) for name in distinct):
+        return sorted(distinct, key=int)
+    return sorted(distinct)
 
 
 class ImageFolder(AttributeData):
     """Images read with Pillow from ``root``, in one of two layouts.
 
     * class subfolders: ``root/<class>/<image>`` (any depth below the class folder); the classes are the
-      folder names, sorted, so y is a class label;
+      folder names, in :func:`class_order` (by value when all are integers), so y is a class label;
     * a table (``table``: a .csv, or a .tsv with tabs) with a ``file_column`` (paths relative to ``root``) and
       either a ``label_column`` (class names, stripped of whitespace; y is a class label; integers are ordered
       as numbers, other labels as strings: :func:`class_labels`) or ``attribute_columns`` (0/1, -1/1 or
@@ -70,7 +79,7 @@ class ImageFolder(AttributeData):
     def _from_subfolders(self) -> tuple[list[Path], list[str]]:
         if not self.root.is_dir():
             raise MissingFileError(f"image folder {self.root} not found (data.root)")
-        classes = sorted(d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith("."))
+        classes = class_order([d.name for d in self.root.iterdir() if d.is_dir() and not d.name.startswith(".")])
         if not classes:
             raise UserError(f"{self.root} has no class subfolders: expected {self.root}/<class>/<image>.png "
                             "(or set data.table to a CSV of file names and labels)")
@@ -110,7 +119,7 @@ class ImageFolder(AttributeData):
     def load(self) -> tuple[Tensor, Tensor]:
         if self.table is None:
             files, names = self._from_subfolders()
-            self.class_names = sorted(set(names))
+            self.class_names = class_order(names)
         else:
             files, rows = self._read_table()
             if not self.attribute_columns:
