@@ -60,7 +60,11 @@ def detected(scores: dict, thresholds: dict, mask: torch.Tensor) -> dict:
     return {name: float((s[mask] < thresholds[name]).float().mean()) if mask.any() else None for name, s in scores.items()}
 
 
-def study(run_dir: Path, n_attack: int, n_spsa: int, spsa_steps: int, directions: int) -> tuple[dict, dict]:
+PARTS = ("attacks", "noise", "spsa", "ood")
+
+
+def study(run_dir: Path, n_attack: int, n_spsa: int, spsa_steps: int, directions: int,
+          parts: tuple[str, ...] = PARTS) -> tuple[dict, dict]:
     config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     seed = int(config["seed"])
     model = load_model(run_dir).eval()
@@ -87,7 +91,8 @@ def study(run_dir: Path, n_attack: int, n_spsa: int, spsa_steps: int, directions
     every = max(1, len(x) // 10)
     examples = {"clean": x[::every][:10].numpy(), "labels": y[::every][:10].numpy()}  # one image of each class
     started = time.time()
-    for name, attack, kwargs in (("fgsm", fgsm, {}), ("pgd", pgd, {"steps": 20, "generator": generator})):
+    attacks = (("fgsm", fgsm, {}), ("pgd", pgd, {"steps": 20, "generator": generator})) if "attacks" in parts else ()
+    for name, attack, kwargs in attacks:
         rows = []
         for eps in EPSILONS[1:]:
             adv = attacked(attack, loss, x, y, eps, **kwargs)
@@ -101,31 +106,39 @@ def study(run_dir: Path, n_attack: int, n_spsa: int, spsa_steps: int, directions
     result["attack_seconds"] = time.time() - started
     # the control: random +-eps on every pixel (clipped to [0, 1]), no attacker
     result["noise"] = [{"eps": 0.0, "accuracy": result["clean_accuracy"]}]
-    for eps in EPSILONS[1:]:
+    for eps in EPSILONS[1:] if "noise" in parts else ():
         signs = torch.randint(0, 2, x.shape, generator=generator).float() * 2 - 1
         noisy = (x + eps * signs).clamp(0, 1)
         result["noise"].append({"eps": eps, "accuracy": float((predictions(noisy) == y).float().mean()),
                                 "rejected": detected(detection_scores(model, noisy, **predict), thresholds,
                                                      torch.ones(len(x), dtype=torch.bool))})
-    # the gradient-free check: SPSA against PGD on the same examples at one eps
+    if "spsa" in parts:
+        result["spsa"] = spsa_check(loss, x, y, predictions, n_spsa, spsa_steps, directions, generator, seed)
+    if "ood" in parts:
+        result["ood_auroc"] = {
+            name: {score: auroc(clean_scores[score], values)
+                   for score, values in detection_scores(model, images, **predict).items()}
+            for name, images in ood_sets(x, seed=seed).items()}
+    return result, examples
+
+
+def spsa_check(loss, x: torch.Tensor, y: torch.Tensor, predictions, n_spsa: int, spsa_steps: int, directions: int,
+               generator: torch.Generator, seed: int) -> dict:
+    """The gradient-free check: SPSA against PGD on the same examples at one eps, and how well one SPSA estimate
+    points along the attacker's true gradient at the clean images."""
     spread = torch.linspace(0, len(x) - 1, min(n_spsa, len(x))).long()
     xs, ys = x[spread], y[spread]
     started = time.time()
     spsa_adv = attacked(spsa, loss, xs, ys, SPSA_EPS, steps=spsa_steps, directions=directions, generator=generator)
     pgd_adv = attacked(pgd, loss, xs, ys, SPSA_EPS, steps=20, generator=generator)
-    # how well one SPSA estimate points along the attacker's true gradient, at the clean images
     estimate = spsa_gradient(loss, xs, ys, directions, generator=torch.Generator().manual_seed(seed))
     cosine = torch.nn.functional.cosine_similarity(estimate.flatten(1), loss_gradient(loss, xs, ys).flatten(1))
-    result["spsa"] = {"eps": SPSA_EPS, "n": len(xs), "steps": spsa_steps, "directions": directions,
-                      "gradient_cosine_median": float(cosine.median()),
-                      "clean_accuracy": float((predictions(xs) == ys).float().mean()),
-                      "pgd_accuracy": float((predictions(pgd_adv) == ys).float().mean()),
-                      "spsa_accuracy": float((predictions(spsa_adv) == ys).float().mean()),
-                      "seconds": time.time() - started}
-    result["ood_auroc"] = {
-        name: {score: auroc(clean_scores[score], values) for score, values in detection_scores(model, images, **predict).items()}
-        for name, images in ood_sets(x, seed=seed).items()}
-    return result, examples
+    return {"eps": SPSA_EPS, "n": len(xs), "steps": spsa_steps, "directions": directions,
+            "gradient_cosine_median": float(cosine.median()),
+            "clean_accuracy": float((predictions(xs) == ys).float().mean()),
+            "pgd_accuracy": float((predictions(pgd_adv) == ys).float().mean()),
+            "spsa_accuracy": float((predictions(spsa_adv) == ys).float().mean()),
+            "seconds": time.time() - started}
 
 
 def main() -> None:
@@ -136,15 +149,18 @@ def main() -> None:
     parser.add_argument("--n-spsa", type=int, default=50, help="of these, images attacked by SPSA (spread evenly)")
     parser.add_argument("--spsa-steps", type=int, default=20)
     parser.add_argument("--directions", type=int, default=32, help="SPSA: random directions per gradient estimate")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="what to measure (default: all)")
     args = parser.parse_args()
-    result, examples = study(args.run, args.n_attack, args.n_spsa, args.spsa_steps, args.directions)
+    result, examples = study(args.run, args.n_attack, args.n_spsa, args.spsa_steps, args.directions, tuple(args.parts))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     out = args.out_dir / f"{result['model']}_s{result['seed']}.json"
     out.write_text(json.dumps(result, indent=1))
     np.savez(out.with_suffix(".npz"), **examples)
-    pgd = ", ".join(f"{row['eps']}: {row['accuracy']:.3f}" for row in result["pgd"])
-    print(f"{result['model']} seed {result['seed']}: PGD accuracy {pgd}; SPSA {result['spsa']['spsa_accuracy']:.3f} "
-          f"(PGD {result['spsa']['pgd_accuracy']:.3f}) at eps {SPSA_EPS}")
+    pgd = ", ".join(f"{row['eps']}: {row['accuracy']:.3f}" for row in result.get("pgd", []))
+    spsa_row = result.get("spsa")
+    print(f"{result['model']} seed {result['seed']}: PGD accuracy {pgd or '-'}; " + (
+        f"SPSA {spsa_row['spsa_accuracy']:.3f} (PGD {spsa_row['pgd_accuracy']:.3f}) at eps {SPSA_EPS}, gradient "
+        f"cosine {spsa_row['gradient_cosine_median']:.3f}" if spsa_row else ""))
 
 
 if __name__ == "__main__":
