@@ -1,5 +1,6 @@
 """Attacks through classifier mode, the scores that flag unusual inputs, and the out-of-distribution sets."""
 
+import gzip
 import math
 
 import pytest
@@ -7,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from conftest import write_fake_idx_dir
 
+from cvaezoo.data import ood
+from cvaezoo.data.download import sha256_of
 from cvaezoo.data.ood import ood_sets
 from cvaezoo.errors import UserError
 from cvaezoo.models import MODELS
@@ -239,8 +242,20 @@ def test_out_of_distribution_sets_are_offline_and_shaped_like_the_data(tmp_path,
     assert torch.equal(sets["inverted"], 1 - x)
     assert torch.equal(torch.rot90(sets["rotated"], -1, dims=(-2, -1)), x)
     assert not torch.equal(sets["digits"][0], sets["digits"][1]) and sets["shapes"].std() > 0.1
-    write_fake_idx_dir(tmp_path / "empty" / "fashion_mnist", n_test=40)  # a local copy where data=fashion_mnist puts it
-    assert ood_sets(x)["fashion_mnist"].shape == x.shape
+    fake = write_fake_idx_dir(tmp_path / "empty" / "fashion_mnist", n_test=40)  # where data=fashion_mnist puts it
+    with pytest.raises(UserError, match="does not match the expected"):  # not the pinned file: refused, not used
+        ood_sets(x)
+    test_file = fake / "t10k-images-idx3-ubyte.gz"
+    pins = {test_file.name: sha256_of(test_file)}
+    monkeypatch.setattr(ood, "fashion_mnist_sha256", lambda: pins)
+    assert ood_sets(x)["fashion_mnist"].shape == x.shape  # the pinned file
+    (fake / "t10k-images-idx3-ubyte").write_bytes(gzip.decompress(test_file.read_bytes()))  # an unpacked copy
+    test_file.unlink()  # the unpacked one is found first anyway; it has no pin: refused
+    with pytest.raises(UserError, match="no sha256 pinned"):
+        ood_sets(x)
+    assert ood_sets(x, fashion_mnist_root=fake)["fashion_mnist"].shape == x.shape  # a local copy named by the user
+    monkeypatch.undo()
+    assert "t10k-images-idx3-ubyte.gz" in ood.fashion_mnist_sha256()  # the packaged pins
 
 
 def test_classify_abstains_below_the_threshold_set_on_clean_validation_images(fitted, tmp_path, capsys):

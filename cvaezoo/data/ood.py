@@ -8,12 +8,14 @@ Each set has as many images as the in-distribution images it is built beside, in
 
 from __future__ import annotations
 
+from importlib import resources
 from pathlib import Path
 
 import torch
+import yaml
 from torch import Tensor
 
-from cvaezoo.data.download import cache_dir
+from cvaezoo.data.download import cache_dir, check_sha256
 from cvaezoo.data.embedded import Digits
 from cvaezoo.data.idx import find_idx_file, read_idx
 from cvaezoo.data.images import to_shape
@@ -25,13 +27,22 @@ def _repeat_to(images: Tensor, n: int) -> Tensor:
     return images.repeat((n + len(images) - 1) // len(images), *[1] * (images.dim() - 1))[:n]
 
 
+def fashion_mnist_sha256() -> dict[str, str]:
+    """The checksums ``data=fashion_mnist`` pins for its files (its packaged config)."""
+    text = resources.files("cvaezoo").joinpath("conf/data/fashion_mnist.yaml").read_text()
+    return dict(yaml.safe_load(text)["sha256"])
+
+
 def local_fashion_mnist(root: Path | None = None) -> Tensor | None:
-    """Fashion-MNIST's test images, (10000, 1, 28, 28) in [0, 1], from ``root`` (default: the download cache,
-    where ``data=fashion_mnist`` puts them), or None where no copy is there."""
+    """Fashion-MNIST's test images, (10000, 1, 28, 28) in [0, 1], from ``root`` (a local copy, read as it is) or
+    from the download cache, where ``data=fashion_mnist`` puts them and where the file must match the checksum
+    that config pins (an unpinned or damaged copy is refused, not used); None where no copy is there."""
     try:
         path = find_idx_file(root or cache_dir("fashion_mnist"), "t10k-images-idx3-ubyte")
     except MissingFileError:
         return None
+    if root is None:
+        check_sha256(path, fashion_mnist_sha256(), required=True)
     return torch.tensor(read_idx(path), dtype=torch.float32)[:, None] / 255.0
 
 
