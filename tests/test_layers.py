@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                 "models.vae", "models.baseline", "models.reference"}),
     ("using models", {"checkpoints", "inference", "robustness", "loggers", "callbacks", "collect"}),
     ("figures", {"figures"}),
-    ("run library", {"runs"}),
+    ("run library", {"config_types", "runs"}),
     ("entry points", {"train", "cli", "reference"}),
 ]
 LAYER_OF = {module: depth for depth, (_, modules) in enumerate(LAYERS) for module in modules}
