@@ -287,6 +287,7 @@ def default_reference(checkpoint: Path, overrides: list[str]) -> Path | None:
 
 def evaluate(args: argparse.Namespace) -> dict:
     checkpoint, model = _load(args)
+    given_reference = None if args.reference is None else load_reference(args.reference)  # a bad one: before the work
     datamodule = load_data(checkpoint, args.overrides, model)
     x, y = datamodule.split_tensors(args.split)
     result: dict[str, object] = {"model": model.model_name, "split": args.split, "checkpoint": str(checkpoint)}
@@ -297,7 +298,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     reference_path = args.reference or default_reference(checkpoint, args.overrides)
     reference = None
     if model.target_name == "x" and reference_path is not None:
-        reference = load_reference(reference_path)
+        reference = given_reference or load_reference(reference_path)
         fits = tuple(reference.hparams.x_shape) == model.x_shape and reference.hparams.y_dim == model.y_dim
         if not fits and args.reference is None:  # the default one belongs to other data: skip it
             print(f"{reference_path} was trained on other data (x {tuple(reference.hparams.x_shape)}); pass --reference")
@@ -332,7 +333,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     elif model.target_name == "x":
         print("conditional-generation accuracy skipped: no reference classifier (train one: cvaezoo-reference)")
     if model.target_name == "y" and hasattr(datamodule, "complete"):  # structured outputs: several per input
-        completer = None if args.reference is None else load_reference(args.reference)  # sees completed images
+        completer = given_reference  # sees completed images
         diversity = completion_diversity(model, x, y, args.n_completions, datamodule.complete, completer,
                                          control=datamodule.split_tensors("train" if args.split != "train" else "val"))
         result.update({key: value for key, value in diversity.items() if key != "per_input"})
