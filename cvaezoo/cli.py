@@ -60,7 +60,8 @@ def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     parser = ArgumentParser(prog=prog, description=description)
     parser.add_argument("run", type=Path, help="a training run directory or a .ckpt file")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the data, e.g. data=idx data.root=DIR")
-    parser.add_argument("--out", type=output_directory, default=None, help="output directory (default: <run>/<command>)")
+    parser.add_argument("--out", type=output_directory, default=None,
+                        help="output directory (default: <run>/<command>)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "unseen"],
                         help="which split to use (unseen: held-out attribute combinations of data=shapes)")
     parser.add_argument("--seed", type=seed, default=0, help="seed for the Monte-Carlo estimates")
@@ -80,7 +81,8 @@ def _predict_kwargs(model: ConditionalVAE, method: str | None, k: int | None) ->
         raise UserError(f"{model.model_name} on {model.y_kind} conditions has no classifier mode")
     method = method or next(iter(methods))
     if method not in methods:
-        raise UserError(f"--method {method}: {model.model_name} classifies with method {' or '.join(map(repr, methods))}")
+        allowed = " or ".join(map(repr, methods))
+        raise UserError(f"--method {method}: {model.model_name} classifies with method {allowed}")
     if k is not None and not methods[method]:
         raise UserError(f"-k {k} does not apply: {model.model_name}'s method {method!r} draws no samples")
     return {"method": method, "k": (k or methods[method]) if methods[method] else 0}
@@ -354,7 +356,8 @@ def _run(function, parser: argparse.ArgumentParser, argv: list[str] | None) -> N
 def classify_main(argv: list[str] | None = None) -> None:
     parser = base_parser("cvaezoo-classify", "Predict y for new x: Bayes rule for CVAE-1/2/4, p(y|x,z) for CVAE-3.")
     parser.add_argument("--method", default=None, help="elbo | iwae (CVAE-1/2/4; default elbo); mc | mean (CVAE-3; default mc)")
-    parser.add_argument("-k", type=positive_int, default=None, help="samples per class bound (default 10 for elbo, 100 for iwae/mc)")
+    parser.add_argument("-k", type=positive_int, default=None,
+                        help="samples per class bound (default 10 for elbo, 100 for iwae/mc)")
     parser.add_argument("--images", nargs="+", default=None, metavar="PATH",
                         help="classify these instead of a split: image files, folders of them, or .npy batches; "
                              "writes predictions.csv (file, predicted class, probability of each class)")
@@ -370,24 +373,29 @@ def classify_main(argv: list[str] | None = None) -> None:
 def generate_main(argv: list[str] | None = None) -> None:
     parser = base_parser("cvaezoo-generate", "Sample x for chosen labels or attributes; reconstruction, interpolation, "
                                              "analogy and attribute-editing grids.")
-    parser.add_argument("--labels", type=integer, nargs="+", default=None, help="labels to sample (default: every class)")
+    parser.add_argument("--labels", type=integer, nargs="+", default=None,
+                        help="labels to sample (default: every class)")
     parser.add_argument("--attributes", nargs="+", default=None,
                         help="attribute data: one row per argument, the attributes that are on, e.g. "
                              "shape=circle,size=large,column=left,row=top,fill=filled (default: held-out then seen combinations)")
     parser.add_argument("-n", type=positive_int, default=8, help="samples per label")
-    parser.add_argument("--temperature", type=positive_float, default=1.0, help="scale of the prior's standard deviation (> 0)")
+    parser.add_argument("--temperature", type=positive_float, default=1.0,
+                        help="scale of the prior's standard deviation (> 0)")
     parser.add_argument("--sample", action="store_true", help="draw x from p(x|z,y) instead of showing its mean")
-    parser.add_argument("--n-examples", type=nonnegative_int, default=10, help="real examples for the reconstruction/analogy grids")
+    parser.add_argument("--n-examples", type=nonnegative_int, default=10,
+                        help="real examples for the reconstruction/analogy grids")
     parser.add_argument("--each", action="store_true", help="also write every sample as its own PNG: samples/<label>_<j>.png")
     _run(generate, parser, argv)
 
 
 def evaluate_main(argv: list[str] | None = None) -> None:
-    parser = base_parser("cvaezoo-evaluate", "ELBO terms, importance-weighted bound, classifier and generation accuracy.")
+    parser = base_parser("cvaezoo-evaluate",
+                         "ELBO terms, importance-weighted bound, classifier and generation accuracy.")
     parser.add_argument("-k", type=positive_int, default=100, help="importance samples for the IWAE bound")
     parser.add_argument("--reference", type=Path, default=None,
                         help="reference classifier: its run directory or .ckpt (default: runs/reference/<data>, cvaezoo-reference)")
-    parser.add_argument("--n-per-class", type=positive_int, default=100, help="generated samples per class (or per attribute combination) to score")
+    parser.add_argument("--n-per-class", type=positive_int, default=100,
+                        help="generated samples per class (or per attribute combination) to score")
     parser.add_argument("--n-completions", type=count(2), default=16,
                         help="structured outputs (quadrants): draws per input for best-of-S error and diversity")
     _run(evaluate, parser, argv)

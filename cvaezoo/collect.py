@@ -150,7 +150,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = ArgumentParser(prog="cvaezoo-collect", description=__doc__.splitlines()[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", type=Path, help="a multirun directory (or any directory holding run directories)")
-    parser.add_argument("--out", type=output_directory, default=None, help="where to write results.csv/.md (default: root)")
+    parser.add_argument("--out", type=output_directory, default=None,
+                        help="where to write results.csv/.md (default: root)")
     parser.add_argument("--metrics", nargs="+", default=None, help="columns of the Markdown table (default: all)")
     parser.add_argument("--include", nargs="+", default=None,
                         help="more JSON files per run to merge, relative to the run directory (e.g. evaluate/evaluation.json)")

@@ -145,7 +145,8 @@ def describe(hint: Any) -> str:
     """An annotation in words: "an integer or null", "a list of integers"."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if origin is typing.Union or origin is types.UnionType:
-        choices = [choice for arg in args if typing.get_origin(arg) is typing.Literal for choice in typing.get_args(arg)]
+        literals = [arg for arg in args if typing.get_origin(arg) is typing.Literal]
+        choices = [choice for arg in literals for choice in typing.get_args(arg)]
         others = [arg for arg in args if arg is not type(None) and typing.get_origin(arg) is not typing.Literal]
         words = list(dict.fromkeys(describe(arg) for arg in others))
         if choices:

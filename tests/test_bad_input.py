@@ -140,7 +140,8 @@ CLASSIFY = [
     (["data=nonsense"], "override data=nonsense: In 'config': Could not find 'data/nonsense'; Available options in "
                          "'data': celeba, cifar10, digits"),
     (["foo"], "override foo: Error parsing override 'foo'; missing EQUAL at '<EOF>'"),
-    (["data.nope=3"], "override data.nope=3: Could not override 'data.nope'.; To append to your config use +data.nope=3"),
+    (["data.nope=3"], "override data.nope=3: Could not override 'data.nope'.; "
+                      "To append to your config use +data.nope=3"),
     (["data.batch_size=abc"], "data.batch_size must be an integer, got 'abc'"),
     (["data.split=[64,32]"], "data.split must be three"),
     (["--out", "{notes}"], "argument --out: {notes} exists and is not a directory"),
@@ -204,8 +205,10 @@ def test_a_run_argument_that_is_not_a_run_is_one_line(inputs, tmp_path, capsys, 
 def test_a_truncated_checkpoint_given_to_a_tool_is_one_line(run, tmp_path, capsys):
     broken = truncated_copy(run / "checkpoints" / "best.ckpt", tmp_path / "broken.ckpt")
     for tool, main in TOOLS.items():
-        assert "broken.ckpt is not a readable checkpoint" in fails_in_one_line(lambda: main([str(broken)]), capsys, tool)
-    reference = lambda: evaluate_main([str(run), "--reference", str(broken), "--out", str(tmp_path / "e")])  # noqa: E731
+        line = fails_in_one_line(lambda: main([str(broken)]), capsys, tool)  # noqa: B023 (called at once)
+        assert "broken.ckpt is not a readable checkpoint" in line
+    out = tmp_path / "e"
+    reference = lambda: evaluate_main([str(run), "--reference", str(broken), "--out", str(out)])  # noqa: E731
     assert "broken.ckpt is not a readable checkpoint" in fails_in_one_line(reference, capsys, "cvaezoo-evaluate")
     assert not (tmp_path / "e").exists()
 
@@ -253,7 +256,8 @@ TRAIN_VALUES = [
 @pytest.mark.parametrize("args, message", TRAIN_VALUES, ids=[" ".join(a) for a, _ in TRAIN_VALUES])
 def test_a_config_value_of_the_wrong_type_ends_training_in_one_line_naming_the_key(inputs, tmp_path, capsys, args,
                                                                                    message):
-    call = lambda: hydra_main(train_main, [*TRAIN, *fill(args, inputs, tmp_path), f"hydra.run.dir={tmp_path / 'r'}"])  # noqa: E731
+    argv = [*TRAIN, *fill(args, inputs, tmp_path), f"hydra.run.dir={tmp_path / 'r'}"]
+    call = lambda: hydra_main(train_main, argv)  # noqa: E731
     line = fails_in_one_line(call, capsys, "cvaezoo-train")
     assert message.format(**inputs) in line
     assert not (tmp_path / "r").exists()  # no run directory left behind with the record of a run that never was
@@ -311,7 +315,8 @@ def test_a_sample_count_for_a_method_that_draws_none_is_refused():
     from cvaezoo.cli import _predict_kwargs
     from cvaezoo.errors import UserError
 
-    cvae3 = SimpleNamespace(model_name="cvae3", classifies=True, y_kind="class", classifier_methods={"mc": 100, "mean": 0})
+    cvae3 = SimpleNamespace(model_name="cvae3", classifies=True, y_kind="class",
+                            classifier_methods={"mc": 100, "mean": 0})
     assert _predict_kwargs(cvae3, "mc", 7) == {"method": "mc", "k": 7}
     assert _predict_kwargs(cvae3, "mean", None) == {"method": "mean", "k": 0}
     with pytest.raises(UserError, match="-k 7 does not apply: cvae3's method 'mean' draws no samples"):
