@@ -1,12 +1,14 @@
-"""Where a run keeps its checkpoints: a run directory or a .ckpt file -> the checkpoint file.
+"""Where a run keeps its checkpoints: a run directory or a .ckpt file -> the checkpoint file, and reading one.
 
-Path logic only, below the models in the import layers (a model that starts from another model's
-checkpoint, such as CVAE-3 from a baseline, finds it here).
+Below the models in the import layers (a model that starts from another model's checkpoint, such as CVAE-3
+from a baseline, finds it here). Every reader of a checkpoint file goes through :func:`read_checkpoint`, so a
+truncated or corrupt file is the same one-line error in every tool.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from cvaezoo.errors import UserError
 
@@ -33,3 +35,18 @@ def run_dir_of(checkpoint: Path) -> Path | None:
     """The training run directory a checkpoint belongs to, if it has Hydra's record."""
     candidate = checkpoint.parent.parent
     return candidate if (candidate / ".hydra").is_dir() else None
+
+
+def read_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint dict saved at ``path``, on the CPU; a damaged file, or one that holds no checkpoint, is a
+    CheckpointError naming it."""
+    import torch
+
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # torch raises many types for a damaged file
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}") from exc
+    if not isinstance(checkpoint, dict):
+        raise CheckpointError(f"{path} is not a checkpoint: it holds a {type(checkpoint).__name__}")
+    return checkpoint

@@ -15,10 +15,12 @@ import numpy as np
 import torch
 import yaml
 
+from cvaezoo.arguments import (ArgumentParser, count, integer, nonnegative_int, output_directory, positive_float,
+                               positive_int, rate, seed)
 from cvaezoo.checkpoint_files import resolve_checkpoint, run_dir_of
 from cvaezoo.checkpoints import load_model
 from cvaezoo.data.base import TensorDataModule, binarize_fixed
-from cvaezoo.data.images import load_inputs
+from cvaezoo.data.images import expand_image_inputs, load_inputs
 from cvaezoo.errors import UserError, one_line_errors
 from cvaezoo.figures import figures
 from cvaezoo.inference import (
@@ -45,19 +47,24 @@ def load_data(checkpoint: Path, overrides: list[str], model: ConditionalVAE) -> 
 
 
 def output_dir(args: argparse.Namespace, checkpoint: Path, command: str) -> Path:
+    """The folder to write into, made now: called once everything was computed, so that bad input writes nothing."""
     out = args.out or (run_dir_of(checkpoint) or checkpoint.parent) / command
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out} exists and is not a directory: pass --out DIR")
     out.mkdir(parents=True, exist_ok=True)
     return out
 
 
-def base_parser(description: str) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=description)
+def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
+    """The arguments every tool takes; every option's value is checked by its ``type`` (cvaezoo.arguments)."""
+    parser = ArgumentParser(prog=prog, description=description)
     parser.add_argument("run", type=Path, help="a training run directory or a .ckpt file")
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the data, e.g. data=idx data.root=DIR")
-    parser.add_argument("--out", type=Path, default=None, help="output directory (default: <run>/<command>)")
+    parser.add_argument("--out", type=output_directory, default=None,
+                        help="output directory (default: <run>/<command>)")
     parser.add_argument("--split", default="test", choices=["train", "val", "test", "unseen"],
                         help="which split to use (unseen: held-out attribute combinations of data=shapes)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for the Monte-Carlo estimates")
+    parser.add_argument("--seed", type=seed, default=0, help="seed for the Monte-Carlo estimates")
     return parser
 
 
@@ -74,7 +81,10 @@ def _predict_kwargs(model: ConditionalVAE, method: str | None, k: int | None) ->
         raise UserError(f"{model.model_name} on {model.y_kind} conditions has no classifier mode")
     method = method or next(iter(methods))
     if method not in methods:
-        raise UserError(f"{model.model_name} classifies with method {' or '.join(map(repr, methods))}, not {method!r}")
+        allowed = " or ".join(map(repr, methods))
+        raise UserError(f"--method {method}: {model.model_name} classifies with method {allowed}")
+    if k is not None and not methods[method]:
+        raise UserError(f"-k {k} does not apply: {model.model_name}'s method {method!r} draws no samples")
     return {"method": method, "k": (k or methods[method]) if methods[method] else 0}
 
 
@@ -90,10 +100,35 @@ def class_columns(model: ConditionalVAE) -> list[str]:
     return list(model.class_names) if model.class_names else [str(c) for c in range(model.y_dim)]
 
 
+def read_new_inputs(paths: list[str], shape: tuple[int, ...]) -> tuple[list[str], torch.Tensor]:
+    """``--images`` read and checked, naming the file at fault: each .npy batch readable and not empty, every pixel
+    finite and in [0, 1] (a NaN would reach the Bernoulli draw, or be thresholded to 0 without a word)."""
+    for path in expand_image_inputs(paths):
+        if path.suffix.lower() == ".npy":
+            try:
+                array = np.load(path, allow_pickle=False)
+            except (ValueError, OSError, EOFError) as exc:
+                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise UserError(f"{path} is not a readable .npy file ({reason})") from None
+            if array.ndim > 0 and array.shape[0] == 0:
+                raise UserError(f"{path} holds no images (an array of shape {array.shape})")
+    names, x = load_inputs(paths, shape)
+    pixels = x.flatten(1)
+    for bad, what in ((~torch.isfinite(pixels), "non-finite pixel value{s} (NaN or inf)"),
+                      ((pixels < 0) | (pixels > 1), "pixel value{s} outside [0, 1]")):
+        if bad.any():
+            rows = bad.any(1).nonzero().flatten().tolist()
+            n = int(bad[rows[0]].sum())
+            more = f" (and {len(rows) - 1} more images)" if len(rows) > 1 else ""
+            raise UserError(f"{names[rows[0]]}: {n} {what.format(s='' if n == 1 else 's')}; pixels must be finite and "
+                            f"lie in [0, 1]{more}")
+    return names, x
+
+
 def new_inputs(args: argparse.Namespace, checkpoint: Path, model: ConditionalVAE) -> tuple[list[str], torch.Tensor]:
     """``--images``: files, folders or .npy batches, preprocessed as the model's training data was (size and
     channels of x, then the run's binarisation: threshold, or one Bernoulli draw seeded with --seed)."""
-    names, x = load_inputs(args.images, model.x_shape)
+    names, x = read_new_inputs(args.images, model.x_shape)
     run_dir = run_dir_of(checkpoint)
     binarize = run_data_config(run_dir, args.overrides).get("binarize", "none") if run_dir else (
         "threshold" if model.pixel_levels == 2 else "none")  # a bare .ckpt: binary models see thresholded images
@@ -130,15 +165,18 @@ def _report_abstentions(rejection: dict, rejected: torch.Tensor) -> None:
 
 
 def classify(args: argparse.Namespace) -> dict:
+    if args.reject_score is not None and args.reject is None:
+        raise UserError(f"--reject-score needs --reject RATE (the share of clean images to reject), got only "
+                        f"--reject-score {args.reject_score}")
     checkpoint, model = _load(args)
     kwargs = _predict_kwargs(model, args.method, args.k)
     classes = class_columns(model)
-    out = output_dir(args, checkpoint, "classify")
     if args.images:
         names, x = new_inputs(args, checkpoint, model)
         probs = predict_proba(model, x, **kwargs)
         rejected, rejection = abstentions(args, checkpoint, model, x, kwargs)
         decisions = decide(probs, rejected, classes)
+        out = output_dir(args, checkpoint, "classify")
         with open(out / "predictions.csv", "w", newline="") as f:
             writer = csv.writer(f)
             writer.writerow(["file", "predicted", "probability", *[f"p_{c}" for c in classes]])
@@ -158,6 +196,7 @@ def classify(args: argparse.Namespace) -> dict:
         accepted = ~rejected
         metrics.update(rejection, accuracy_accepted=float((probs.argmax(1) == labels)[accepted].float().mean())
                        if accepted.any() else float("nan"))
+    out = output_dir(args, checkpoint, "classify")
     np.savez(out / "predictions.npz", probs=probs.numpy(), labels=labels.numpy(), predicted=probs.argmax(1).numpy(),
              abstained=rejected.numpy())
     with open(out / "predictions.csv", "w", newline="") as f:
@@ -175,13 +214,15 @@ def classify(args: argparse.Namespace) -> dict:
 
 def generate(args: argparse.Namespace) -> dict:
     checkpoint, model = _load(args)
-    out = output_dir(args, checkpoint, "generate")
-    files: dict[str, str] = {}
-    datamodule = None
     if args.labels and model.y_kind == "multihot":
         raise UserError(f"--labels does not apply: {model.model_name} was trained on attribute vectors (use --attributes)")
     if args.attributes and model.y_kind != "multihot":
         raise UserError(f"--attributes does not apply: {model.model_name} was trained on {model.y_kind} conditions")
+    # everything is computed first and written last, so that a bad --split or attribute writes nothing
+    grids: dict[str, torch.Tensor] = {}  # file stem -> (rows, cols, C, H, W)
+    arrays: dict[str, dict] = {}  # .npz file stem -> its arrays
+    each: tuple[torch.Tensor, list[str]] | None = None
+    datamodule = None
     if model.target_name == "x" and model.y_kind == "multihot":
         datamodule = load_data(checkpoint, args.overrides, model)
         if args.attributes:
@@ -190,32 +231,37 @@ def generate(args: argparse.Namespace) -> dict:
             splits = [datamodule.splits[name].tensors[1] for name in ("unseen", "train") if name in datamodule.splits]
             conditions = torch.cat([distinct_rows(part) for part in splits])[:10]
         samples = model.sample(conditions, args.n, temperature=args.temperature, use_mean=not args.sample).cpu()
-        files["samples.png"] = str(save_image_grid(samples, out / "samples.png"))
-        np.savez(out / "samples.npz", samples=samples.numpy(), attributes=conditions.numpy(),
-                 attribute_names=np.array(datamodule.attribute_names))
-        if args.each:
-            files["samples/"] = str(_save_each(samples, [f"condition{i}" for i in range(len(conditions))], out))
+        grids["samples"] = samples
+        arrays["samples"] = {"samples": samples.numpy(), "attributes": conditions.numpy(),
+                             "attribute_names": np.array(datamodule.attribute_names)}
+        each = samples, [f"condition{i}" for i in range(len(conditions))]
     elif model.target_name == "x":
         labels = torch.tensor(args.labels if args.labels else range(model.y_dim))
         if ((labels < 0) | (labels >= model.y_dim)).any():
             raise UserError(f"--labels must lie in [0, {model.y_dim}), got {labels.tolist()}")
         samples = model.sample(labels, args.n, temperature=args.temperature, use_mean=not args.sample).cpu()
-        files["samples.png"] = str(save_image_grid(samples, out / "samples.png"))
-        np.savez(out / "samples.npz", samples=samples.numpy(), labels=labels.numpy())
-        if args.each:
-            names = class_columns(model)
-            files["samples/"] = str(_save_each(samples, [names[i] for i in labels.tolist()], out))
+        grids["samples"] = samples
+        arrays["samples"] = {"samples": samples.numpy(), "labels": labels.numpy()}
+        each = samples, [class_columns(model)[i] for i in labels.tolist()]
     if args.n_examples > 0:
         datamodule = datamodule or load_data(checkpoint, args.overrides, model)
         split_x, split_y = datamodule.split_tensors(args.split)
         pick = torch.linspace(0, len(split_x) - 1, min(args.n_examples, len(split_x))).long()  # spread over the split
         x, y = split_x[pick], split_y[pick]
-        for name, grid in figures(model, datamodule, x, y, args.n, images=split_x).items():
-            files[f"{name}.png"] = str(save_image_grid(grid, out / f"{name}.png"))
+        grids.update(figures(model, datamodule, x, y, args.n, images=split_x))
         if model.target_name == "y" and model.y_kind == "class":  # n draws of y per input, beside the truth
             draws = model.sample(x.to(model.device), args.n, temperature=args.temperature, use_mean=False).cpu()
-            np.savez(out / "label_samples.npz", inputs=x.numpy(), sampled_labels=draws.numpy(), labels=y.numpy())
-            files["label_samples.npz"] = str(out / "label_samples.npz")
+            arrays["label_samples"] = {"inputs": x.numpy(), "sampled_labels": draws.numpy(), "labels": y.numpy()}
+    out = output_dir(args, checkpoint, "generate")
+    files: dict[str, str] = {}
+    for name, grid in grids.items():
+        files[f"{name}.png"] = str(save_image_grid(grid, out / f"{name}.png"))
+    for name, contents in arrays.items():
+        np.savez(out / f"{name}.npz", **contents)
+        if name != "samples":
+            files[f"{name}.npz"] = str(out / f"{name}.npz")
+    if args.each and each is not None:
+        files["samples/"] = str(_save_each(*each, out))
     for name, path in files.items():
         print(f"{name}: {path}")
     return files
@@ -243,6 +289,7 @@ def default_reference(checkpoint: Path, overrides: list[str]) -> Path | None:
 
 def evaluate(args: argparse.Namespace) -> dict:
     checkpoint, model = _load(args)
+    given_reference = None if args.reference is None else load_reference(args.reference)  # a bad one: before the work
     datamodule = load_data(checkpoint, args.overrides, model)
     x, y = datamodule.split_tensors(args.split)
     result: dict[str, object] = {"model": model.model_name, "split": args.split, "checkpoint": str(checkpoint)}
@@ -253,7 +300,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     reference_path = args.reference or default_reference(checkpoint, args.overrides)
     reference = None
     if model.target_name == "x" and reference_path is not None:
-        reference = load_reference(reference_path)
+        reference = given_reference or load_reference(reference_path)
         fits = tuple(reference.hparams.x_shape) == model.x_shape and reference.hparams.y_dim == model.y_dim
         if not fits and args.reference is None:  # the default one belongs to other data: skip it
             print(f"{reference_path} was trained on other data (x {tuple(reference.hparams.x_shape)}); pass --reference")
@@ -288,7 +335,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     elif model.target_name == "x":
         print("conditional-generation accuracy skipped: no reference classifier (train one: cvaezoo-reference)")
     if model.target_name == "y" and hasattr(datamodule, "complete"):  # structured outputs: several per input
-        completer = None if args.reference is None else load_reference(args.reference)  # sees completed images
+        completer = given_reference  # sees completed images
         diversity = completion_diversity(model, x, y, args.n_completions, datamodule.complete, completer,
                                          control=datamodule.split_tensors("train" if args.split != "train" else "val"))
         result.update({key: value for key, value in diversity.items() if key != "per_input"})
@@ -307,13 +354,14 @@ def _run(function, parser: argparse.ArgumentParser, argv: list[str] | None) -> N
 
 
 def classify_main(argv: list[str] | None = None) -> None:
-    parser = base_parser("Predict y for new x: Bayes rule for CVAE-1/2/4, p(y|x,z) for CVAE-3.")
+    parser = base_parser("cvaezoo-classify", "Predict y for new x: Bayes rule for CVAE-1/2/4, p(y|x,z) for CVAE-3.")
     parser.add_argument("--method", default=None, help="elbo | iwae (CVAE-1/2/4; default elbo); mc | mean (CVAE-3; default mc)")
-    parser.add_argument("-k", type=int, default=None, help="samples per class bound (default 10 for elbo, 100 for iwae/mc)")
+    parser.add_argument("-k", type=positive_int, default=None,
+                        help="samples per class bound (default 10 for elbo, 100 for iwae/mc)")
     parser.add_argument("--images", nargs="+", default=None, metavar="PATH",
                         help="classify these instead of a split: image files, folders of them, or .npy batches; "
                              "writes predictions.csv (file, predicted class, probability of each class)")
-    parser.add_argument("--reject", type=float, default=None, metavar="RATE",
+    parser.add_argument("--reject", type=rate, default=None, metavar="RATE",
                         help="abstain (predicted: abstain) on inputs that score below the threshold rejecting RATE "
                              "(e.g. 0.05) of the run's clean validation images")
     parser.add_argument("--reject-score", default=None, choices=["log_px", "log_px_given_y", "max_prob"],
@@ -323,25 +371,31 @@ def classify_main(argv: list[str] | None = None) -> None:
 
 
 def generate_main(argv: list[str] | None = None) -> None:
-    parser = base_parser("Sample x for chosen labels or attributes; reconstruction, interpolation, analogy and attribute-editing grids.")
-    parser.add_argument("--labels", type=int, nargs="*", default=None, help="labels to sample (default: every class)")
-    parser.add_argument("--attributes", nargs="*", default=None,
+    parser = base_parser("cvaezoo-generate", "Sample x for chosen labels or attributes; reconstruction, interpolation, "
+                                             "analogy and attribute-editing grids.")
+    parser.add_argument("--labels", type=integer, nargs="+", default=None,
+                        help="labels to sample (default: every class)")
+    parser.add_argument("--attributes", nargs="+", default=None,
                         help="attribute data: one row per argument, the attributes that are on, e.g. "
                              "shape=circle,size=large,column=left,row=top,fill=filled (default: held-out then seen combinations)")
-    parser.add_argument("-n", type=int, default=8, help="samples per label")
-    parser.add_argument("--temperature", type=float, default=1.0, help="scale of the prior's standard deviation")
+    parser.add_argument("-n", type=positive_int, default=8, help="samples per label")
+    parser.add_argument("--temperature", type=positive_float, default=1.0,
+                        help="scale of the prior's standard deviation (> 0)")
     parser.add_argument("--sample", action="store_true", help="draw x from p(x|z,y) instead of showing its mean")
-    parser.add_argument("--n-examples", type=int, default=10, help="real examples for the reconstruction/analogy grids")
+    parser.add_argument("--n-examples", type=nonnegative_int, default=10,
+                        help="real examples for the reconstruction/analogy grids")
     parser.add_argument("--each", action="store_true", help="also write every sample as its own PNG: samples/<label>_<j>.png")
     _run(generate, parser, argv)
 
 
 def evaluate_main(argv: list[str] | None = None) -> None:
-    parser = base_parser("ELBO terms, importance-weighted bound, classifier and generation accuracy.")
-    parser.add_argument("-k", type=int, default=100, help="importance samples for the IWAE bound")
+    parser = base_parser("cvaezoo-evaluate",
+                         "ELBO terms, importance-weighted bound, classifier and generation accuracy.")
+    parser.add_argument("-k", type=positive_int, default=100, help="importance samples for the IWAE bound")
     parser.add_argument("--reference", type=Path, default=None,
                         help="reference classifier: its run directory or .ckpt (default: runs/reference/<data>, cvaezoo-reference)")
-    parser.add_argument("--n-per-class", type=int, default=100, help="generated samples per class (or per attribute combination) to score")
-    parser.add_argument("--n-completions", type=int, default=16,
+    parser.add_argument("--n-per-class", type=positive_int, default=100,
+                        help="generated samples per class (or per attribute combination) to score")
+    parser.add_argument("--n-completions", type=count(2), default=16,
                         help="structured outputs (quadrants): draws per input for best-of-S error and diversity")
     _run(evaluate, parser, argv)

@@ -16,6 +16,9 @@ from pathlib import Path
 
 import yaml
 
+from cvaezoo.arguments import ArgumentParser, output_directory
+from cvaezoo.errors import UserError, one_line_errors
+
 IGNORED_OVERRIDE_KEYS = {"seed", "hydra.run.dir", "hydra.sweep.dir", "run_dir", "skip_if_done", "trainer.enable_progress_bar", "trainer.enable_model_summary"}
 
 
@@ -24,11 +27,11 @@ def read_runs(root: Path, include: list[str] | None = None) -> list[dict]:
     (e.g. ``evaluate/evaluation.json``), and ``overrides`` (key -> value) from .hydra/."""
     runs = []
     for path in sorted(root.rglob("results.json")):
-        row = json.loads(path.read_text())
+        row = read_json(path)
         for extra in include or []:
             extra_path = path.parent / extra
             if extra_path.exists():
-                values = json.loads(extra_path.read_text())
+                values = read_json(extra_path)
                 row.update({k: v for k, v in values.items() if isinstance(v, (int, float)) and k not in row})
         overrides_file = path.parent / ".hydra" / "overrides.yaml"
         overrides = yaml.safe_load(overrides_file.read_text()) if overrides_file.exists() else []
@@ -36,6 +39,29 @@ def read_runs(root: Path, include: list[str] | None = None) -> list[dict]:
         row["run_dir"] = str(path.parent)
         runs.append(row)
     return runs
+
+
+def read_json(path: Path) -> dict:
+    """A run's JSON file as a dict, or a UserError naming it (a run killed while writing, a hand edit)."""
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"{path} is not readable JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise UserError(f"{path} holds a JSON {type(value).__name__}, not an object of metrics")
+    return value
+
+
+def check_choices(runs: list[dict], root: Path, metrics: list[str] | None, include: list[str] | None) -> None:
+    """--metrics that no run has and --include files that no run has are errors, not empty columns."""
+    known = sorted({k for r in runs for k, v in r.items() if isinstance(v, (int, float))})
+    unknown = [m for m in metrics or [] if m not in known]
+    if unknown:
+        raise UserError(f"--metrics: no run has {unknown}; they have {known}")
+    for extra in include or []:
+        if not any((Path(r["run_dir"]) / extra).exists() for r in runs):
+            raise UserError(f"--include {extra}: no run has this file (looked for <run>/{extra} in the {len(runs)} "
+                            f"runs below {root})")
 
 
 def mean_std(values: list[float], mean_format: str = ".4g", std_format: str = ".2g") -> str:
@@ -121,19 +147,23 @@ def write_outputs(runs: list[dict], out: Path, metrics: list[str] | None = None)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = ArgumentParser(prog="cvaezoo-collect", description=__doc__.splitlines()[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", type=Path, help="a multirun directory (or any directory holding run directories)")
-    parser.add_argument("--out", type=Path, default=None, help="where to write results.csv/.md (default: root)")
-    parser.add_argument("--metrics", nargs="*", default=None, help="columns of the Markdown table (default: all)")
-    parser.add_argument("--include", nargs="*", default=None,
+    parser.add_argument("--out", type=output_directory, default=None,
+                        help="where to write results.csv/.md (default: root)")
+    parser.add_argument("--metrics", nargs="+", default=None, help="columns of the Markdown table (default: all)")
+    parser.add_argument("--include", nargs="+", default=None,
                         help="more JSON files per run to merge, relative to the run directory (e.g. evaluate/evaluation.json)")
     args = parser.parse_args(argv)
     if not args.root.is_dir():
         parser.error(f"{args.root} is not a directory")
-    runs = read_runs(args.root, args.include)
-    if not runs:
-        parser.error(f"no results.json found below {args.root}: did the runs finish?")
-    csv_path, md_path = write_outputs(runs, args.out or args.root, args.metrics)
+    with one_line_errors(parser.prog):
+        runs = read_runs(args.root, args.include)
+        if not runs:
+            raise UserError(f"no results.json found below {args.root}: did the runs finish?")
+        check_choices(runs, args.root, args.metrics, args.include)
+        csv_path, md_path = write_outputs(runs, args.out or args.root, args.metrics)
     print(md_path.read_text())
     print(f"cvaezoo-collect: {len(runs)} runs -> {csv_path}, {md_path}")
 

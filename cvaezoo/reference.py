@@ -9,12 +9,12 @@ import hydra
 from omegaconf import DictConfig
 
 from cvaezoo.errors import one_line_errors
-from cvaezoo.runs import CONFIG_DIR, train
+from cvaezoo.runs import CONFIG_DIR, run_record_kept, train
 
 
 @hydra.main(version_base="1.3", config_path=CONFIG_DIR, config_name="reference")
 def main(cfg: DictConfig) -> None:
-    with one_line_errors("cvaezoo-reference"):
+    with one_line_errors("cvaezoo-reference"), run_record_kept():
         train(cfg)
 
 

@@ -10,24 +10,29 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import lightning as L
 import numpy as np
-import torch
 import yaml
 from hydra import compose, initialize_config_dir
-from hydra.errors import InstantiationException
+from hydra.core.hydra_config import HydraConfig
+from hydra.errors import HydraException, InstantiationException
+from hydra.experimental.callback import Callback as HydraCallback
 from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import TensorBoardLogger, WandbLogger
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
+from cvaezoo.checkpoint_files import CheckpointError, read_checkpoint
+from cvaezoo.config_types import check_config, check_node
 from cvaezoo.errors import UserError
 from cvaezoo.figures import summary_grid
 from cvaezoo.loggers import resume_arguments
@@ -44,7 +49,9 @@ def compose_config(overrides: Sequence[str] = (), config_name: str = "config") -
 
 
 def instantiate_checked(node: DictConfig, **kwargs: Any) -> Any:
-    """hydra.utils.instantiate, re-raising our own validation errors unwrapped (they name the key)."""
+    """hydra.utils.instantiate after checking the types of the node's values, re-raising our own validation
+    errors unwrapped (they name the key)."""
+    check_node(node, node._get_full_key(None) or "config")
     try:
         return instantiate(node, **kwargs)
     except InstantiationException as exc:
@@ -84,6 +91,48 @@ def build_callbacks(cfg: DictConfig, model: L.LightningModule) -> list[L.Callbac
     return callbacks
 
 
+class KeepRunRecord(HydraCallback):
+    """Hydra callback (``hydra.callbacks`` in conf/config.yaml): notes a run directory's record (``.hydra/*.yaml``:
+    the config and overrides it was trained with) before Hydra replaces it with the new job's, so that a job that
+    ends on bad input puts it back (:func:`run_record_kept`). Resuming with a bad value or a damaged checkpoint
+    then loses nothing, and a mistyped command leaves no new run directory behind."""
+
+    previous: dict[Path, dict[str, bytes] | None] = {}  # run directory -> its record's files, None: no directory
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if config.hydra.output_subdir is None:
+            return
+        HydraConfig.instance().set_config(config)  # as Hydra does next, so that hydra.run.dir resolves
+        run_dir = Path(os.path.abspath(str(OmegaConf.select(config, "hydra.run.dir"))))
+        record = run_dir / str(config.hydra.output_subdir)
+        KeepRunRecord.previous[run_dir] = {p.name: p.read_bytes() for p in record.glob("*.yaml")} \
+            if run_dir.exists() else None
+
+
+@contextmanager
+def run_record_kept() -> Iterator[None]:
+    """Inside a Hydra job: on a UserError, the run directory's record as it was before the job (see KeepRunRecord),
+    and a run directory that the job made and left holding only Hydra's record and log removed."""
+    try:
+        yield
+    except UserError:
+        hydra = HydraConfig.get()
+        run_dir = Path(hydra.runtime.output_dir)
+        if run_dir in KeepRunRecord.previous and hydra.output_subdir is not None:
+            previous = KeepRunRecord.previous.pop(run_dir)
+            record = run_dir / hydra.output_subdir
+            if previous is None:
+                if {p.name for p in run_dir.iterdir()} <= {hydra.output_subdir, f"{hydra.job.name}.log"}:
+                    shutil.rmtree(run_dir)
+            else:
+                for path in record.glob("*.yaml"):
+                    if path.name not in previous:
+                        path.unlink()
+                for name, content in previous.items():
+                    (record / name).write_bytes(content)
+        raise
+
+
 def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     """Write JSON through a temporary file and a rename, so a reader never sees half a file."""
     tmp = path.with_suffix(path.suffix + ".tmp")
@@ -113,8 +162,24 @@ def saved_overrides(run_dir: Path | None) -> list[str]:
 
 
 def run_data_config(run_dir: Path | None, overrides: Sequence[str] = ()) -> DictConfig:
-    """The data config a run was trained with (plus ``overrides``), composed but not instantiated."""
-    return compose_config([*merge_overrides(saved_overrides(run_dir), list(overrides)), "run_dir=."]).data
+    """The data config a run was trained with (plus ``overrides``), composed but not instantiated; an override
+    that does not parse or names no config is a UserError (Hydra's message, on one line)."""
+    try:
+        return compose_config([*merge_overrides(saved_overrides(run_dir), list(overrides)), "run_dir=."]).data
+    except HydraException as exc:
+        given = " ".join(overrides) if overrides else "(none: the run's own)"
+        raise UserError(f"override {given}: {hydra_message(exc)}") from None
+
+
+def hydra_message(exc: Exception) -> str:
+    """Hydra's message on one line: its lines joined by "; ", a list of options by ", ", no config search path."""
+    parts: list[str] = []
+    for line in str(exc).split("Config search path:")[0].splitlines():
+        if line.startswith("\t") and parts:
+            parts[-1] += (" " if parts[-1].endswith(":") else ", ") + line.strip()
+        elif line.strip():
+            parts.append(line.strip())
+    return "; ".join(parts)
 
 
 def load_run_data(run_dir: Path | None, overrides: list[str], x_shape: Sequence[int], y_dim: int):
@@ -138,20 +203,35 @@ def log_image(logger: Any, key: str, path: Path, step: int) -> None:
         logger.experiment.add_image(key, picture, global_step=step, dataformats="HWC")
 
 
-def resumed_step(cfg: DictConfig, run_dir: Path) -> int | None:
-    """The global step of the checkpoint a resumed run starts from (``ckpt_path``), or None for a fresh run."""
-    if not cfg.get("ckpt_path"):
+def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The checkpoint a resumed run starts from (``ckpt_path``), read and checked before anything is written, or
+    None for a fresh run. ``ckpt_path=last`` without a last.ckpt starts afresh, as Lightning does (it warns)."""
+    ckpt_path = cfg.get("ckpt_path")
+    if not ckpt_path:
         return None
-    path = run_dir / "checkpoints" / "last.ckpt" if cfg.ckpt_path == "last" else Path(cfg.ckpt_path)
+    path = run_dir / "checkpoints" / "last.ckpt" if ckpt_path == "last" else Path(ckpt_path)
+    if ckpt_path == "last" and not path.exists():
+        return None
     if not path.is_file():
-        return None  # Lightning reports the missing checkpoint itself
-    return int(torch.load(path, map_location="cpu", weights_only=False, mmap=True)["global_step"])
+        raise CheckpointError(f"ckpt_path={ckpt_path}: checkpoint {path} does not exist")
+    try:
+        checkpoint = read_checkpoint(path)
+    except CheckpointError as exc:
+        raise CheckpointError(f"ckpt_path={ckpt_path}: {exc}") from None
+    if "global_step" not in checkpoint or "state_dict" not in checkpoint:
+        raise CheckpointError(f"ckpt_path={ckpt_path}: {path} is not a training checkpoint (no global_step or weights)")
+    return checkpoint
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
-    """Fit, test and write the run's files; returns the final test metrics."""
-    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    """Fit, test and write the run's files; returns the final test metrics. Every config value and the checkpoint
+    to resume from are checked first: a bad one is a UserError, and nothing is written."""
+    check_config(cfg)
     run_dir = Path(cfg.run_dir)
+    resume = resume_checkpoint(cfg, run_dir)
+    resumed_step = int(resume["global_step"]) if resume is not None else None
+    del resume
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir.mkdir(parents=True, exist_ok=True)
     if cfg.get("skip_if_done") and (run_dir / "results.json").exists():
         print(f"cvaezoo: {run_dir / 'results.json'} exists; skipping this run (skip_if_done=true)")
@@ -160,8 +240,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = build_callbacks(cfg, model)
     logger = False
     if cfg.get("logger"):
-        resume = resume_arguments(get_class(cfg.logger._target_), run_dir, resumed_step(cfg, run_dir))
-        logger = instantiate(cfg.logger, **resume)
+        logger = instantiate(cfg.logger, **resume_arguments(get_class(cfg.logger._target_), run_dir, resumed_step))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=logger)
     if logger:
         logger.log_hyperparams({"config": OmegaConf.to_container(cfg, resolve=True)})

@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 from cvaezoo.errors import one_line_errors
-from cvaezoo.runs import CONFIG_DIR, train
+from cvaezoo.runs import CONFIG_DIR, run_record_kept, train
 
 __all__ = ["main", "train"]
 
@@ -20,9 +20,10 @@ __all__ = ["main", "train"]
 def main(cfg: DictConfig) -> float:
     """Train; returns the best value of the checkpoint metric, as a loss (-val/elbo by default): what a sweeper minimises.
 
-    A bad config value, data or checkpoint ends the run with one line naming it (HYDRA_FULL_ERROR=1: traceback).
+    A bad config value, data or checkpoint ends the run with one line naming it (HYDRA_FULL_ERROR=1: traceback),
+    before anything is written; the run directory's .hydra record is put back (runs.KeepRunRecord).
     """
-    with one_line_errors("cvaezoo-train"):
+    with one_line_errors("cvaezoo-train"), run_record_kept():
         metrics = train(cfg)
     return metrics.get("objective", float("nan"))
 

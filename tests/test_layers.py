@@ -11,7 +11,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "cvaezoo"
 # lowest first; a module may import from its own layer and the ones below it
 LAYERS: list[tuple[str, set[str]]] = [
-    ("basics", {"errors", "checkpoint_files", "attributes", "viz"}),
+    ("basics", {"errors", "arguments", "checkpoint_files", "attributes", "viz"}),
     ("distributions and nets", {"distributions", "nets"}),
     ("data", {"data", "data.base", "data.download", "data.images", "data.folder", "data.cifar", "data.attributes", "data.shapes", "data.celeba", "data.embedded", "data.idx",
               "data.quadrants", "data.ood"}),
@@ -19,7 +19,7 @@ LAYERS: list[tuple[str, set[str]]] = [
                 "models.vae", "models.baseline", "models.reference"}),
     ("using models", {"checkpoints", "inference", "robustness", "loggers", "callbacks", "collect"}),
     ("figures", {"figures"}),
-    ("run library", {"runs"}),
+    ("run library", {"config_types", "runs"}),
     ("entry points", {"train", "cli", "reference"}),
 ]
 LAYER_OF = {module: depth for depth, (_, modules) in enumerate(LAYERS) for module in modules}

@@ -126,7 +126,7 @@ class TensorDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        split: Sequence[int] = (4000, 500, 500),
+        split: Sequence[float] = (4000, 500, 500),  # counts, or fractions of the examples
         split_seed: int = 0,
         batch_size: int = 128,
         eval_batch_size: int = 500,

@@ -16,7 +16,7 @@ from torchmetrics import MeanMetric
 from torchmetrics.classification import MulticlassAccuracy
 
 from cvaezoo.attributes import attribute_loss, attributes_from_scores, group_matches
-from cvaezoo.checkpoint_files import resolve_checkpoint
+from cvaezoo.checkpoint_files import CheckpointError, read_checkpoint, resolve_checkpoint
 from cvaezoo.errors import UserError
 from cvaezoo.nets import Encoder, NetConfig
 
@@ -91,5 +91,15 @@ class ReferenceClassifier(L.LightningModule):
 
 
 def load_reference(path: str | Path) -> ReferenceClassifier:
-    """A trained reference classifier from its run directory or .ckpt, on the CPU, in eval mode."""
-    return ReferenceClassifier.load_from_checkpoint(resolve_checkpoint(path), map_location="cpu").eval()
+    """A trained reference classifier from its run directory or .ckpt, on the CPU, in eval mode; a damaged
+    checkpoint, or one of another model, is a CheckpointError naming the file."""
+    checkpoint_path = resolve_checkpoint(path)
+    model_name = read_checkpoint(checkpoint_path).get("cvaezoo_model")  # the generative models note theirs
+    if model_name is not None:
+        raise CheckpointError(f"{checkpoint_path} holds a {model_name} model, not a reference classifier "
+                              "(train one: cvaezoo-reference)")
+    try:
+        return ReferenceClassifier.load_from_checkpoint(checkpoint_path, map_location="cpu").eval()
+    except (KeyError, TypeError, RuntimeError) as exc:  # no hyper-parameters, other ones, other weights
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{checkpoint_path} is not a reference classifier checkpoint: {reason}") from exc
