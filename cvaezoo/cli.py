@@ -20,7 +20,7 @@ from cvaezoo.arguments import (ArgumentParser, count, integer, nonnegative_int, 
 from cvaezoo.checkpoint_files import resolve_checkpoint, run_dir_of
 from cvaezoo.checkpoints import load_model
 from cvaezoo.data.base import TensorDataModule, binarize_fixed
-from cvaezoo.data.images import expand_image_inputs, load_inputs
+from cvaezoo.data.images import load_inputs
 from cvaezoo.errors import UserError, one_line_errors
 from cvaezoo.figures import figures
 from cvaezoo.inference import (
@@ -100,35 +100,10 @@ def class_columns(model: ConditionalVAE) -> list[str]:
     return list(model.class_names) if model.class_names else [str(c) for c in range(model.y_dim)]
 
 
-def read_new_inputs(paths: list[str], shape: tuple[int, ...]) -> tuple[list[str], torch.Tensor]:
-    """``--images`` read and checked, naming the file at fault: each .npy batch readable and not empty, every pixel
-    finite and in [0, 1] (a NaN would reach the Bernoulli draw, or be thresholded to 0 without a word)."""
-    for path in expand_image_inputs(paths):
-        if path.suffix.lower() == ".npy":
-            try:
-                array = np.load(path, allow_pickle=False)
-            except (ValueError, OSError, EOFError) as exc:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise UserError(f"{path} is not a readable .npy file ({reason})") from None
-            if array.ndim > 0 and array.shape[0] == 0:
-                raise UserError(f"{path} holds no images (an array of shape {array.shape})")
-    names, x = load_inputs(paths, shape)
-    pixels = x.flatten(1)
-    for bad, what in ((~torch.isfinite(pixels), "non-finite pixel value{s} (NaN or inf)"),
-                      ((pixels < 0) | (pixels > 1), "pixel value{s} outside [0, 1]")):
-        if bad.any():
-            rows = bad.any(1).nonzero().flatten().tolist()
-            n = int(bad[rows[0]].sum())
-            more = f" (and {len(rows) - 1} more images)" if len(rows) > 1 else ""
-            raise UserError(f"{names[rows[0]]}: {n} {what.format(s='' if n == 1 else 's')}; pixels must be finite and "
-                            f"lie in [0, 1]{more}")
-    return names, x
-
-
 def new_inputs(args: argparse.Namespace, checkpoint: Path, model: ConditionalVAE) -> tuple[list[str], torch.Tensor]:
     """``--images``: files, folders or .npy batches, preprocessed as the model's training data was (size and
     channels of x, then the run's binarisation: threshold, or one Bernoulli draw seeded with --seed)."""
-    names, x = read_new_inputs(args.images, model.x_shape)
+    names, x = load_inputs(args.images, model.x_shape)
     run_dir = run_dir_of(checkpoint)
     binarize = run_data_config(run_dir, args.overrides).get("binarize", "none") if run_dir else (
         "threshold" if model.pixel_levels == 2 else "none")  # a bare .ckpt: binary models see thresholded images

@@ -147,8 +147,12 @@ def test_new_inputs_take_the_models_size_and_channels(tmp_path):
     assert x[0].mean().item() == pytest.approx(76 / 255, abs=1e-6)  # Pillow's grey of pure red: 0.299 * 255
     assert torch.allclose(x[1:], torch.ones(2, 1, 28, 28))
     np.save(tmp_path / "bad.npy", np.full((2, 5, 5), 2.0))
-    with pytest.raises(UserError, match=r"float pixels must lie in \[0, 1\]"):
+    with pytest.raises(UserError, match=r"bad.npy\[0\]: 25 pixel values outside \[0, 1\]; float pixels must be finite "
+                                        r"and lie in \[0, 1\] .* \(and 1 more images\)"):
         load_inputs([tmp_path / "bad.npy"], (1, 28, 28))
+    np.save(tmp_path / "nan.npy", np.full((1, 5, 5), np.nan, dtype=np.float32))  # refused, not thresholded to 0
+    with pytest.raises(UserError, match=r"nan.npy\[0\]: 25 non-finite pixel values"):
+        load_inputs([tmp_path / "nan.npy"], (1, 28, 28))
     (tmp_path / "notes.txt").write_text("x")
     with pytest.raises(UserError, match="notes.txt: not an image"):
         load_inputs([tmp_path / "notes.txt"], (1, 28, 28))

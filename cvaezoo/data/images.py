@@ -169,7 +169,7 @@ def to_shape(images: Tensor, shape: Sequence[int]) -> Tensor:
 
 def array_images(array: np.ndarray, source: str) -> Tensor:
     """A .npy batch as (N, C, H, W) in [0, 1]: (N, H, W), (N, C, H, W) or (N, H, W, C) with C 1 or 3; uint8 is
-    divided by 255, floats must already lie in [0, 1]."""
+    divided by 255, floats must already be finite and lie in [0, 1] (the first image at fault is named)."""
     if array.ndim == 3:
         array = array[:, None]
     elif array.ndim == 4 and array.shape[1] not in (1, 3) and array.shape[3] in (1, 3):
@@ -177,13 +177,30 @@ def array_images(array: np.ndarray, source: str) -> Tensor:
     if array.ndim != 4 or array.shape[1] not in (1, 3):
         raise UserError(f"{source}: expected images of shape (N, H, W), (N, C, H, W) or (N, H, W, C) with C 1 or 3, "
                         f"got {array.shape}")
+    if len(array) == 0:
+        raise UserError(f"{source} holds no images (an array of shape {array.shape})")
     images = torch.from_numpy(np.ascontiguousarray(array)).float()
     if array.dtype == np.uint8:
-        images = images / 255.0
-    elif images.numel() and (images.min() < 0 or images.max() > 1):
-        raise UserError(f"{source}: float pixels must lie in [0, 1] (or store uint8 0..255), "
-                        f"found [{float(images.min())}, {float(images.max())}]")
+        return images / 255.0
+    pixels = images.flatten(1)
+    for bad, what in ((~torch.isfinite(pixels), "non-finite pixel value{s} (NaN or inf)"),
+                      ((pixels < 0) | (pixels > 1), "pixel value{s} outside [0, 1]")):
+        if bad.any():  # a NaN would reach the Bernoulli draw, or be thresholded to 0 without a word
+            rows = bad.any(1).nonzero().flatten().tolist()
+            n = int(bad[rows[0]].sum())
+            more = f" (and {len(rows) - 1} more images)" if len(rows) > 1 else ""
+            raise UserError(f"{source}[{rows[0]}]: {n} {what.format(s='' if n == 1 else 's')}; float pixels must be "
+                            f"finite and lie in [0, 1] (or store uint8 0..255){more}")
     return images
+
+
+def read_npy(path: Path) -> np.ndarray:
+    """A .npy file's array, never unpickled; an unreadable file is an error naming it."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path} is not a readable .npy file ({reason})") from None
 
 
 def load_inputs(inputs: Iterable[str | Path], shape: Sequence[int]) -> tuple[list[str], Tensor]:
@@ -193,7 +210,7 @@ def load_inputs(inputs: Iterable[str | Path], shape: Sequence[int]) -> tuple[lis
     batches: list[Tensor] = []
     for path in expand_image_inputs(inputs):
         if path.suffix.lower() == ".npy":
-            images = array_images(np.load(path, allow_pickle=False), str(path))
+            images = array_images(read_npy(path), str(path))
             names += [f"{path}[{i}]" for i in range(len(images))]
         else:
             channels, height, width = (int(s) for s in shape)
