@@ -9,6 +9,7 @@ A user's own config folder is added with Hydra's ``--config-dir DIR`` (or
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import signal
@@ -109,6 +110,16 @@ class KeepRunRecord(HydraCallback):
             if run_dir.exists() else None
 
 
+def _close_logs_in(folder: Path) -> None:
+    """Close and detach the logging file handlers (Hydra's job log) that write into ``folder``, so that a later
+    record logged in the same process does not try to reopen a file in a removed folder."""
+    for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]:
+        for handler in list(getattr(logger, "handlers", [])):
+            if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).is_relative_to(folder):
+                logger.removeHandler(handler)
+                handler.close()
+
+
 @contextmanager
 def run_record_kept() -> Iterator[None]:
     """Inside a Hydra job: on a UserError, the run directory's record as it was before the job (see KeepRunRecord),
@@ -123,6 +134,7 @@ def run_record_kept() -> Iterator[None]:
             record = run_dir / hydra.output_subdir
             if previous is None:
                 if {p.name for p in run_dir.iterdir()} <= {hydra.output_subdir, f"{hydra.job.name}.log"}:
+                    _close_logs_in(run_dir)
                     shutil.rmtree(run_dir)
             else:
                 for path in record.glob("*.yaml"):

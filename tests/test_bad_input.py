@@ -5,6 +5,7 @@ directory stays as it was, byte for byte)."""
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 from collections.abc import Callable, Sequence
@@ -262,6 +263,10 @@ def test_a_config_value_of_the_wrong_type_ends_training_in_one_line_naming_the_k
     line = fails_in_one_line(call, capsys, "cvaezoo-train")
     assert message.format(**inputs) in line
     assert not (tmp_path / "r").exists()  # no run directory left behind with the record of a run that never was
+    # nor a log handler still pointing into it: a later record in this process would try to reopen its file
+    assert not [h for logger in [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+                for h in getattr(logger, "handlers", []) if isinstance(h, logging.FileHandler)
+                and str(tmp_path / "r") in h.baseFilename]
 
 
 def test_the_reference_tool_reports_a_bad_value_in_one_line(tmp_path, capsys):
