@@ -268,6 +268,7 @@ def evaluate(args: argparse.Namespace) -> dict:
     datamodule = load_data(checkpoint, args.overrides, model)
     x, y = datamodule.split_tensors(args.split)
     result: dict[str, object] = {"model": model.model_name, "split": args.split, "checkpoint": str(checkpoint)}
+    control_split = "train" if args.split != "train" else "val"  # other real data for the sample scores' floors
     result.update({f"{args.split}/{k}": v for k, v in evaluate_bound(model, x, y, k=args.k).items()})
     if model.y_kind == "class" and model.classifies:
         probs = predict_proba(model, x, **_predict_kwargs(model, None, None))
@@ -286,12 +287,17 @@ def evaluate(args: argparse.Namespace) -> dict:
         # (of another split) stand in for the samples in the scores' real-vs-real floors
         grey = load_data(checkpoint, [*args.overrides, "data.binarize=none"], model)
         real_x, real_y = grey.split_tensors(args.split)
-        control_x, control_y = grey.split_tensors("train" if args.split != "train" else "val")
         if model.y_kind == "class":
             generation = conditional_generation_accuracy(model, reference, args.n_per_class)
             result["generation_accuracy"] = generation["overall"]
             result["generation_accuracy_per_class"] = generation["per_class"]
-            result.update(class_sample_quality(model, reference, real_x, control_x, control_y, args.n_per_class))
+            control_x, control_y = grey.split_tensors(control_split)
+            control = (control_x, control_y) if bool(
+                (torch.bincount(control_y.long(), minlength=model.y_dim) >= args.n_per_class).all()) else None
+            if control is None:
+                print(f"no real-vs-real floor: the {control_split} split has fewer than {args.n_per_class} images of "
+                      "some class")
+            result.update(class_sample_quality(model, reference, real_x, args.n_per_class, control))
         else:  # attribute vectors: combinations seen in training, and held-out ones where the data has them
             sets = {"seen": distinct_rows(datamodule.split_dataset("train").tensors[1])}
             if "unseen" in datamodule.splits:
@@ -311,8 +317,12 @@ def evaluate(args: argparse.Namespace) -> dict:
         print("conditional-generation accuracy skipped: no reference classifier (train one: cvaezoo-reference)")
     if model.target_name == "y" and hasattr(datamodule, "complete"):  # structured outputs: several per input
         completer = given_reference  # sees completed images
+        control = datamodule.split_tensors(control_split)
+        if len(control[0]) < len(x):
+            print(f"no real-vs-real floor: the {control_split} split has fewer examples than the {args.split} split")
+            control = None
         diversity = completion_diversity(model, x, y, args.n_completions, datamodule.complete, completer,
-                                         control=datamodule.split_tensors("train" if args.split != "train" else "val"))
+                                         control=control)
         result.update({key: value for key, value in diversity.items() if key != "per_input"})
     out = output_dir(args, checkpoint, "evaluate")
     write_json_atomic(out / "evaluation.json", result)

@@ -202,17 +202,19 @@ def control_images(x: Tensor, labels: Tensor, conditions: Tensor, n: int) -> Ten
 
 
 @torch.no_grad()
-def class_sample_quality(model: ConditionalVAE, reference: nn.Module, real_x: Tensor, control_x: Tensor,
-                         control_y: Tensor, n_per_class: int = 100) -> dict:
+def class_sample_quality(model: ConditionalVAE, reference: nn.Module, real_x: Tensor, n_per_class: int = 100,
+                         control: tuple[Tensor, Tensor] | None = None) -> dict:
     """The :func:`sample_quality` of label-conditioned samples (n per class, z ~ p(z|y), the mean of p(x|z,y))
-    against the real images ``real_x``, with its floor: n real images of each class from ``control_x`` (other
-    images than ``real_x``, e.g. the training split) in their place. No per-class distance: with one class's
-    few images the Fréchet distance between two real sets is mostly its estimator's bias."""
+    against the real images ``real_x``, with its floor where ``control`` (images and labels other than
+    ``real_x``, e.g. the training split, with n of each class) gives n real images of each class in their
+    place. No per-class distance: with one class's few images the Fréchet distance between two real sets is
+    mostly its estimator's bias."""
     require_image_decoder(model, "the Fréchet distance of samples")
     model.eval()
     classes = torch.arange(model.y_dim)
     samples = torch.cat([s for _, s in _samples_for(model, classes, n_per_class)])  # class-major
-    return sample_quality(reference, real_x, samples, control_images(control_x, control_y, classes, n_per_class))
+    stand_in = None if control is None else control_images(*control, classes, n_per_class)
+    return sample_quality(reference, real_x, samples, stand_in)
 
 
 @torch.no_grad()

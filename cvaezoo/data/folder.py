@@ -36,7 +36,7 @@ def class_order(names: Sequence[str]) -> list[str]:
     otherwise sorted as strings. Subfolder names and table labels follow this one rule."""
     distinct = set(names)
     if all(INTEGER.fullmatch(name) for name in distinct):
-        return sorted(distinct, key=int)
+        return sorted(distinct, key=lambda name: (int(name), name))  # "2" and "02" in a fixed order
     return sorted(distinct)
 
 
