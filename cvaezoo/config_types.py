@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import collections.abc
 import dataclasses
+import functools
 import inspect
 import types
 import typing
@@ -80,8 +81,10 @@ def check_values(node: DictConfig, hints: Mapping[str, Any], key: str, only: lis
             raise UserError(f"{key}.{name} must be {describe(hint)}, got {value!r}")
 
 
+@functools.lru_cache(maxsize=None)
 def parameter_hints(target: str) -> dict[str, Any]:
-    """The annotated parameters of ``target`` (a class: its ``__init__`` and, through ``**kwargs``, its bases')."""
+    """The annotated parameters of ``target`` (a class: its ``__init__`` and, through ``**kwargs``, its bases');
+    read once per target (reading annotations is most of a check's cost); callers must not change the dict."""
     from hydra.utils import get_object
 
     try:
