@@ -84,6 +84,8 @@ if __name__ == "__main__":
     weights = sum(float(p.double().sum()) for p in model.parameters())
     print(f"rank {trainer.global_rank}: skipped {model.skipped_batches} steps {trainer.global_step} "
           f"weights {weights:.9g} next draw {torch.rand(1).item():.6f}", flush=True)
+if torch.distributed.is_initialized():  # gloo's threads torn down before exit (else, rarely: "terminate called")
+    torch.distributed.destroy_process_group()
 """
 
 
