@@ -5,6 +5,7 @@ import math
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 import torch
@@ -173,9 +174,13 @@ def test_wandb_offline_run_records_every_elbo_term_config_and_samples(compose_co
     monkeypatch.setenv("WANDB_SILENT", "true")
     train(compose_config("logger=wandb", "data.split=[300,100,100]", "trainer.max_epochs=1", "logger.tags=[test]"))
     (run_file,) = (tmp_path / "wandb").glob("offline-run-*/run-*.wandb")
-    keys = history_keys(run_file)
-    for stage in ("train", "val", "test"):
-        assert {f"{stage}/{t}" for t in ("elbo", "recon", "kl", "kl_weight", "loss")} <= keys
+    wanted = {f"{stage}/{t}" for stage in ("train", "val", "test") for t in ("elbo", "recon", "kl", "kl_weight", "loss")}
+    for _ in range(60):  # wandb's writer is another process: give it up to 30 s to flush (a CI run once read none)
+        keys = history_keys(run_file)
+        if wanted <= keys:
+            break
+        time.sleep(0.5)
+    assert wanted <= keys, wanted - keys
     assert any(k.startswith("samples/") for k in keys)
     assert "config" in config_keys(run_file)
 
