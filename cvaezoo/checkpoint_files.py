@@ -50,3 +50,26 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path} is not a checkpoint: it holds a {type(checkpoint).__name__}")
     return checkpoint
+
+
+def check_checkpoint_fits(checkpoint: dict[str, Any], model_name: str, own_state: dict[str, Any]) -> None:
+    """Refuse (CheckpointError) a checkpoint that is not cvaezoo's, holds another model, or holds the same model
+    sized differently (its weights' names or shapes differ from ``own_state``, the configured model's)."""
+    stored = checkpoint.get("cvaezoo_model")
+    if stored is None:
+        raise CheckpointError("not a cvaezoo checkpoint: it has no 'cvaezoo_model' entry")
+    if stored != model_name:
+        raise CheckpointError(f"checkpoint holds a {stored} model, but a {model_name} model was configured")
+    stored_state = checkpoint.get("state_dict", {})
+    missing, unexpected = sorted(set(own_state) - set(stored_state)), sorted(set(stored_state) - set(own_state))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint does not fit this {model_name}: missing {missing[:3]}, unexpected {unexpected[:3]} "
+            "(trained with another net kind?)"
+        )
+    for key, tensor in stored_state.items():
+        if tensor.shape != own_state[key].shape:
+            raise CheckpointError(
+                f"checkpoint does not fit this {model_name}: {key} has shape {tuple(tensor.shape)} in the "
+                f"checkpoint but {tuple(own_state[key].shape)} here (trained with other sizes: latent_dim, net, data?)"
+            )

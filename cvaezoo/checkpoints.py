@@ -1,4 +1,4 @@
-"""Loading trained models: a run directory or a .ckpt file -> a ConditionalVAE of the right class."""
+"""Loading trained models: a run directory or a .ckpt file -> a model of the right class."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ from pathlib import Path
 import torch
 
 from cvaezoo.checkpoint_files import CheckpointError, read_checkpoint, resolve_checkpoint
-from cvaezoo.models import MODELS, ConditionalVAE
+from cvaezoo.models import MODELS, ConditionalModel
 
 
-def load_model(path: str | Path, expected: str | None = None, map_location: str | torch.device = "cpu") -> ConditionalVAE:
+def load_model(path: str | Path, expected: str | None = None, map_location: str | torch.device = "cpu") -> ConditionalModel:
     """Load any cvaezoo model; ``expected`` (e.g. "cvae1") makes a different model type an error."""
     checkpoint_path = resolve_checkpoint(path)
     name = read_checkpoint(checkpoint_path).get("cvaezoo_model")

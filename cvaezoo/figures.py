@@ -11,10 +11,10 @@ from torch import Tensor
 from cvaezoo.attributes import group_slices
 from cvaezoo.errors import UserError
 from cvaezoo.inference import predict_proba, require_image_decoder
-from cvaezoo.models.base import ConditionalVAE
+from cvaezoo.models import ConditionalModel
 
 
-def figures(model: ConditionalVAE, datamodule, x: Tensor, y: Tensor, n: int = 8, images: Tensor | None = None) -> dict[str, Tensor]:
+def figures(model: ConditionalModel, datamodule, x: Tensor, y: Tensor, n: int = 8, images: Tensor | None = None) -> dict[str, Tensor]:
     """Every grid that fits the model, by file stem, on real examples (x, y) of the data.
 
     Image models: reconstruction, interpolation, and analogy (class labels) or one editing grid per attribute
@@ -36,18 +36,20 @@ def figures(model: ConditionalVAE, datamodule, x: Tensor, y: Tensor, n: int = 8,
 
 
 @torch.no_grad()
-def label_grid(model: ConditionalVAE, images: Tensor, n_per_class: int = 8, **sample_kwargs) -> Tensor:
+def label_grid(model: ConditionalModel, images: Tensor, n_per_class: int = 8, **sample_kwargs) -> Tensor:
     """(classes, n_per_class, C, H, W) images, one row per class label.
 
     Generative models (target x) draw x from p(x|z,y) (its mean) with z from their prior.
     CVAE-3 generates labels, not images: its rows hold the held-out ``images`` it assigns to each
-    class by argmax p(y|x) (blank where fewer than n_per_class were assigned).
+    class by argmax p(y|x) (blank where fewer than n_per_class were assigned), by its cheapest classifier
+    mode (the fewest draws: CVAE-3's prior mean).
     """
     model.eval()
     labels = torch.arange(model.y_dim, device=model.device)
     if model.target_name == "x":
         return model.sample(labels, n_per_class, **sample_kwargs).cpu()
-    predicted = predict_proba(model, images).argmax(-1)
+    cheapest = min(model.classifier_methods, key=model.classifier_methods.__getitem__)
+    predicted = predict_proba(model, images, method=cheapest).argmax(-1)
     grid = torch.ones(model.y_dim, n_per_class, *images.shape[1:])
     for label in range(model.y_dim):
         chosen = images[predicted == label][:n_per_class]
@@ -56,7 +58,7 @@ def label_grid(model: ConditionalVAE, images: Tensor, n_per_class: int = 8, **sa
 
 
 @torch.no_grad()
-def reconstruction_grid(model: ConditionalVAE, x: Tensor, y: Tensor) -> Tensor:
+def reconstruction_grid(model: ConditionalModel, x: Tensor, y: Tensor) -> Tensor:
     """(N, 2, C, H, W): each x beside the mean of p(x|z,...) at z = the mean of q(z|x,y)."""
     require_image_decoder(model, "reconstruction")
     model.eval()
@@ -67,7 +69,7 @@ def reconstruction_grid(model: ConditionalVAE, x: Tensor, y: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def interpolation_grid(model: ConditionalVAE, x_a: Tensor, x_b: Tensor, y: Tensor, steps: int = 8) -> Tensor:
+def interpolation_grid(model: ConditionalModel, x_a: Tensor, x_b: Tensor, y: Tensor, steps: int = 8) -> Tensor:
     """(N, steps, ...): decode (1-t) z_a + t z_b at fixed y, z_* the posterior means of x_a, x_b given y."""
     require_image_decoder(model, "interpolation")
     model.eval()
@@ -81,7 +83,7 @@ def interpolation_grid(model: ConditionalVAE, x_a: Tensor, x_b: Tensor, y: Tenso
 
 
 @torch.no_grad()
-def analogy_grid(model: ConditionalVAE, x: Tensor, y: Tensor) -> Tensor:
+def analogy_grid(model: ConditionalModel, x: Tensor, y: Tensor) -> Tensor:
     """(N, 1 + C, ...): x, then its style z (posterior mean given its own label) decoded with every label.
 
     Only for models whose decoder sees y (``decoder_sees_condition``: CVAE-1, CVAE-2).
@@ -98,7 +100,7 @@ def analogy_grid(model: ConditionalVAE, x: Tensor, y: Tensor) -> Tensor:
 
 
 @torch.no_grad()
-def attribute_edit_grid(model: ConditionalVAE, x: Tensor, y: Tensor, group: int, groups: list[int]) -> Tensor:
+def attribute_edit_grid(model: ConditionalModel, x: Tensor, y: Tensor, group: int, groups: list[int]) -> Tensor:
     """(N, 1 + k, C, H, W): x, then x with attribute group ``group`` set to each of its k values.
 
     Models whose decoder sees y (``decoder_sees_condition``: CVAE-1, CVAE-2) keep x's code z (the mean of
@@ -122,7 +124,7 @@ def attribute_edit_grid(model: ConditionalVAE, x: Tensor, y: Tensor, group: int,
 
 
 @torch.no_grad()
-def attribute_sample_grid(model: ConditionalVAE, images: Tensor, attributes: Tensor, n: int = 8) -> Tensor:
+def attribute_sample_grid(model: ConditionalModel, images: Tensor, attributes: Tensor, n: int = 8) -> Tensor:
     """(N, 1 + n, C, H, W): a real image with each attribute vector, then n samples generated for it."""
     require_image_decoder(model, "attribute-conditioned generation")
     model.eval()
@@ -131,7 +133,7 @@ def attribute_sample_grid(model: ConditionalVAE, images: Tensor, attributes: Ten
 
 
 @torch.no_grad()
-def completion_grid(model: ConditionalVAE, datamodule, x: Tensor, y: Tensor, n: int = 6) -> Tensor:
+def completion_grid(model: ConditionalModel, datamodule, x: Tensor, y: Tensor, n: int = 6) -> Tensor:
     """(N, 2 + n, C, H, W) for structured outputs: the input, the truth, then n completions with y
     drawn from p(y|x,z), z ~ p(z|x) (the means of p(y|x,z)); ``datamodule.complete`` reassembles images."""
     model.eval()
@@ -141,7 +143,7 @@ def completion_grid(model: ConditionalVAE, datamodule, x: Tensor, y: Tensor, n: 
 
 
 
-def summary_grid(model: ConditionalVAE, datamodule, n: int = 8) -> Tensor | None:
+def summary_grid(model: ConditionalModel, datamodule, n: int = 8) -> Tensor | None:
     """The figure a run ends with: label rows for class conditions, completions for structured outputs,
     real image + samples for attribute vectors (held-out combinations first, where the data has them)."""
     x, y = datamodule.splits["test"].tensors

@@ -15,7 +15,7 @@ from torchmetrics.image.kid import poly_kernel
 
 from cvaezoo.attributes import group_matches
 from cvaezoo.errors import UserError
-from cvaezoo.models.base import ConditionalVAE
+from cvaezoo.models import ConditionalModel
 
 
 def batches(x: Tensor, batch_size: int) -> Iterable[Tensor]:
@@ -25,10 +25,14 @@ def batches(x: Tensor, batch_size: int) -> Iterable[Tensor]:
 
 # ----- classifier mode ----------------------------------------------------------------------------
 @torch.no_grad()
-def predict_proba(model: ConditionalVAE, x: Tensor, batch_size: int = 250, **kwargs) -> Tensor:
-    """p(y|x) for every row of x, (N, C), in batches (kwargs go to ``model.predict_proba``)."""
+def predict_proba(model: ConditionalModel, x: Tensor, method: str | None = None, samples: int | None = None,
+                  batch_size: int = 250) -> Tensor:
+    """p(y|x) for every row of x, (N, C), in batches, by the model's classifier mode with these options
+    (``method`` and ``samples``: :meth:`~cvaezoo.models.ConditionalModel.classifier_mode`)."""
     model.eval()
-    return torch.cat([model.predict_proba(b.to(model.device), **kwargs).cpu() for b in batches(x, batch_size)])
+    mode = model.classifier_mode(method, samples)  # a bad option fails before the first batch
+    return torch.cat([model.predict_proba(b.to(model.device), mode.method, mode.samples or None).cpu()
+                      for b in batches(x, batch_size)])
 
 
 def classification_metrics(probs: Tensor, labels: Tensor, n_bins: int = 15) -> dict:
@@ -52,7 +56,7 @@ def distinct_rows(attributes: Tensor) -> Tensor:
     return torch.unique(attributes, dim=0)
 
 
-def _samples_for(model: ConditionalVAE, conditions: Tensor, n: int) -> Iterator[tuple[Tensor, Tensor]]:
+def _samples_for(model: ConditionalModel, conditions: Tensor, n: int) -> Iterator[tuple[Tensor, Tensor]]:
     """(a part of ``conditions``, its n samples each as (len(part) * n, ...) on the CPU), about 2000 samples at a
     time: z ~ p(z|y), the mean of p(x|z,y)."""
     for part in batches(conditions, max(1, 2000 // n)):
@@ -60,7 +64,7 @@ def _samples_for(model: ConditionalVAE, conditions: Tensor, n: int) -> Iterator[
 
 
 @torch.no_grad()
-def attribute_generation_accuracy(model: ConditionalVAE, reference, combinations: Tensor, n_per_combination: int = 20) -> dict:
+def attribute_generation_accuracy(model: ConditionalModel, reference, combinations: Tensor, n_per_combination: int = 20) -> dict:
     """Score samples generated for each attribute vector with the reference attribute classifier.
 
     ``attribute_accuracy``: fraction of attribute groups predicted as requested (chance: the mean of
@@ -79,7 +83,7 @@ def attribute_generation_accuracy(model: ConditionalVAE, reference, combinations
 
 
 @torch.no_grad()
-def conditional_generation_accuracy(model: ConditionalVAE, reference, n_per_class: int = 100) -> dict:
+def conditional_generation_accuracy(model: ConditionalModel, reference, n_per_class: int = 100) -> dict:
     """Fraction of samples for label y that the reference classifier labels y, per class and overall."""
     require_image_decoder(model, "conditional-generation accuracy")
     model.eval()
@@ -202,7 +206,7 @@ def control_images(x: Tensor, labels: Tensor, conditions: Tensor, n: int) -> Ten
 
 
 @torch.no_grad()
-def class_sample_quality(model: ConditionalVAE, reference: nn.Module, real_x: Tensor, n_per_class: int = 100,
+def class_sample_quality(model: ConditionalModel, reference: nn.Module, real_x: Tensor, n_per_class: int = 100,
                          control: tuple[Tensor, Tensor] | None = None) -> dict:
     """The :func:`sample_quality` of label-conditioned samples (n per class, z ~ p(z|y), the mean of p(x|z,y))
     against the real images ``real_x``, with its floor where ``control`` (images and labels other than
@@ -218,7 +222,7 @@ def class_sample_quality(model: ConditionalVAE, reference: nn.Module, real_x: Te
 
 
 @torch.no_grad()
-def attribute_sample_quality(model: ConditionalVAE, reference: nn.Module, real_x: Tensor, combinations: Tensor,
+def attribute_sample_quality(model: ConditionalModel, reference: nn.Module, real_x: Tensor, combinations: Tensor,
                              n_per_combination: int = 20) -> dict[str, float]:
     """The :func:`sample_quality` of samples for the given attribute combinations (n each) against real images
     of them (no floor: a data set rarely has n other real images of every combination; the kernel distance is
@@ -230,20 +234,20 @@ def attribute_sample_quality(model: ConditionalVAE, reference: nn.Module, real_x
 
 
 @torch.no_grad()
-def prior_calibration(model: ConditionalVAE, x: Tensor, y: Tensor) -> Tensor:
+def prior_calibration(model: ConditionalModel, x: Tensor, y: Tensor) -> Tensor:
     """Per latent dimension, the mean over examples of E_q(z|x,y)[(z - mu_p)^2 / sigma_p^2] = ((mu_q - mu_p)^2 +
     sigma_q^2) / sigma_p^2: about 1 where the prior p(z|...) spreads as widely as the posteriors of these data,
     above 1 where it is overconfident (the codes of the truth lie further out than the prior's draws)."""
     model.eval()
     totals = torch.zeros(model.latent_dim)
     for xb, yb in zip(batches(x, 500), batches(y, 500)):
-        _, q, p = model._posterior_and_prior(xb.to(model.device), yb.to(model.device))
+        _, q, p = model.posterior_and_prior(xb.to(model.device), yb.to(model.device))
         totals += (((q.mean - p.mean) ** 2 + q.std**2) / p.std**2).sum(0).cpu()
     return totals / len(x)
 
 
 @torch.no_grad()
-def completion_diversity(model: ConditionalVAE, x: Tensor, y: Tensor, n_samples: int = 16,
+def completion_diversity(model: ConditionalModel, x: Tensor, y: Tensor, n_samples: int = 16,
                          complete=None, reference: nn.Module | None = None, temperature: float = 1.0,
                          control: tuple[Tensor, Tensor] | None = None) -> dict:
     """Several outputs per input of a predictive model (CVAE-3, GSNN, hybrid; the baseline's are all equal): the
@@ -298,30 +302,34 @@ def completion_diversity(model: ConditionalVAE, x: Tensor, y: Tensor, n_samples:
 
 # ----- evaluation of the bound ---------------------------------------------------------------------
 @torch.no_grad()
-def evaluate_bound(model: ConditionalVAE, x: Tensor, y: Tensor, k: int = 100, batch_size: int = 100) -> dict:
-    """Means over examples of each ELBO term and the K-sample importance-weighted bound (nats).
+def evaluate_bound(model: ConditionalModel, x: Tensor, y: Tensor, iwae_samples: int = 100, batch_size: int = 100) -> dict:
+    """Means over examples of each ELBO term (one posterior draw) and the importance-weighted bound with K =
+    ``iwae_samples`` (nats), as ``elbo``, ``recon``, ``kl`` and ``iwae_k{K}``.
 
-    Predictive models (CVAE-3, GSNN, hybrid, baseline) add ``cnll_s{k}``: -log p(y|x) estimated
-    with k importance samples by ``model.conditional_log_likelihood`` (exact for the baseline).
+    Predictive models (CVAE-3, GSNN, hybrid, baseline) add ``cnll_s{K}``: -log p(y|x) estimated with K importance
+    samples by ``model.conditional_log_likelihood``. A model without a latent (the baseline) has the exact
+    log-likelihood, which every bound and estimate equals.
     """
     model.eval()
+    k = iwae_samples
     predictive = model.target_name == "y"  # CVAE-3, GSNN, hybrid, baseline
     sums = {"elbo": 0.0, "recon": 0.0, "kl": 0.0, f"iwae_k{k}": 0.0, **({f"cnll_s{k}": 0.0} if predictive else {})}
     for xb, yb in zip(batches(x, batch_size), batches(y, batch_size)):
         xb, yb = xb.to(model.device), yb.to(model.device)
-        terms = model.elbo_terms(xb, yb, n_samples=1)
+        terms = model.elbo_terms(xb, yb, samples=1) if model.has_latent else model.elbo_terms(xb, yb)
         sums["elbo"] += float(terms.elbo.sum())
         sums["recon"] += float(terms.recon.sum())
         sums["kl"] += float(terms.kl.sum())
-        sums[f"iwae_k{k}"] += float(model.iwae_bound(xb, yb, k).sum())
+        sums[f"iwae_k{k}"] += float((model.iwae_bound(xb, yb, k) if model.has_latent else terms.elbo).sum())
         if predictive:
-            sums[f"cnll_s{k}"] -= float(model.conditional_log_likelihood(xb, yb, samples=k).sum())
+            log_lik = model.conditional_log_likelihood(xb, yb, samples=k) if model.has_latent else terms.elbo
+            sums[f"cnll_s{k}"] -= float(log_lik.sum())
     result = {name: total / len(x) for name, total in sums.items()}
     if model.likelihood.reports_bits_per_dim:  # 8-bit data: the same bounds in bits per dimension
         result.update({f"bpd_{name}": model.bits_per_dim(result[name]) for name in ("elbo", f"iwae_k{k}")})
     return result
 
 
-def require_image_decoder(model: ConditionalVAE, what: str) -> None:
+def require_image_decoder(model: ConditionalModel, what: str) -> None:
     if model.target_name != "x":
         raise UserError(f"{what} needs a model that generates x; {model.model_name} generates y")

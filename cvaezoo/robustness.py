@@ -27,7 +27,7 @@ from torchmetrics.classification import BinaryAUROC
 
 from cvaezoo.errors import UserError
 from cvaezoo.inference import batches
-from cvaezoo.models.base import ConditionalVAE
+from cvaezoo.models import ConditionalModel
 
 #: a per-example loss to maximise, (x, y) -> (B,)
 Loss = Callable[[Tensor, Tensor], Tensor]
@@ -45,13 +45,15 @@ def fixed_noise(seed: int | None, device: torch.device) -> Iterator[None]:
         yield
 
 
-def classifier_loss(model: ConditionalVAE, seed: int | None = 0, **predict_kwargs) -> Loss:
-    """-log p(y|x) of the model's classifier mode (``predict_kwargs``: its method and k), differentiable in x,
-    with the model's noise fixed by ``seed`` on every call (common random numbers; None: fresh draws)."""
+def classifier_loss(model: ConditionalModel, method: str | None = None, samples: int | None = None,
+                    seed: int | None = 0) -> Loss:
+    """-log p(y|x) of the model's classifier mode with these options (``method`` and ``samples``), differentiable
+    in x, with the model's noise fixed by ``seed`` on every call (common random numbers; None: fresh draws)."""
+    model.classifier_mode(method, samples)  # a bad option fails here, not inside the attack
 
     def loss(x: Tensor, y: Tensor) -> Tensor:
         with fixed_noise(seed, x.device):
-            return F.nll_loss(model.log_predictive(x, **predict_kwargs), y, reduction="none")
+            return F.nll_loss(model.log_predictive(x, method, samples), y, reduction="none")
 
     return loss
 
@@ -131,36 +133,38 @@ def spsa(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 20, step_siz
 
 
 # ----- scores that flag unusual inputs --------------------------------------------------------------------
-def has_marginal(model: ConditionalVAE) -> bool:
+def has_marginal(model: ConditionalModel) -> bool:
     """Whether the model bounds log p(x) (class-conditional models of x); others are scored by p(y|x) only."""
     return model.target_name == "x" and model.y_kind == "class"
 
 
-def score_names(model: ConditionalVAE) -> list[str]:
+def score_names(model: ConditionalModel) -> list[str]:
     """The scores :func:`detection_scores` gives for this model, the default (for rejection) first."""
     return ["log_px", "log_px_given_y", "max_prob"] if has_marginal(model) else ["max_prob"]
 
 
 @torch.no_grad()
-def detection_scores(model: ConditionalVAE, x: Tensor, batch_size: int = 250, seed: int = 0, bound_samples: int = 10,
-                     **predict_kwargs) -> dict[str, Tensor]:
+def detection_scores(model: ConditionalModel, x: Tensor, method: str | None = None, samples: int | None = None,
+                     bound_samples: int = 10, batch_size: int = 250, seed: int = 0) -> dict[str, Tensor]:
     """Per-example scores, higher for inputs more like the clean training data, (N,) each:
 
-    ``max_prob``: the top probability of classifier mode (every classifier; Hendrycks & Gimpel, 2017);
+    ``max_prob``: the top probability of classifier mode with these options (``method`` and ``samples``; every
+    classifier; Hendrycks & Gimpel, 2017);
     ``log_px``: the ELBO-based bound on log p(x) = log sum_y p(x|y) p(y), ``bound_samples`` draws (models of x);
     ``log_px_given_y``: the bound on log p(x|y_hat) for the predicted class y_hat (models of x).
     The noise is fixed by ``seed`` so that the same x always scores the same.
     """
     model.eval()
+    model.classifier_mode(method, samples)  # a bad option fails before the first batch
     parts: dict[str, list[Tensor]] = {"max_prob": []}
     for batch in batches(x, batch_size):
         batch = batch.to(model.device)
         with fixed_noise(seed, batch.device):
-            log_probs = model.log_predictive(batch, **predict_kwargs)
+            log_probs = model.log_predictive(batch, method, samples)
         parts["max_prob"].append(log_probs.exp().max(-1).values.cpu())
         if has_marginal(model):
             with fixed_noise(seed, batch.device):
-                bounds = model.class_bounds(batch, k=bound_samples)
+                bounds = model.class_bounds(batch, samples=bound_samples)
             predicted = log_probs.argmax(-1, keepdim=True)
             parts.setdefault("log_px", []).append(torch.logsumexp(bounds + model.log_class_prior, -1).cpu())
             parts.setdefault("log_px_given_y", []).append(bounds.gather(1, predicted)[:, 0].cpu())

@@ -37,7 +37,7 @@ from cvaezoo.config_types import check_config, check_node
 from cvaezoo.errors import UserError
 from cvaezoo.figures import summary_grid
 from cvaezoo.loggers import resume_arguments
-from cvaezoo.models.base import ConditionalVAE
+from cvaezoo.models import ConditionalModel
 from cvaezoo.viz import save_image_grid
 
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
@@ -275,7 +275,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         results = {"model": model.model_name, "seed": cfg.seed, **metrics,
                    "fit_seconds": round(fit_seconds, 1)}
         write_json_atomic(run_dir / "results.json", results)
-        grid = summary_grid(model, datamodule, cfg.n_samples_per_class) if isinstance(model, ConditionalVAE) else None
+        grid = summary_grid(model, datamodule, cfg.n_samples_per_class) if isinstance(model, ConditionalModel) else None
         if grid is not None:
             grid_path = save_image_grid(grid, run_dir / "samples.png")
             log_image(logger, "samples", grid_path, trainer.global_step)

@@ -115,18 +115,27 @@ def compose_overrides(*overrides: str) -> DictConfig:
     return compose_run_config([*QUIET, *overrides])
 
 
-@pytest.fixture(scope="session")
-def fitted(tmp_path_factory) -> dict[str, Path]:
-    """Run directories of each of the four models after 25 epochs (200 steps) on 1 000 embedded digits,
-    fitted once per test session and shared by every test that needs a trained model."""
-    from cvaezoo.train import train
+class FittedRuns(dict):
+    """Run directory by model name, each model fitted on first use (25 epochs, 200 steps on 1 000 embedded
+    digits) and then shared by every test of the session."""
 
-    runs = {}
-    for name in MODEL_NAMES:
-        run_dir = tmp_path_factory.mktemp(f"fitted_{name}")
+    def __init__(self, factory: pytest.TempPathFactory):
+        super().__init__()
+        self.factory = factory
+
+    def __missing__(self, name: str) -> Path:
+        from cvaezoo.train import train
+
+        run_dir = self.factory.mktemp(f"fitted_{name}")
         train(compose_overrides(f"model={name}", *SMALL_MNIST, "trainer.max_epochs=25", f"run_dir={run_dir}"))
-        runs[name] = run_dir
-    return runs
+        self[name] = run_dir
+        return run_dir
+
+
+@pytest.fixture(scope="session")
+def fitted(tmp_path_factory) -> FittedRuns:
+    """Run directories of the zoo's models (and any other registered model) after a short fit, made on demand."""
+    return FittedRuns(tmp_path_factory)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

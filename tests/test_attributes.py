@@ -172,7 +172,7 @@ def test_command_line_tools_on_attribute_data(compose_config, tmp_path):
                               "trainer.enable_progress_bar=false", f"run_dir={tmp_path / 'ref'}"], config_name="reference")
     train(cfg)  # the reference classifier trains through the same train() as every model
     checkpoint = str(tmp_path / "checkpoints" / "best.ckpt")
-    evaluate_main([checkpoint, *data, "-k", "2", "--n-per-class", "2", "--reference", str(tmp_path / "ref"),
+    evaluate_main([checkpoint, *data, "--iwae-samples", "2", "--n-per-class", "2", "--reference", str(tmp_path / "ref"),
                    "--out", str(tmp_path / "e")])
     evaluation = json.loads((tmp_path / "e" / "evaluation.json").read_text())
     assert 100 < evaluation["combinations_seen"] <= 132 and evaluation["combinations_unseen"] == 12  # distinct train rows
@@ -182,7 +182,7 @@ def test_command_line_tools_on_attribute_data(compose_config, tmp_path):
     for name, count in (("unseen", 12), ("seen", evaluation["combinations_seen"])):
         for key, scored in (("attribute_accuracy", 2 * count * 5), ("exact_match", 2 * count)):
             assert evaluation[f"{key}_{name}"] * scored == pytest.approx(round(evaluation[f"{key}_{name}"] * scored), abs=1e-3)
-    evaluate_main([checkpoint, *data, "-k", "2", "--split", "unseen", "--out", str(tmp_path / "u")])
+    evaluate_main([checkpoint, *data, "--iwae-samples", "2", "--split", "unseen", "--out", str(tmp_path / "u")])
     assert json.loads((tmp_path / "u" / "evaluation.json").read_text())["unseen/elbo"] < 0
     generate_main([checkpoint, *data, "--attributes", "shape=circle,size=large,column=left,row=top,fill=filled",
                    "shape=cross,size=small,column=right,row=bottom,fill=outline", "-n", "3", "--n-examples", "4",

@@ -14,9 +14,11 @@ from typing import Literal
 
 import numpy as np
 import pytest
+import torch
 from conftest import QUIET, compose_overrides
 
 from cvaezoo.cli import classify_main, evaluate_main, generate_main
+from cvaezoo.models import ClassifierMode
 from cvaezoo.collect import main as collect_main
 from cvaezoo.config_types import check_config, fits
 from cvaezoo.reference import main as reference_main
@@ -111,15 +113,16 @@ RUN_ARGUMENTS = [  # the run argument of classify, generate and evaluate
 ]
 
 CLASSIFY = [
-    (["-k", "-3"], "argument -k: must be a positive integer, got '-3'"),
-    (["-k", "0"], "argument -k: must be a positive integer, got '0'"),
-    (["-k", "abc"], "argument -k: must be a positive integer, got 'abc'"),
-    (["-k", "2.5"], "argument -k: must be a positive integer, got '2.5'"),
+    (["--samples", "-3"], "argument --samples: must be a positive integer, got '-3'"),
+    (["--samples", "0"], "argument --samples: must be a positive integer, got '0'"),
+    (["--samples", "abc"], "argument --samples: must be a positive integer, got 'abc'"),
+    (["--samples", "2.5"], "argument --samples: must be a positive integer, got '2.5'"),
     (["--seed", "-1"], "argument --seed: must be an integer in [0, 4294967295], got '-1'"),
     (["--seed", "abc"], "argument --seed"),
     (["--split", "nope"], "argument --split: invalid choice: 'nope'"),
     (["--split", "unseen"], "no 'unseen' split"),
-    (["--method", "foo"], "--method foo: cvae1 classifies with method 'elbo' or 'iwae'"),
+    (["--method", "foo"], "method 'foo': cvae1 classifies with method 'elbo' or 'iwae'"),
+    (["--method", "iwae", "--samples", "0"], "argument --samples: must be a positive integer, got '0'"),
     (["--reject", "-0.1"], "argument --reject: must be a rate in [0, 1), got '-0.1'"),
     (["--reject", "1"], "argument --reject: must be a rate in [0, 1), got '1'"),
     (["--reject", "nan"], "argument --reject: must be a rate in [0, 1), got 'nan'"),
@@ -171,8 +174,8 @@ GENERATE = [
 ]
 
 EVALUATE = [
-    (["-k", "0"], "argument -k: must be a positive integer, got '0'"),
-    (["-k", "-1"], "argument -k: must be a positive integer, got '-1'"),
+    (["--iwae-samples", "0"], "argument --iwae-samples: must be a positive integer, got '0'"),
+    (["--iwae-samples", "-1"], "argument --iwae-samples: must be a positive integer, got '-1'"),
     (["--n-per-class", "0"], "argument --n-per-class: must be a positive integer, got '0'"),
     (["--n-per-class", "-5"], "argument --n-per-class: must be a positive integer, got '-5'"),
     (["--n-completions", "1"], "argument --n-completions: must be an integer >= 2, got '1'"),
@@ -315,15 +318,24 @@ def test_what_a_config_value_must_be_is_read_from_annotations(value, hint, fits_
     assert fits(value, hint) is fits_it
 
 
-def test_a_sample_count_for_a_method_that_draws_none_is_refused():
-    from types import SimpleNamespace
-
-    from cvaezoo.cli import _predict_kwargs
+def test_a_classifier_option_a_model_does_not_take_is_refused():
+    """Named options, checked by the model: a sample count for a method that draws none, an unknown method and a
+    count that is no positive integer are errors, not ignored."""
     from cvaezoo.errors import UserError
+    from cvaezoo.models import MODELS
 
-    cvae3 = SimpleNamespace(model_name="cvae3", classifies=True, y_kind="class",
-                            classifier_methods={"mc": 100, "mean": 0})
-    assert _predict_kwargs(cvae3, "mc", 7) == {"method": "mc", "k": 7}
-    assert _predict_kwargs(cvae3, "mean", None) == {"method": "mean", "k": 0}
-    with pytest.raises(UserError, match="-k 7 does not apply: cvae3's method 'mean' draws no samples"):
-        _predict_kwargs(cvae3, "mean", 7)
+    cvae3 = MODELS["cvae3"](x_shape=(1, 4, 4), y_dim=3, net={"kind": "mlp", "hidden": [8]}, latent_dim=2)
+    assert cvae3.classifier_mode("mc", 7) == ClassifierMode("mc", 7)
+    assert cvae3.classifier_mode() == ClassifierMode("mc", 100) and cvae3.classifier_mode("mean") == ClassifierMode("mean", 0)
+    with pytest.raises(UserError, match="samples=7 does not apply: cvae3's method 'mean' draws no samples"):
+        cvae3.predict_proba(torch.zeros(2, 1, 4, 4), method="mean", samples=7)
+    with pytest.raises(UserError, match="method 'elbo': cvae3 classifies with method 'mc' or 'mean'"):
+        cvae3.classify(torch.zeros(2, 1, 4, 4), method="elbo")
+    with pytest.raises(UserError, match="samples must be a positive integer, got 0"):
+        cvae3.classifier_mode("mc", 0)
+    baseline = MODELS["baseline"](x_shape=(1, 4, 4), y_dim=3, net={"kind": "mlp", "hidden": [8]})
+    with pytest.raises(UserError, match="samples=2 does not apply: baseline's method 'exact' draws no samples"):
+        baseline.predict_proba(torch.zeros(2, 1, 4, 4), samples=2)
+    m2 = MODELS["m2"](x_shape=(1, 4, 4), y_dim=3, net={"kind": "mlp", "hidden": [8]}, latent_dim=2)
+    with pytest.raises(UserError, match="method 'iwae': m2 classifies with method 'classifier'"):
+        m2.predict_proba(torch.zeros(2, 1, 4, 4), method="iwae")

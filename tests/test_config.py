@@ -4,8 +4,8 @@ import itertools
 from pathlib import Path
 
 import pytest
-from conftest import MODEL_NAMES, write_celeba_fixture, write_cifar_archive, write_digit_folder
-from hydra.utils import instantiate
+from conftest import MODEL_NAMES, compose_overrides, write_celeba_fixture, write_cifar_archive, write_digit_folder
+from hydra.utils import get_class, instantiate
 
 from cvaezoo.models import MODELS
 from cvaezoo.runs import CONFIG_DIR
@@ -15,6 +15,14 @@ CONF_MODELS = sorted(p.stem for p in (Path(CONFIG_DIR) / "model").glob("*.yaml")
 NETS = sorted(p.stem for p in (Path(CONFIG_DIR) / "net").glob("*.yaml"))
 DATA = sorted(p.stem for p in (Path(CONFIG_DIR) / "data").glob("*.yaml"))
 EXPERIMENTS = sorted(p.stem for p in (Path(CONFIG_DIR) / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_registered_model_is_trained_by_the_config_of_its_name(name):
+    """The registry key, the config file's name and what checkpoints record are one name: conf/model/<name>.yaml
+    builds MODELS[<name>], whose model_name is <name>."""
+    node = compose_overrides(f"model={name}").model
+    assert get_class(node._target_) is MODELS[name] and MODELS[name].registry_name == name
 
 
 def test_config_groups_are_complete():

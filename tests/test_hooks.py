@@ -17,7 +17,8 @@ SMALL_NET = {"kind": "mlp", "hidden": [16]}
 
 
 def tiny(name: str = "cvae1", **kwargs):
-    return MODELS[name](x_shape=(1, 4, 4), y_dim=3, net=SMALL_NET, latent_dim=2, **kwargs)
+    latent = {"latent_dim": 2} if MODELS[name].has_latent else {}  # the baseline has no z
+    return MODELS[name](x_shape=(1, 4, 4), y_dim=3, net=SMALL_NET, **latent, **kwargs)
 
 
 def data(n: int = 10, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -50,7 +50,7 @@ def test_classifier_accuracy_far_above_chance_after_short_fit(fitted, test_split
     model = load_model(fitted[name], expected=name)
     x, y = test_split
     method = next(iter(model.classifier_methods))  # each model's default classifier mode
-    probs = predict_proba(model, x, method=method, k=model.classifier_methods[method])
+    probs = predict_proba(model, x, method=method, samples=model.classifier_methods[method])
     assert torch.allclose(probs.sum(1), torch.ones(len(x)), atol=1e-4)
     metrics = classification_metrics(probs, y)
     threshold = 0.7 if model.target_name == "y" else 0.4  # a trained predictor, or Bayes rule over the bound
@@ -69,7 +69,7 @@ def test_cvae3_deterministic_and_monte_carlo_modes_agree_mostly(fitted, test_spl
     model = load_model(fitted["cvae3"])
     x, _ = test_split
     mean_mode = model.predict_proba(x, method="mean")
-    mc_mode = model.predict_proba(x, k=50)
+    mc_mode = model.predict_proba(x, samples=50)
     assert (mean_mode.argmax(1) == mc_mode.argmax(1)).float().mean() > 0.9
 
 
@@ -78,11 +78,11 @@ def test_batched_class_bounds_equal_one_class_at_a_time(fitted, test_split):
     x = test_split[0][:7].double()
     torch.manual_seed(3)
     with torch.no_grad():
-        batched = model.class_bounds(x, k=4, method="iwae")
+        batched = model.class_bounds(x, samples=4, method="iwae")
     torch.manual_seed(3)
     eps = torch.randn(4, 1, 7, model.latent_dim, dtype=torch.double)[:, 0]
     for label in range(10):
-        single = model.iwae_bound(x, torch.full((7,), label), k=4, eps=eps)
+        single = model.iwae_bound(x, torch.full((7,), label), samples=4, eps=eps)
         assert torch.allclose(batched[:, label], single, atol=1e-8)
 
 
@@ -91,7 +91,7 @@ def test_iwae_is_not_below_the_elbo_on_average(fitted, test_split, name):
     model = load_model(fitted[name])
     x, y = test_split
     torch.manual_seed(0)
-    result = evaluate_bound(model, x, y, k=50)
+    result = evaluate_bound(model, x, y, iwae_samples=50)
     # image models: importance weighting gains nats (about 5 in the zoo table); CVAE-3's bound on log p(y|x) is
     # nearly tight (hundredths), so there only "not below", up to the ELBO estimate's own Monte-Carlo noise
     margin = 1.0 if model.target_name == "x" else -0.02
@@ -152,7 +152,7 @@ def test_command_line_tools_end_to_end(fitted, tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert {"samples.png", "samples.npz", "analogy.png", "reconstruction.png", "interpolation.png"} <= {
         p.name for p in (tmp_path / "g").iterdir()}
-    done = subprocess.run(["cvaezoo-evaluate", str(run), "-k", "5", "--out", str(tmp_path / "e")], capture_output=True, text=True)
+    done = subprocess.run(["cvaezoo-evaluate", str(run), "--iwae-samples", "5", "--out", str(tmp_path / "e")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     evaluation = json.loads((tmp_path / "e" / "evaluation.json").read_text())
     assert evaluation["test/iwae_k5"] < 0 and "test/accuracy" in evaluation

@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from cvaezoo.errors import UserError
+from cvaezoo.models import ClassifierMode
 from cvaezoo.inference import (
     _samples_for,
     attribute_generation_accuracy,
@@ -38,15 +39,20 @@ class StandIn(torch.nn.Module):
     def device(self) -> torch.device:
         return torch.device("cpu")
 
-    def predict_proba(self, x, scale=1.0):
-        return torch.softmax(scale * x[:, : self.y_dim], dim=1)
+    has_latent = True
 
-    def elbo_terms(self, x, y, n_samples=1):
+    def classifier_mode(self, method=None, samples=None):
+        return ClassifierMode(method or "scaled", samples or 1)
+
+    def predict_proba(self, x, method=None, samples=None):
+        return torch.softmax((samples or 1) * x[:, : self.y_dim], dim=1)
+
+    def elbo_terms(self, x, y, samples=1):
         recon, kl = x[:, 0] + y, x[:, 1]
         return SimpleNamespace(recon=recon, kl=kl, elbo=-(recon + kl))
 
-    def iwae_bound(self, x, y, k):
-        return -(x[:, 0] + y) - x[:, 1] + 0.1 * k
+    def iwae_bound(self, x, y, samples):
+        return -(x[:, 0] + y) - x[:, 1] + 0.1 * samples
 
     def conditional_log_likelihood(self, x, y, samples):
         return -x[:, 2] * samples
@@ -63,7 +69,7 @@ class StandIn(torch.nn.Module):
 def test_predict_proba_batches_and_forwards_its_arguments():
     model = StandIn().train()
     x = torch.randn(7, 3)
-    probs = predict_proba(model, x, batch_size=3, scale=2.0)
+    probs = predict_proba(model, x, samples=2, batch_size=3)
     assert not model.training  # scored in eval mode
     assert torch.allclose(probs, torch.softmax(2.0 * x, dim=1))
 
@@ -88,7 +94,7 @@ def test_classification_metrics_by_hand():
 def test_evaluate_bound_means_every_term_over_unequal_batches():
     x = torch.arange(21, dtype=torch.float).view(7, 3)
     y = torch.arange(7, dtype=torch.float)
-    result = evaluate_bound(StandIn(bits=True), x, y, k=4, batch_size=3)
+    result = evaluate_bound(StandIn(bits=True), x, y, iwae_samples=4, batch_size=3)
     recon, kl = x[:, 0] + y, x[:, 1]
     assert result["recon"] == pytest.approx(recon.mean().item())
     assert result["kl"] == pytest.approx(kl.mean().item())
@@ -97,7 +103,7 @@ def test_evaluate_bound_means_every_term_over_unequal_batches():
     assert result["bpd_elbo"] == pytest.approx((recon + kl).mean().item() / 10)
     assert result["bpd_iwae_k4"] == pytest.approx(-result["iwae_k4"] / 10)
     assert "cnll_s4" not in result
-    predictive = evaluate_bound(StandIn(target_name="y"), x, y, k=4, batch_size=3)
+    predictive = evaluate_bound(StandIn(target_name="y"), x, y, iwae_samples=4, batch_size=3)
     assert predictive["cnll_s4"] == pytest.approx((x[:, 2] * 4).mean().item()) and "bpd_elbo" not in predictive
 
 
@@ -202,7 +208,7 @@ def test_prior_calibration_by_hand():
         p = DiagonalGaussian(torch.tensor([0.0, 0.5]).expand(n, 2), torch.tensor([2 * 0.6931472, 0.0]).expand(n, 2))
         return None, q, p
 
-    model._posterior_and_prior = posterior_and_prior
+    model.posterior_and_prior = posterior_and_prior
     assert torch.allclose(prior_calibration(model, torch.zeros(700, 1), torch.zeros(700)), torch.tensor([1.25, 1.0]))
 
 

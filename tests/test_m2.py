@@ -74,7 +74,7 @@ def test_labelled_and_unlabelled_halves_use_the_same_kl_weight_and_sample_count(
     log_q = model.classifier_log_probs(x_u)
     unlabelled = torch.zeros(5, dtype=torch.double)
     for label in range(3):
-        recon = model.elbo_terms(x_u, torch.full((5,), label), n_samples=3, eps=eps).recon  # KL weight 0: no KL
+        recon = model.elbo_terms(x_u, torch.full((5,), label), samples=3, eps=eps).recon  # KL weight 0: no KL
         unlabelled += log_q[:, label].exp() * (-recon + model.log_class_prior[label] - log_q[:, label])
     cross_entropy = torch.nn.functional.nll_loss(model.classifier_log_probs(x_l), y_l)
     expected = labelled.recon.mean() + 100.0 * cross_entropy - unlabelled.mean()

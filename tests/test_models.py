@@ -13,7 +13,8 @@ SMALL_NET = {"kind": "mlp", "hidden": [32, 16]}
 
 
 def make_model(name: str, x_shape=(1, 8, 8), latent_dim: int = 4, **kwargs):
-    return MODELS[name](x_shape=x_shape, y_dim=10, net=SMALL_NET, latent_dim=latent_dim, **kwargs)
+    latent = {"latent_dim": latent_dim} if MODELS[name].has_latent else {}  # the baseline has no z
+    return MODELS[name](x_shape=x_shape, y_dim=10, net=SMALL_NET, **latent, **kwargs)
 
 
 def batch(n: int = 6, x_shape=(1, 8, 8)):
@@ -31,7 +32,7 @@ def double_model_batch_and_noise(name: str, draws: int):
 def test_forward_backward_shapes_and_finite_loss_and_every_network_learns(name):
     model = make_model(name)
     x, y = batch()
-    terms = model.elbo_terms(x, y, n_samples=3)
+    terms = model.elbo_terms(x, y, samples=3) if model.has_latent else model.elbo_terms(x, y)
     assert terms.recon.shape == terms.kl.shape == terms.elbo.shape == (6,)
     assert torch.isfinite(terms.elbo).all() and (terms.kl >= 0).all() and (terms.recon >= 0).all()
     model.training_loss(x, y, terms, kl_weight=0.5).mean().backward()
@@ -106,7 +107,7 @@ def test_cvae3_reconstruction_term_is_log_p_y_given_x_z():
     model = make_model("cvae3")
     x, y = batch()
     eps = torch.randn(1, 6, 4)
-    terms = model.elbo_terms(x, y, n_samples=1, eps=eps)
+    terms = model.elbo_terms(x, y, samples=1, eps=eps)
     q = model.posterior(x, model.encode_condition(y))
     logits = model.predictor_head(model.predictor_trunk(x, q.mean + q.std * eps[0]))
     by_hand = nn.functional.cross_entropy(logits, y, reduction="none")
@@ -131,8 +132,8 @@ def test_elbo_below_iwae_below_exact_log_likelihood(name):
     x = x.double()
     with torch.no_grad():
         exact = exact_log_likelihood(model, x, y)
-        elbo = model.elbo_terms(x, y, n_samples=20_000).elbo
-        iwae = torch.stack([model.iwae_bound(x, y, k=2_000) for _ in range(5)]).mean(0)
+        elbo = model.elbo_terms(x, y, samples=20_000).elbo
+        iwae = torch.stack([model.iwae_bound(x, y, samples=2_000) for _ in range(5)]).mean(0)
     assert (elbo <= exact + 1e-3).all(), (elbo, exact)
     assert (iwae <= exact + 1e-2).all(), (iwae, exact)
     assert (iwae >= elbo - 1e-2).all(), (iwae, elbo)
@@ -143,15 +144,15 @@ def test_elbo_below_iwae_below_exact_log_likelihood(name):
 def test_iwae_with_one_sample_is_the_single_sample_elbo(name):
     model, x, y, eps = double_model_batch_and_noise(name, draws=1)
     with torch.no_grad():
-        iwae = model.iwae_bound(x, y, k=1, eps=eps)
+        iwae = model.iwae_bound(x, y, samples=1, eps=eps)
         c = model.encode_condition(y)
         q, p = model.posterior(x, c), model.prior(x, c)
         z = q.rsample(eps=eps)
         single = model.log_likelihood(z, x, c, model.target(x, y))[0] + p.log_prob(z[0]) - q.log_prob(z[0])
         assert torch.allclose(iwae, single)
         # averaged over many draws, IWAE(K=1) is the ELBO with its closed-form KL
-        many = torch.stack([model.iwae_bound(x, y, k=1) for _ in range(4000)]).mean(0)
-        elbo = model.elbo_terms(x, y, n_samples=4000).elbo
+        many = torch.stack([model.iwae_bound(x, y, samples=1) for _ in range(4000)]).mean(0)
+        elbo = model.elbo_terms(x, y, samples=4000).elbo
     assert torch.allclose(many, elbo, atol=0.5), (many, elbo)
 
 
@@ -199,8 +200,10 @@ def test_vae_ignores_the_label_and_refuses_to_classify():
     x, y = batch()
     eps = torch.randn(1, 6, 4)
     assert torch.equal(model.elbo_terms(x, y, eps=eps).elbo, model.elbo_terms(x, (y + 1) % 10, eps=eps).elbo)
-    with pytest.raises(ValueError, match="ignores the label"):
+    with pytest.raises(ValueError, match="vae does not classify: it has no classifier mode"):
         model.predict_proba(x)
+    with pytest.raises(ValueError, match="ignores the label"):
+        model.class_bounds(x)
 
 
 def test_bernoulli_on_grey_pixels_is_refused_unless_allowed():
@@ -236,7 +239,7 @@ def test_a_likelihood_that_does_not_fit_the_target_is_refused_with_the_fix(kwarg
     ("cvae2", "class", 17, "continuous_bernoulli"), ("cvae3", "class", 256, "categorical"),
     ("cvae3", "vector", 2, "bernoulli"), ("baseline", "vector", 256, "discretized_logistic")])
 def test_default_likelihood_comes_from_the_model_and_the_data(name, y_kind, levels, expected):
-    model = MODELS[name](x_shape=(1, 8, 8), y_kind=y_kind, y_dim=10, net=SMALL_NET, latent_dim=2, pixel_levels=levels)
+    model = make_model(name, latent_dim=2, y_kind=y_kind, pixel_levels=levels)
     assert model.likelihood_name == expected
 
 
@@ -249,7 +252,7 @@ def test_eight_bit_data_reports_bits_per_dimension(compose_config):
     from cvaezoo.inference import evaluate_bound
 
     x, y = datamodule.split_tensors("test")
-    result = evaluate_bound(model, x[:20], y[:20], k=2)
+    result = evaluate_bound(model, x[:20], y[:20], iwae_samples=2)
     assert result["bpd_elbo"] == pytest.approx(-result["elbo"] / (784 * math.log(2)))
 
 
@@ -257,7 +260,7 @@ def test_bayes_rule_adds_the_log_class_prior():
     """Fixed class bounds in, known posterior out: p(y|x) ∝ p(x|y) p(y) with a non-uniform p(y)."""
     model = MODELS["cvae1"](x_shape=(1, 8, 8), y_dim=3, net=SMALL_NET, latent_dim=2, class_prior=[0.5, 0.25, 0.25])
     likelihoods = torch.tensor([[0.2, 0.3, 0.5], [0.6, 0.2, 0.2]])
-    model.class_bounds = lambda x, k=1, method="elbo": torch.log(likelihoods)
+    model.class_bounds = lambda x, samples=1, method="elbo": torch.log(likelihoods)
     posterior = model.predict_proba(torch.zeros(2, 1, 8, 8))
     by_hand = torch.tensor([[0.1, 0.075, 0.125], [0.3, 0.05, 0.05]])  # p(x|y) p(y)
     assert torch.allclose(posterior, by_hand / by_hand.sum(1, keepdim=True), atol=1e-6)
@@ -269,14 +272,14 @@ def test_cvae3_averages_probabilities_over_z_not_logits():
     model = make_model("cvae3")
     logits = torch.tensor([[4.0, 0.0] + [-30.0] * 8, [0.0, 0.0] + [-30.0] * 8])  # draw 1, draw 2 for one x
     model.sampled_likelihood_params = lambda z, x, c: logits
-    probs = model.predict_proba(torch.zeros(1, 1, 8, 8), k=2)
+    probs = model.predict_proba(torch.zeros(1, 1, 8, 8), samples=2)
     expected = torch.softmax(logits, -1).mean(0)  # [0.741, 0.259, ...]; averaging logits would give [0.881, 0.119]
     assert torch.allclose(probs[0], expected, atol=1e-6) and probs[0, 0] == pytest.approx(0.7410, abs=1e-3)
 
 
 def test_cvae3_classifier_mode_reads_the_prior_mean_or_averages_k_prior_draws():
-    """k=0 or method="mean" (and the default): softmax of the logits at z = the prior mean; otherwise the mean of
-    the softmax over k draws z ~ p(z|x), each input with its own draws; structured outputs are refused."""
+    """method="mean": softmax of the logits at z = the prior mean; "mc" (the default, 100 draws): the mean of the
+    softmax over ``samples`` draws z ~ p(z|x), each input with its own draws; structured outputs are refused."""
     model = make_model("cvae3").eval()
     x = torch.rand(3, 1, 8, 8)
     prior = model.prior(x, None)
@@ -285,27 +288,32 @@ def test_cvae3_classifier_mode_reads_the_prior_mean_or_averages_k_prior_draws():
         return torch.stack([torch.softmax(model.likelihood_params(zs, x, None), -1) for zs in z]).mean(0)
 
     at_mean = by_hand(prior.mean[None])
-    for kwargs in ({}, {"k": 0}, {"k": 5, "method": "mean"}):
-        assert torch.allclose(model.predict_proba(x, **kwargs), at_mean, atol=1e-6), kwargs
+    assert torch.allclose(model.predict_proba(x, method="mean"), at_mean, atol=1e-6)
     torch.manual_seed(0)
-    drawn = model.predict_proba(x, k=5)
+    by_default = model.predict_proba(x)
+    torch.manual_seed(0)
+    assert torch.allclose(by_default, by_hand(prior.rsample(100)), atol=1e-6)
+    torch.manual_seed(0)
+    drawn = model.predict_proba(x, samples=5)
     torch.manual_seed(0)
     assert torch.allclose(drawn, by_hand(prior.rsample(5)), atol=1e-6) and not torch.allclose(drawn, at_mean)
     torch.manual_seed(0)
-    assert not torch.allclose(model.predict_proba(x, k=1), at_mean)  # one draw is not the mean
+    assert not torch.allclose(model.predict_proba(x, samples=1), at_mean)  # one draw is not the mean
     structured = make_model("cvae3", y_kind="vector", likelihood="bernoulli")
-    with pytest.raises(ValueError, match="predict_proba needs class labels; use sample\\(x, n\\) for structured outputs"):
+    with pytest.raises(ValueError, match="cvae3 on vector conditions has no classifier mode \\(it is for class labels; use sample\\(x, n\\)"):
         structured.predict_proba(x)
 
 
-def test_bayes_rule_classifies_with_one_elbo_draw_per_class_by_default():
-    """predict_proba(x) asks class_bounds for k=1 and the ELBO unless told otherwise."""
+def test_bayes_rule_classifies_with_the_declared_default_mode():
+    """predict_proba(x) asks class_bounds for the model's declared default, the ELBO with 10 draws (as
+    cvaezoo-classify does), unless told otherwise; a method's own default count where only the method is given."""
     model = make_model("cvae1")
     asked = []
-    model.class_bounds = lambda x, k, method: asked.append((k, method)) or torch.zeros(len(x), 10)
+    model.class_bounds = lambda x, samples, method: asked.append((samples, method)) or torch.zeros(len(x), 10)
     model.predict_proba(torch.zeros(2, 1, 8, 8))
-    model.predict_proba(torch.zeros(2, 1, 8, 8), k=7, method="iwae")
-    assert asked == [(1, "elbo"), (7, "iwae")]
+    model.predict_proba(torch.zeros(2, 1, 8, 8), samples=7, method="iwae")
+    model.predict_proba(torch.zeros(2, 1, 8, 8), method="iwae")
+    assert asked == [(10, "elbo"), (7, "iwae"), (100, "iwae")]
 
 
 @pytest.mark.parametrize("name", LATENT_MODELS)
@@ -313,8 +321,8 @@ def test_iwae_is_above_the_mean_of_its_own_log_weights(name):
     """For the same draws: log mean exp(log w) >= mean log w (Jensen), strictly unless all weights agree."""
     model, x, y, eps = double_model_batch_and_noise(name, draws=8)
     with torch.no_grad():
-        iwae = model.iwae_bound(x, y, k=8, eps=eps)
-        log_weights = torch.stack([model.iwae_bound(x, y, k=1, eps=eps[i : i + 1]) for i in range(8)])
+        iwae = model.iwae_bound(x, y, samples=8, eps=eps)
+        log_weights = torch.stack([model.iwae_bound(x, y, samples=1, eps=eps[i : i + 1]) for i in range(8)])
     assert torch.allclose(iwae, torch.logsumexp(log_weights, 0) - math.log(8))
     assert (iwae - log_weights.mean(0) > 1e-4).all()
 
@@ -330,8 +338,8 @@ def test_iwae_reaches_the_exact_log_likelihood_across_a_one_nat_gap():
     model.posterior = lambda x, c: (lambda q: type(q)(q.mean + 1.5, q.logvar + 1.0))(good(x, c))
     with torch.no_grad():
         exact = exact_log_likelihood(model, x, y)
-        elbo = model.elbo_terms(x, y, n_samples=20_000).elbo
-        iwae = {k: torch.stack([model.iwae_bound(x, y, k=k) for _ in range(4)]).mean(0) for k in (10, 5_000)}
+        elbo = model.elbo_terms(x, y, samples=20_000).elbo
+        iwae = {k: torch.stack([model.iwae_bound(x, y, samples=k) for _ in range(4)]).mean(0) for k in (10, 5_000)}
     gap = exact - elbo
     assert (gap > 1.0).all(), gap  # between one and two nats: far above Monte-Carlo noise
     assert (iwae[10] > elbo + 0.5).all()  # a few importance samples already recover much of it
@@ -382,14 +390,14 @@ def test_classifier_mode_over_the_iwae_bound_and_unknown_methods():
     x, _ = batch()
     x = x.double()
     torch.manual_seed(3)
-    bounds = model.class_bounds(x, k=5, method="iwae")
+    bounds = model.class_bounds(x, samples=5, method="iwae")
     torch.manual_seed(3)
     eps = torch.randn(5, 1, len(x), model.latent_dim, dtype=torch.double)
     for c in (0, 4):
         own = model.iwae_bound(x, torch.full((len(x),), c), 5, eps=eps[:, 0])
         assert torch.allclose(bounds[:, c], own)
     torch.manual_seed(3)
-    assert torch.allclose(model.predict_proba(x, k=5, method="iwae"), torch.softmax(bounds + model.log_class_prior, -1))
+    assert torch.allclose(model.predict_proba(x, samples=5, method="iwae"), torch.softmax(bounds + model.log_class_prior, -1))
     with pytest.raises(ValueError, match="method must be 'elbo' or 'iwae', got 'mc'"):
         model.class_bounds(x, method="mc")
     with pytest.raises(ValueError, match="CVAE3 has no class-conditional likelihood p\\(x\\|y\\) to invert"):
@@ -418,7 +426,7 @@ def test_gsnn_term_is_one_number_per_example_averaged_over_prior_draws():
     model = make_model("cvae3", hybrid_alpha=0.5)
     x, y = batch(n=6)
     torch.manual_seed(2)
-    nll = model.gsnn_nll(x, y, n_samples=3)
+    nll = model.gsnn_nll(x, y, samples=3)
     torch.manual_seed(2)
     per_draw = model.prior_log_likelihoods(x, y, 3)  # (draws, batch)
     assert nll.shape == (6,) and torch.allclose(nll, -per_draw.mean(0))

@@ -211,7 +211,7 @@ def test_an_idx_folder_with_only_the_test_files_scores_a_trained_model(fitted, t
     classify_main([str(fitted["cvae1"]), *data, "--out", str(tmp_path / "c")])
     metrics = json.loads((tmp_path / "c" / "metrics.json").read_text())
     assert metrics["split"] == "test" and len(metrics["confusion_matrix"]) == 10
-    evaluate_main([str(fitted["cvae1"]), *data, "-k", "2", "--out", str(tmp_path / "e")])
+    evaluate_main([str(fitted["cvae1"]), *data, "--iwae-samples", "2", "--out", str(tmp_path / "e")])
     assert json.loads((tmp_path / "e" / "evaluation.json").read_text())["test/elbo"] < 0
     with pytest.raises(SystemExit):  # asking for the training split names the missing file
         classify_main([str(fitted["cvae1"]), *data, "--split", "train", "--out", str(tmp_path / "t")])

@@ -51,6 +51,6 @@ def test_a_model_defined_in_a_test_file_goes_through_every_tool(registered, comp
     # its declared capabilities decide the grids: no analogy grid, since its decoder never sees y
     assert {"samples.png", "reconstruction.png", "interpolation.png"} <= made and "analogy.png" not in made
 
-    evaluate_main([str(tmp_path), *SMALL_MNIST, "-k", "5", "--out", str(tmp_path / "evaluate")])
+    evaluate_main([str(tmp_path), *SMALL_MNIST, "--iwae-samples", "5", "--out", str(tmp_path / "evaluate")])
     evaluation = json.loads((tmp_path / "evaluate" / "evaluation.json").read_text())
     assert evaluation["test/iwae_k5"] < 0 and evaluation["test/accuracy"] > 0.5

@@ -65,7 +65,7 @@ def test_conditional_log_likelihood_with_one_sample_is_the_single_sample_bound()
     torch.manual_seed(0)
     prior_one = model.conditional_log_likelihood(x, y, samples=1, proposal="prior")
     torch.manual_seed(0)
-    assert torch.allclose(prior_one, -model.gsnn_nll(x, y, n_samples=1))
+    assert torch.allclose(prior_one, -model.gsnn_nll(x, y, samples=1))
     many = model.conditional_log_likelihood(x, y, samples=100)
     assert torch.isfinite(many).all() and (many < 0).all()
 
@@ -97,12 +97,12 @@ def test_quadrant_experiment_trains_every_model_and_draws_completions(compose_co
     data = QuadrantMNIST(given_quadrants=1, split=(300, 100, 100), binarize="threshold")
     data.setup()
     x, y = data.splits["test"].tensors
-    evaluation = evaluate_bound(trained, x[:50], y[:50], k=10)
+    evaluation = evaluate_bound(trained, x[:50], y[:50], iwae_samples=10)
     # a finite -log p(y|x) for every model, no worse than 588 missing pixels at p = 1/2 after one epoch
     assert 0 < evaluation["cnll_s10"] < 588 * math.log(2)
     if model == "baseline":  # exact: the bound, the IWAE and the conditional likelihood coincide
         assert evaluation["cnll_s10"] == pytest.approx(-evaluation["elbo"]) == pytest.approx(-evaluation["iwae_k10"])
-    evaluate_main([str(tmp_path), "experiment=quadrants", "data.split=[300,100,100]", "-k", "2", "--n-completions", "4",
+    evaluate_main([str(tmp_path), "experiment=quadrants", "data.split=[300,100,100]", "--iwae-samples", "2", "--n-completions", "4",
                    "--out", str(tmp_path / "e")])  # the data overrides: this run has no Hydra record
     scores = json.loads((tmp_path / "e" / "evaluation.json").read_text())
     assert 0 < scores["best_of_s_error"] <= scores["mean_error"] < 1 and scores["n_samples"] == 4

@@ -135,7 +135,7 @@ def test_spsa_follows_the_gradient_of_a_monte_carlo_classifier(name):
     torch.manual_seed(0)
     model = small_model(name)
     x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
-    loss = classifier_loss(model, seed=7, k=1)
+    loss = classifier_loss(model, seed=7, samples=1)
     x_grad = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(loss(x_grad, y).sum(), x_grad)
     estimate = spsa_gradient(loss, x, y, directions=400, delta=1e-3, generator=torch.Generator().manual_seed(0))
@@ -172,7 +172,7 @@ def test_classifier_mode_is_differentiable_in_x_and_its_loss_is_fixed_by_the_see
     same x is the same on every call; the global random stream is left where it was."""
     model = small_model(name)
     x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
-    kwargs = {"k": 3} if next(iter(model.classifier_methods.values())) else {}
+    kwargs = {"samples": 3} if next(iter(model.classifier_methods.values())) else {}
     torch.manual_seed(5)
     log_probs = model.log_predictive(x, **kwargs)
     torch.manual_seed(5)
@@ -189,7 +189,7 @@ def test_classifier_mode_is_differentiable_in_x_and_its_loss_is_fixed_by_the_see
 def test_fresh_noise_changes_a_monte_carlo_classifiers_loss():
     model = small_model("cvae1")
     x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
-    loss = classifier_loss(model, seed=None, k=1)
+    loss = classifier_loss(model, seed=None, samples=1)
     assert not torch.equal(loss(x, y), loss(x, y))
 
 
@@ -197,7 +197,7 @@ def test_detection_scores_are_the_bound_on_log_px_and_the_top_probability():
     """Fixed class bounds and a non-uniform prior in, the log-sum-exp by hand out."""
     model = small_model("cvae1", y_dim=3, class_prior=[0.5, 0.25, 0.25])
     bounds = torch.tensor([[-10.0, -12.0, -9.0], [-20.0, -25.0, -25.0]])
-    model.class_bounds = lambda x, k=1, method="elbo": bounds
+    model.class_bounds = lambda x, samples=1, method="elbo": bounds
     scores = detection_scores(model, torch.zeros(2, 1, 8, 8))
     log_joint = bounds + torch.tensor([0.5, 0.25, 0.25]).log()
     assert torch.allclose(scores["log_px"], torch.tensor([math.log(sum(math.exp(v) for v in row))
@@ -208,7 +208,7 @@ def test_detection_scores_are_the_bound_on_log_px_and_the_top_probability():
 
 
 def test_predictive_models_are_scored_by_their_top_probability_only():
-    scores = detection_scores(small_model("cvae3"), torch.rand(5, 1, 8, 8), k=2)
+    scores = detection_scores(small_model("cvae3"), torch.rand(5, 1, 8, 8), samples=2)
     assert set(scores) == {"max_prob"} and scores["max_prob"].shape == (5,)
     assert (scores["max_prob"] >= 1 / 10).all()
 

@@ -12,15 +12,15 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from cvaezoo.errors import UserError
-from cvaezoo.models.base import ConditionalVAE, ElboTerms
+from cvaezoo.models.conditional import ClassifierMode, ConditionalModel
+from cvaezoo.models.training import ElboTerms
 
 
-class Baseline(ConditionalVAE):
+class Baseline(ConditionalModel):
     """y_hat = f(x) trained by maximum likelihood; one prediction per x (no modes)."""
 
+    zoo = False  # a yardstick, not one of the zoo's conditional VAEs
     target_name = "y"
-    has_latent = False
     classifier_methods = {"exact": 0}  # one deterministic prediction
 
     def build_networks(self) -> None:
@@ -32,30 +32,20 @@ class Baseline(ConditionalVAE):
         self.check_x(x)
         return self.predictor_head(self.predictor_trunk(x))
 
-    def elbo_terms(self, x: Tensor, y: Tensor, n_samples: int | None = None, eps: Tensor | None = None) -> ElboTerms:
+    def elbo_terms(self, x: Tensor, y: Tensor) -> ElboTerms:
         """The exact -log p(y|x) as ``recon``; there is no KL."""
         log_lik = self.likelihood.log_prob(self.output_params(x), y if self.y_kind == "class" else self.encode_condition(y))
         return ElboTerms(recon=-log_lik, kl=torch.zeros_like(log_lik))
 
-    def iwae_bound(self, x: Tensor, y: Tensor, k: int, eps: Tensor | None = None) -> Tensor:
-        """Exact: log p(y|x) for any k."""
-        return self.elbo_terms(x, y).elbo
-
-    @torch.no_grad()
-    def conditional_log_likelihood(self, x: Tensor, y: Tensor, samples: int = 100, proposal: str | None = None) -> Tensor:
-        """log p(y|x) from the Bernoulli (or categorical) output, exactly; samples and proposal are unused."""
-        return self.elbo_terms(x, y).elbo
-
     @torch.no_grad()
     def sample(self, condition: Tensor, n: int = 1, temperature: float = 1.0, use_mean: bool = True) -> Tensor:
-        """n outputs per input x, (B, n, y_dim): the mean of p(y|x) repeated, or draws from it."""
+        """n outputs per input x, (B, n, y_dim): the mean of p(y|x) repeated, or draws from it (``temperature``
+        scales a prior's spread; there is none here)."""
         params = self.output_params(condition)
         params = params.unsqueeze(1).expand(-1, n, *params.shape[1:]).flatten(0, 1)
         out = self.likelihood.mean(params) if use_mean else self.likelihood.sample(params)
         return out.view(len(condition), n, *out.shape[1:])
 
-    def log_predictive(self, x: Tensor, **_: object) -> Tensor:
-        """log p(y|x) for class labels (k and method, accepted for CVAE-3's signature, are unused)."""
-        if self.y_kind != "class":
-            raise UserError("predict_proba needs class labels; use sample(x, n) for structured outputs")
+    def predictive_log_probs(self, x: Tensor, mode: ClassifierMode) -> Tensor:
+        """log p(y|x) for class labels (its one method, "exact")."""
         return torch.log_softmax(self.output_params(x), dim=-1)

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from cvaezoo.distributions import DiagonalGaussian
-from cvaezoo.models.base import ConditionalVAE
+from cvaezoo.models.bound import ConditionalVAE
 
 
 class CVAE2(ConditionalVAE):

@@ -20,7 +20,9 @@ from torch import Tensor
 from cvaezoo.checkpoint_files import resolve_checkpoint
 from cvaezoo.distributions import DiagonalGaussian
 from cvaezoo.errors import UserError
-from cvaezoo.models.base import ConditionalVAE, ElboTerms
+from cvaezoo.models.bound import ConditionalVAE
+from cvaezoo.models.conditional import ClassifierMode
+from cvaezoo.models.training import ElboTerms
 from cvaezoo.models.baseline import Baseline
 from cvaezoo.nets import GaussianHead
 
@@ -77,13 +79,13 @@ class CVAE3(ConditionalVAE):
         self.check_x(condition)
         return condition, None
 
-    def prior_log_likelihoods(self, x: Tensor, y: Tensor, n_samples: int) -> Tensor:
-        """log p(y|x,z_s) for z_s ~ p(z|x), shape (n_samples, B)."""
-        return self.log_likelihood(self.prior(x, None).rsample(n_samples), x, None, y)
+    def prior_log_likelihoods(self, x: Tensor, y: Tensor, samples: int) -> Tensor:
+        """log p(y|x,z_s) for ``samples`` draws z_s ~ p(z|x), shape (samples, B)."""
+        return self.log_likelihood(self.prior(x, None).rsample(samples), x, None, y)
 
-    def gsnn_nll(self, x: Tensor, y: Tensor, n_samples: int | None = None) -> Tensor:
+    def gsnn_nll(self, x: Tensor, y: Tensor, samples: int | None = None) -> Tensor:
         """-E_p(z|x)[log p(y|x,z)], Monte Carlo with z drawn from the prior, per example."""
-        return -self.prior_log_likelihoods(x, y, n_samples or self.hparams.n_samples).mean(0)
+        return -self.prior_log_likelihoods(x, y, samples or self.hparams.n_samples).mean(0)
 
     def training_loss(self, x: Tensor, y: Tensor, terms: ElboTerms, kl_weight: float) -> Tensor:
         alpha = self.hparams.hybrid_alpha
@@ -111,13 +113,11 @@ class CVAE3(ConditionalVAE):
         self.check_x(x)
         return torch.logsumexp(self.prior_log_likelihoods(x, y, samples), dim=0) - math.log(samples)
 
-    def log_predictive(self, x: Tensor, k: int = 0, method: str = "mc") -> Tensor:
-        """log p(y|x) = log E_p(z|x)[p(y|x,z)]: with k=0 (or method "mean") z is the prior mean, else the log of the
-        mean probability over k samples."""
+    def predictive_log_probs(self, x: Tensor, mode: ClassifierMode) -> Tensor:
+        """log p(y|x) = log E_p(z|x)[p(y|x,z)]: method "mean" takes z at the prior mean, "mc" the log of the mean
+        probability over ``mode.samples`` draws of z."""
         self.check_x(x)
-        if self.y_kind != "class":
-            raise UserError("predict_proba needs class labels; use sample(x, n) for structured outputs")
         prior = self.prior(x, None)
-        z = prior.mean[None] if k == 0 or method == "mean" else prior.rsample(k)
+        z = prior.mean[None] if mode.method == "mean" else prior.rsample(mode.samples)
         log_probs = torch.log_softmax(self.sampled_likelihood_params(z, x, None), dim=-1).view(z.shape[0], x.shape[0], -1)
         return torch.logsumexp(log_probs, dim=0) - math.log(z.shape[0])

@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from cvaezoo.distributions import DiagonalGaussian
-from cvaezoo.models.base import ConditionalVAE
+from cvaezoo.models.bound import ConditionalVAE
 from cvaezoo.nets import GaussianHead
 
 

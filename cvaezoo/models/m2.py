@@ -14,8 +14,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cvaezoo.errors import UserError
-from cvaezoo.models.base import ElboTerms
+from cvaezoo.models.conditional import ClassifierMode
 from cvaezoo.models.cvae2 import CVAE2
+from cvaezoo.models.training import ElboTerms
 
 
 def marginal_bound(class_bounds: Tensor, log_q: Tensor) -> Tensor:
@@ -28,6 +29,7 @@ class M2(CVAE2):
     """CVAE-2 plus q(y|x); learns from labelled and unlabelled batches (``data.labels_per_class``)."""
 
     # accuracy: of q(y|x) on labelled examples; unlabelled_bound: U(x), on unlabelled training batches only
+    zoo = False  # a variant of CVAE-2, not one of the zoo's conditional VAEs
     extra_terms = ("classifier_nll", "accuracy", "unlabelled_bound")
     classifier_methods = {"classifier": 0}  # q(y|x)
 
@@ -49,11 +51,11 @@ class M2(CVAE2):
 
     def unlabelled_bound(self, x: Tensor, kl_weight: float = 1.0) -> Tensor:
         """U(x) <= log p(x), per example (with kl_weight 1; training passes its current KL weight)."""
-        bounds = self.class_bounds(x, k=self.hparams.n_samples, kl_weight=kl_weight)
+        bounds = self.class_bounds(x, samples=self.hparams.n_samples, kl_weight=kl_weight)
         return marginal_bound(bounds + self.log_class_prior, self.classifier_log_probs(x))
 
-    def log_predictive(self, x: Tensor, **_: object) -> Tensor:
-        """Classifier mode uses q(y|x)."""
+    def predictive_log_probs(self, x: Tensor, mode: ClassifierMode) -> Tensor:
+        """Classifier mode uses q(y|x) (its one method, "classifier")."""
         self.check_x(x)
         return self.classifier_log_probs(x)
 

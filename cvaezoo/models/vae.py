@@ -11,12 +11,13 @@ from torch import Tensor
 
 from cvaezoo.distributions import DiagonalGaussian
 from cvaezoo.errors import UserError
-from cvaezoo.models.base import ConditionalVAE
+from cvaezoo.models.bound import ConditionalVAE
 
 
 class VAE(ConditionalVAE):
     """No condition anywhere: the encoded condition is empty."""
 
+    zoo = False  # a yardstick, not one of the zoo's conditional VAEs
     classifies = False
     decoder_sees_condition = False
     classifier_methods: dict[str, int] = {}
@@ -37,5 +38,5 @@ class VAE(ConditionalVAE):
     def likelihood_params(self, z: Tensor, x: Tensor | None, c: Tensor | None) -> Tensor:
         return self.decoder_net(z)
 
-    def class_bounds(self, x: Tensor, k: int = 1, method: str = "elbo") -> Tensor:
+    def class_bounds(self, x: Tensor, samples: int = 1, method: str = "elbo", kl_weight: float = 1.0) -> Tensor:
         raise UserError("vae ignores the label: it has no class-conditional likelihood to classify with")

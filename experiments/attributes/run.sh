@@ -25,8 +25,8 @@ for model in cvae1 cvae4; do
     hydra.sweep.dir=$root/$model 'hydra.sweep.subdir=s${seed}'
 done
 for run in "$root"/cvae*/s*/; do
-  cvaezoo-evaluate "$run" -k 100 --reference "$reference" --n-per-class 100 > /dev/null
-  cvaezoo-evaluate "$run" -k 100 --split unseen --out "$run/evaluate_unseen" --reference "$reference" --n-per-class 1 > /dev/null
+  cvaezoo-evaluate "$run" --iwae-samples 100 --reference "$reference" --n-per-class 100 > /dev/null
+  cvaezoo-evaluate "$run" --iwae-samples 100 --split unseen --out "$run/evaluate_unseen" --reference "$reference" --n-per-class 1 > /dev/null
   cvaezoo-generate "$run" -n 8 --n-examples 8 > /dev/null  # samples.png and one edit_<attribute>.png per group
 done
 mkdir -p "$out"

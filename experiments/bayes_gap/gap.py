@@ -28,7 +28,7 @@ from cvaezoo.runs import load_run_data
 @torch.no_grad()
 def bounds(model, x: torch.Tensor, method: str, k: int, seed: int, batch_size: int) -> torch.Tensor:
     torch.manual_seed(seed)
-    return torch.cat([model.class_bounds(b, k=k, method=method) for b in batches(x, batch_size)])
+    return torch.cat([model.class_bounds(b, samples=k, method=method) for b in batches(x, batch_size)])
 
 
 def quantiles(values: torch.Tensor) -> dict[str, float]:

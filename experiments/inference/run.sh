@@ -10,9 +10,9 @@ rm -rf "$sweep" runs/reference/mnist5k
 cvaezoo-reference trainer.enable_progress_bar=false
 cvaezoo-train -m experiment=default_runs model=cvae1,cvae2,cvae3,cvae4 hydra.sweep.dir="$sweep"
 for run in "$sweep"/*/; do
-  cvaezoo-evaluate "$run" -k 100
+  cvaezoo-evaluate "$run" --iwae-samples 100
   cvaezoo-classify "$run"
-  case "$run" in *cvae3*) ;; *) cvaezoo-classify "$run" --method iwae -k 100 --out "$run/classify_iwae" ;; esac
+  case "$run" in *cvae3*) ;; *) cvaezoo-classify "$run" --method iwae --samples 100 --out "$run/classify_iwae" ;; esac
 done
 python experiments/baselines.py > "$out/baselines.jsonl"
 python "$out/table.py" "$sweep" "$out/baselines.jsonl" runs/reference/mnist5k/results.json > "$out/results.md"

@@ -26,7 +26,7 @@ train hybrid model=hybrid
 train cvae_nninit model=cvae3 'model.init_prior_from=runs/quadrants/nn/q${data.given_quadrants}_s${seed}'
 for run in "$root"/*/q*_s*/; do
   [ -f "$run/evaluate/evaluation.json" ] && [ "$run/evaluate/evaluation.json" -nt "$run/results.json" ] && continue
-  cvaezoo-evaluate "$run" -k 100 > /dev/null
+  cvaezoo-evaluate "$run" --iwae-samples 100 > /dev/null
   cvaezoo-generate "$run" -n 6 --n-examples 10 > /dev/null  # completions.png: input, truth, 6 draws
 done
 python experiments/quadrants/table.py "$root" "$out"

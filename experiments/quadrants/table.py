@@ -2,7 +2,7 @@
 
     python experiments/quadrants/table.py runs/quadrants experiments/quadrants
 
-Reads <root>/<row>/q<n>_s<seed>/evaluate/evaluation.json (written by ``cvaezoo-evaluate -k 100``)
+Reads <root>/<row>/q<n>_s<seed>/evaluate/evaluation.json (written by ``cvaezoo-evaluate --iwae-samples 100``)
 and writes results.md / results.csv (test -log p(y|x), nats per image, mean ± std over seeds, (number of seeds)) and
 completions_q<n>.png (seed 0): input, truth, the NN's prediction, then draws of each latent model.
 """

@@ -40,15 +40,15 @@ SPSA_EPS = 0.2
 def default_kwargs(model) -> dict:
     """Each model's default classifier mode (as cvaezoo-classify uses it): ELBO with 10 draws, CVAE-3's 100 draws
     of z, M2's q(y|x), the baseline's one network."""
-    method, k = next(iter(model.classifier_methods.items()))
-    return {"method": method, "k": k}
+    mode = model.classifier_mode()
+    return {"method": mode.method, "samples": mode.samples or None}
 
 
 def attack_kwargs(model) -> dict:
     """The loss the attacker follows: the same classifier with one draw (fixed by a seed) where it averages draws,
     so that each gradient costs one pass per class."""
     predict = default_kwargs(model)
-    return {**predict, "k": min(predict["k"], 1)}
+    return {**predict, "samples": min(predict["samples"], 1) if predict["samples"] else None}
 
 
 def attacked(attack, loss, x: torch.Tensor, y: torch.Tensor, eps: float, batch: int = 250, **kwargs) -> torch.Tensor:

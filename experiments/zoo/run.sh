@@ -15,7 +15,7 @@ for data in mnist5k digits; do
   [ -f "runs/reference/$data/checkpoints/best.ckpt" ] || cvaezoo-reference data=$data $quiet
   cvaezoo-train -m experiment=zoo model=cvae1,cvae2,cvae3,cvae4,vae seed=0,1,2 data=$data hydra.sweep.dir="$sweep"
   for run in "$sweep"/*/; do
-    cvaezoo-evaluate "$run" -k 100 --reference "runs/reference/$data" > /dev/null
+    cvaezoo-evaluate "$run" --iwae-samples 100 --reference "runs/reference/$data" > /dev/null
   done
   cvaezoo-collect "$sweep" --out "$out/$data" --include evaluate/evaluation.json \
     --metrics test/elbo test/recon test/kl test/iwae_k100 test/accuracy generation_accuracy \

@@ -1,0 +1,160 @@
+"""The bound shared by every model with a latent z, written once.
+
+    ELBO(x, y) = E_q(z|x,y)[ log p(target | z, ...) ] - KL( q(z|x,y) || p(z | ...) )
+
+A model file says only which networks it has and what each distribution is conditioned on:
+``prior(x, c)``, ``likelihood_params(z, x, c)`` and ``target(x, y)``. This module owns the
+posterior q(z|x,y), sampling, the closed-form KL, the importance-weighted bound, the class-conditional
+bounds of classifier mode (Bayes rule) and KL warm-up; the training loop is :mod:`cvaezoo.models.training`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from cvaezoo.distributions import DiagonalGaussian
+from cvaezoo.errors import UserError
+from cvaezoo.models.conditional import ClassifierMode, ConditionalModel, check_positive
+from cvaezoo.models.training import ElboTerms
+from cvaezoo.nets import GaussianHead
+
+
+def repeat_samples(t: Tensor | None, n: int) -> Tensor | None:
+    """(B, ...) -> (n*B, ...), sample-major, to pair with z.flatten(0, 1) of shape (n, B, D)."""
+    if t is None or n == 1:
+        return t
+    return t.unsqueeze(0).expand(n, *t.shape).reshape(n * t.shape[0], *t.shape[1:])
+
+
+class ConditionalVAE(ConditionalModel):
+    """Base class: maximises E_q(z|x,y)[log p(target|z,...)] - KL(q(z|x,y) || p(z|...))."""
+
+    has_latent = True
+    #: Bayes rule over the class bound: "elbo" with 10 posterior draws per class, or the IWAE bound with 100
+    classifier_methods: dict[str, int] = {"elbo": 10, "iwae": 100}
+
+    def __init__(self, x_shape: Sequence[int], latent_dim: int = 16, beta: float = 1.0, kl_warmup_steps: int = 0,
+                 n_samples: int = 1, **kwargs):  # pragma: no mutate block (save_hyperparameters reads the arguments)
+        check_positive(latent_dim=latent_dim, n_samples=n_samples)
+        if beta < 0:
+            raise UserError(f"model.beta must be >= 0, got {beta}")
+        if kl_warmup_steps < 0:
+            raise UserError(f"model.kl_warmup_steps must be >= 0, got {kl_warmup_steps}")
+        super().__init__(x_shape, **kwargs)
+
+    def build_graph(self) -> None:
+        """q(z|x,y), the same inference network in every model, then the model file's networks."""
+        self.latent_dim = int(self.hparams.latent_dim)
+        self.posterior_net = GaussianHead(*self.encoder(self.x_shape, self.condition_dim), self.latent_dim)
+        self.build_networks()
+
+    # ----- what a model file defines -------------------------------------------------------
+    def prior(self, x: Tensor | None, c: Tensor | None) -> DiagonalGaussian:
+        """p(z | ...): the prior of the bound."""
+        raise NotImplementedError
+
+    def likelihood_params(self, z: Tensor, x: Tensor | None, c: Tensor | None) -> Tensor:
+        """Parameters of p(target | z, ...)."""
+        raise NotImplementedError
+
+    def target(self, x: Tensor, y: Tensor) -> Tensor:
+        """What the likelihood scores: x for generative models, y for predictive ones."""
+        return x if self.target_name == "x" else y
+
+    def generation_inputs(self, condition: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """(x, c) to feed prior and likelihood when generating the target from ``condition``."""
+        return None, self.encode_condition(condition)
+
+    # ----- the bound -----------------------------------------------------------------------
+    def posterior(self, x: Tensor, c: Tensor) -> DiagonalGaussian:
+        """q(z | x, y)."""
+        return self.posterior_net(x, c)
+
+    def sampled_likelihood_params(self, z: Tensor, x: Tensor | None, c: Tensor | None) -> Tensor:
+        """Parameters of p(target | z, ...) for z of shape (S, B, D), sample-major: (S*B, ...)."""
+        n = z.shape[0]
+        return self.likelihood_params(z.flatten(0, 1), repeat_samples(x, n), repeat_samples(c, n))
+
+    def log_likelihood(self, z: Tensor, x: Tensor | None, c: Tensor | None, target: Tensor) -> Tensor:
+        """log p(target | z, ...) for z of shape (S, B, D); returns (S, B)."""
+        n, batch = z.shape[:2]
+        return self.likelihood.log_prob(self.sampled_likelihood_params(z, x, c), repeat_samples(target, n)).view(n, batch)
+
+    def posterior_and_prior(self, x: Tensor, y: Tensor) -> tuple[Tensor, DiagonalGaussian, DiagonalGaussian]:
+        """(c, q(z|x,y), p(z|...)) after checking the inputs."""
+        self.check_x(x)
+        c = self.encode_condition(y)
+        return c, self.posterior(x, c), self.prior(x, c)
+
+    def elbo_terms(self, x: Tensor, y: Tensor, samples: int | None = None, eps: Tensor | None = None) -> ElboTerms:
+        """Monte-Carlo reconstruction term (``samples`` draws from q, default model.n_samples) and closed-form KL."""
+        c, q, p = self.posterior_and_prior(x, y)
+        z = q.rsample(samples or self.hparams.n_samples, eps=eps)
+        log_lik = self.log_likelihood(z, x, c, self.target(x, y))
+        return ElboTerms(recon=-log_lik.mean(0), kl=q.kl(p))
+
+    def iwae_bound(self, x: Tensor, y: Tensor, samples: int, eps: Tensor | None = None) -> Tensor:
+        """Importance-weighted bound log 1/K sum_k p(target, z_k|...)/q(z_k|x,y) with K = ``samples``, per
+        example (B,). K=1 is an unbiased single-sample estimate of the ELBO; the bound rises with K."""
+        c, q, p = self.posterior_and_prior(x, y)
+        z = q.rsample(samples, eps=eps)
+        log_w = self.log_likelihood(z, x, c, self.target(x, y)) + p.log_prob(z) - q.log_prob(z)
+        return torch.logsumexp(log_w, dim=0) - math.log(samples)
+
+    def kl_weight(self) -> float:
+        """beta, linearly warmed up from 0 over kl_warmup_steps optimiser steps."""
+        beta, warmup = self.hparams.beta, self.hparams.kl_warmup_steps
+        return beta if warmup == 0 else beta * min(1.0, self.global_step / warmup)
+
+    # ----- classifier mode: Bayes rule over the class-conditional bound --------------------
+    def class_bounds(self, x: Tensor, samples: int = 1, method: str = "elbo", kl_weight: float = 1.0) -> Tensor:
+        """Bound on log p(x|y) for every class at once, (B, C); the same noise serves every class.
+
+        method "elbo": the ELBO with ``samples`` posterior draws, its KL scaled by ``kl_weight`` (1: the bound;
+        M2's training uses its current KL weight); "iwae": the importance-weighted bound.
+        Differentiable (M2 trains through it, the attacks follow its gradient).
+        """
+        if self.y_kind != "class" or self.target_name != "x":
+            raise UserError(f"{type(self).__name__} has no class-conditional likelihood p(x|y) to invert")
+        if method not in ("elbo", "iwae"):
+            raise UserError(f"method must be 'elbo' or 'iwae', got {method!r}")
+        self.check_x(x)
+        batch, n_classes = x.shape[0], self.y_dim
+        xs = repeat_samples(x, n_classes)  # class-major: (C*B, ...)
+        ys = torch.arange(n_classes, device=x.device).repeat_interleave(batch)
+        eps = torch.randn(samples, 1, batch, self.latent_dim, device=x.device, dtype=x.dtype)
+        eps = eps.expand(samples, n_classes, batch, self.latent_dim).reshape(samples, n_classes * batch, self.latent_dim)
+        if method == "elbo":
+            terms = self.elbo_terms(xs, ys, samples=samples, eps=eps)
+            bound = -(terms.recon + kl_weight * terms.kl)
+        else:
+            bound = self.iwae_bound(xs, ys, samples, eps=eps)
+        return bound.view(n_classes, batch).T
+
+    def predictive_log_probs(self, x: Tensor, mode: ClassifierMode) -> Tensor:
+        """Bayes rule, log_softmax_y[ log p(x|y) + log p(y) ], with log p(x|y) bounded by ``mode.method``
+        ("elbo" or "iwae") from ``mode.samples`` posterior draws."""
+        return torch.log_softmax(self.class_bounds(x, mode.samples, mode.method) + self.log_class_prior, dim=-1)
+
+    # ----- generation ----------------------------------------------------------------------
+    @torch.no_grad()
+    def sample(self, condition: Tensor, n: int = 1, temperature: float = 1.0, use_mean: bool = True) -> Tensor:
+        """n draws of the target for each condition: (len(condition), n, *target_shape).
+
+        Generative models: condition is y, z ~ p(z|y) (or N(0, I)), x from p(x|z,...).
+        With use_mean the likelihood's mean is returned instead of a sample from it.
+        """
+        x, c = self.generation_inputs(condition)
+        z = self.prior(x, c).rsample(n, temperature)
+        params = self.sampled_likelihood_params(z, x, c)
+        out = self.likelihood.mean(params) if use_mean else self.likelihood.sample(params)
+        return out.view(n, z.shape[1], *out.shape[1:]).transpose(0, 1)
+
+    @torch.no_grad()
+    def decode(self, z: Tensor, c: Tensor | None) -> Tensor:
+        """Mean of p(x | z, ...) for generative models (those whose target is x)."""
+        return self.likelihood.mean(self.likelihood_params(z, None, c))

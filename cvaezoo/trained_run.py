@@ -1,0 +1,94 @@
+"""A trained run, resolved once: whatever the user passed (a run directory or a .ckpt file, and Hydra overrides
+for the data) -> the checkpoint, its run directory, the model, the run's data and its reference classifier.
+Every tool (:mod:`cvaezoo.tools`, the command-line tools, the studies) works on one :class:`TrainedRun`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig
+
+from cvaezoo.checkpoint_files import resolve_checkpoint, run_dir_of
+from cvaezoo.checkpoints import load_model
+from cvaezoo.data.base import TensorDataModule, binarize_fixed
+from cvaezoo.data.images import load_inputs
+from cvaezoo.errors import UserError
+from cvaezoo.models import ConditionalModel
+from cvaezoo.runs import CONFIG_DIR, load_run_data, merge_overrides, run_data_config, saved_overrides
+
+
+@dataclass
+class TrainedRun:
+    """A trained model and what belongs to it; build one with :meth:`open`."""
+
+    checkpoint: Path
+    #: the training run directory (with Hydra's record), or None for a bare .ckpt file
+    run_dir: Path | None
+    model: ConditionalModel
+    #: Hydra overrides for the data, composed on top of those the run was trained with
+    overrides: list[str] = field(default_factory=list)
+    _data: dict[tuple[str, ...], TensorDataModule] = field(default_factory=dict, repr=False)
+
+    @classmethod
+    def open(cls, path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> TrainedRun:
+        """The run behind ``path`` (a run directory: its best checkpoint, else its last; or a .ckpt file)."""
+        checkpoint = resolve_checkpoint(path)
+        return cls(checkpoint, run_dir_of(checkpoint), load_model(checkpoint), list(overrides))
+
+    def data(self, *extra: str) -> TensorDataModule:
+        """The data the run was trained on, with the run's ``overrides`` and then ``extra`` ones, checked against
+        the model's sizes (built once per set of overrides)."""
+        if extra not in self._data:
+            self._data[extra] = load_run_data(self.run_dir, [*self.overrides, *extra], self.model.x_shape,
+                                              self.model.y_dim)
+        return self._data[extra]
+
+    def data_config(self) -> DictConfig:
+        """The run's data config with the overrides, composed but not built."""
+        return run_data_config(self.run_dir, self.overrides)
+
+    def binarize(self) -> str:
+        """How the run binarised its images (``data.binarize``); a bare .ckpt: "threshold" for a model of binary
+        pixels, else "none"."""
+        if self.run_dir is not None:
+            return self.data_config().get("binarize", "none")
+        return "threshold" if self.model.pixel_levels == 2 else "none"
+
+    def new_inputs(self, paths: list[str], seed: int = 0):
+        """Image files, folders of them or .npy batches -> (names, x) preprocessed as the training data was:
+        size and channels of x, then the run's binarisation (a threshold, or one Bernoulli draw seeded by
+        ``seed``)."""
+        names, x = load_inputs(paths, self.model.x_shape)
+        return names, binarize_fixed(x, self.binarize(), seed)
+
+    def reference_dir(self) -> Path | None:
+        """Where ``cvaezoo-reference`` puts the reference classifier for this run's data (its ``hydra.run.dir``,
+        ``runs/reference/<data>``), in the folder the run was trained from; None if no checkpoint is there or
+        the run has no Hydra record."""
+        if self.run_dir is None:
+            return None
+        hydra = yaml.safe_load((self.run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]
+        overrides = [item for item in merge_overrides(saved_overrides(self.run_dir), self.overrides)
+                     if item.split("=", 1)[0].lstrip("+~").split(".")[0] == "data"]
+        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
+            cfg = compose("reference", overrides=[*overrides, "run_dir=."], return_hydra_config=True)
+        previous = HydraConfig.instance().cfg
+        HydraConfig.instance().set_config(cfg)
+        try:
+            folder = Path(hydra["runtime"]["cwd"]) / str(cfg.hydra.run.dir)
+        finally:
+            HydraConfig.instance().cfg = previous
+        return folder if (folder / "checkpoints").is_dir() else None
+
+    def output_dir(self, command: str, out: Path | None = None) -> Path:
+        """The folder a tool writes into (``out``, default <run>/<command>), made now: call it once everything was
+        computed, so that bad input writes nothing."""
+        out = out or (self.run_dir or self.checkpoint.parent) / command
+        if out.exists() and not out.is_dir():
+            raise UserError(f"{out} exists and is not a directory: pass --out DIR")
+        out.mkdir(parents=True, exist_ok=True)
+        return out
