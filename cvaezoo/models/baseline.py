@@ -12,8 +12,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from cvaezoo.errors import UserError
 from cvaezoo.models.conditional import ClassifierMode, ConditionalModel
 from cvaezoo.models.training import ElboTerms
+
+
+#: what baseline checkpoints written before the model base class was split record (the base class then took
+#: these for every model); loading one drops them, and any other value is refused
+OLD_LATENT_DEFAULTS = {"beta": 1.0, "kl_warmup_steps": 0, "n_samples": 1}
 
 
 class Baseline(ConditionalModel):
@@ -22,6 +28,16 @@ class Baseline(ConditionalModel):
     zoo = False  # a yardstick, not one of the zoo's conditional VAEs
     target_name = "y"
     classifier_methods = {"exact": 0}  # one deterministic prediction
+
+    def __init__(self, *args, latent_dim: int | None = None, **kwargs):  # pragma: no mutate block (save_hyperparameters)
+        """``latent_dim`` is accepted and unused (there is no z here): an experiment sets it for the latent model the
+        baseline is compared with, and one config serves both (``experiment=quadrants``: 32 for CVAE-3 and its
+        baseline alike)."""
+        for key, recorded in OLD_LATENT_DEFAULTS.items():
+            if kwargs.get(key, recorded) != recorded:
+                raise UserError(f"model.{key} does not apply: the baseline has no latent z")
+            kwargs.pop(key, None)
+        super().__init__(*args, **kwargs)
 
     def build_networks(self) -> None:
         self.predictor_trunk, features = self.encoder(self.x_shape, 0)
