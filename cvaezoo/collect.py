@@ -10,6 +10,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import statistics
 from collections import defaultdict
 from pathlib import Path
@@ -50,6 +51,41 @@ def read_json(path: Path) -> dict:
     if not isinstance(value, dict):
         raise UserError(f"{path} holds a JSON {type(value).__name__}, not an object of metrics")
     return value
+
+
+SEED_NAME = re.compile(r"(?:(?P<name>.+)_)?s(?P<seed>\d+)")
+
+
+def split_seed(name: str) -> tuple[str, int] | None:
+    """A study's run name ``<name>_s<seed>`` as (name, seed), a bare ``s<seed>`` as ("", seed); None for others."""
+    match = SEED_NAME.fullmatch(name)
+    return (match["name"] or "", int(match["seed"])) if match else None
+
+
+def seed_dirs(folder: Path) -> list[tuple[str, int, Path]]:
+    """The run directories directly in ``folder`` named ``<name>_s<seed>`` or ``s<seed>`` (a study sweep's
+    ``hydra.sweep.subdir``): (name, seed, path), by name, then by seed as a number. None for an absent folder."""
+    found = [(*split, path) for path in folder.glob("*") if path.is_dir() and (split := split_seed(path.name))]
+    return sorted(found, key=lambda item: item[:2])
+
+
+def read_by_model(folder: Path) -> dict[str, list[dict]]:
+    """Every ``<model>_s<seed>.json`` directly in ``folder`` (one result per run, e.g. of
+    experiments/robustness/study.py), read by :func:`read_json` and grouped by model: model -> its results,
+    seeds in order (as numbers); models in name order. Other files are left alone; an absent folder reads as {}."""
+    found = [(*split, path) for path in folder.glob("*.json") if (split := split_seed(path.stem)) and split[0]]
+    groups: dict[str, list[dict]] = {}
+    for model, _, path in sorted(found, key=lambda item: item[:2]):
+        groups.setdefault(model, []).append(read_json(path))
+    return groups
+
+
+def registered_models_in(root: Path) -> list[str]:
+    """The registry's models (``cvaezoo.models.MODELS``, in its order) that have a folder in ``root``: the models
+    of a study laid out as ``<root>/<model>/...``, so that its table shows the models that were run."""
+    from cvaezoo.models import MODELS  # here, not at the top: cvaezoo-collect itself needs no torch
+
+    return [name for name in MODELS if (root / name).is_dir()]
 
 
 def check_choices(runs: list[dict], root: Path, metrics: list[str] | None, include: list[str] | None) -> None:
@@ -101,6 +137,12 @@ def write_dicts_csv(path: Path, rows: list[dict]) -> Path:
     return path
 
 
+def read_dicts_csv(path: Path) -> list[dict[str, str]]:
+    """The rows of a CSV with a header (what :func:`write_dicts_csv` writes) as dicts; every value a string."""
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def group_key(run: dict, varying: list[str]) -> tuple[str, ...]:
     return tuple(run["overrides"].get(k, "") for k in varying)
 
@@ -126,6 +168,7 @@ def summarise(runs: list[dict], metrics: list[str] | None = None) -> tuple[list[
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
+    """A Markdown table: the header, its rule (``|---|`` per column) and one line per row, each ending in a newline."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines) + "\n"

@@ -25,6 +25,8 @@ OLD_LATENT_DEFAULTS = {"beta": 1.0, "kl_warmup_steps": 0, "n_samples": 1}
 class Baseline(ConditionalModel):
     """y_hat = f(x) trained by maximum likelihood; one prediction per x (no modes)."""
 
+    display_name = "NN (discriminative)"
+
     zoo = False  # a yardstick, not one of the zoo's conditional VAEs
     target_name = "y"
     classifier_methods = {"exact": 0}  # one deterministic prediction

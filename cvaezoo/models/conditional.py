@@ -42,10 +42,18 @@ class ConditionalModel(TrainedModel):
     classifies: bool = True
     #: classifier-mode methods, each with its default number of samples (0: it draws none); the first is the default
     classifier_methods: dict[str, int] = {}
+    #: how tables and figures name the model (e.g. "CVAE-1"); a class that sets none is named by its class name in
+    #: lower case (its registry key for a model of the package; set by ``__init_subclass__``)
+    display_name: str = "conditionalmodel"
     #: one of the zoo's conditional VAEs, run by every end-to-end test; False for the yardsticks and variants
     zoo: bool = True
     #: whether the model has a latent z with a posterior q(z|x,y) (a :class:`~cvaezoo.models.bound.ConditionalVAE`)
     has_latent: bool = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if "display_name" not in cls.__dict__:
+            cls.display_name = cls.__name__.lower()
 
     def __init__(
         self,

@@ -17,6 +17,8 @@ from cvaezoo.nets import GaussianHead
 class CVAE1(ConditionalVAE):
     """Learned prior p(z|y); the decoder sees z and y."""
 
+    display_name = "CVAE-1"
+
     def build_networks(self) -> None:
         self.prior_net = GaussianHead(*self.condition_mlp(self.y_dim), self.latent_dim)
         self.decoder_net = self.decoder(self.latent_dim + self.y_dim, self.x_shape)

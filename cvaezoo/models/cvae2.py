@@ -16,6 +16,8 @@ from cvaezoo.models.bound import ConditionalVAE
 class CVAE2(ConditionalVAE):
     """Fixed prior N(0, I) with no parameters; the decoder sees z and y."""
 
+    display_name = "CVAE-2"
+
     def build_networks(self) -> None:
         self.decoder_net = self.decoder(self.latent_dim + self.y_dim, self.x_shape)
 

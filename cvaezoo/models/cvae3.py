@@ -30,6 +30,8 @@ from cvaezoo.nets import GaussianHead
 class CVAE3(ConditionalVAE):
     """Conditional prior p(z|x); the likelihood is over y."""
 
+    display_name = "CVAE-3"
+
     target_name = "y"
     # p(y|x) = E_p(z|x)[p(y|x,z)]: "mc" averages draws of z, "mean" takes the mean of p(z|x)
     classifier_methods = {"mc": 100, "mean": 0}

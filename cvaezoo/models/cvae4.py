@@ -17,6 +17,8 @@ from cvaezoo.nets import GaussianHead
 class CVAE4(ConditionalVAE):
     """Learned prior p(z|y); the decoder sees z only."""
 
+    display_name = "CVAE-4"
+
     decoder_sees_condition = False
 
     def build_networks(self) -> None:

@@ -28,6 +28,8 @@ def marginal_bound(class_bounds: Tensor, log_q: Tensor) -> Tensor:
 class M2(CVAE2):
     """CVAE-2 plus q(y|x); learns from labelled and unlabelled batches (``data.labels_per_class``)."""
 
+    display_name = "M2"
+
     # accuracy: of q(y|x) on labelled examples; unlabelled_bound: U(x), on unlabelled training batches only
     zoo = False  # a variant of CVAE-2, not one of the zoo's conditional VAEs
     extra_terms = ("classifier_nll", "accuracy", "unlabelled_bound")

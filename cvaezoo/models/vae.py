@@ -17,6 +17,8 @@ from cvaezoo.models.bound import ConditionalVAE
 class VAE(ConditionalVAE):
     """No condition anywhere: the encoded condition is empty."""
 
+    display_name = "VAE"
+
     zoo = False  # a yardstick, not one of the zoo's conditional VAEs
     classifies = False
     decoder_sees_condition = False
