@@ -8,7 +8,6 @@ Reads <dir>/runs/<variant>/<model>_s<seed>.json (and .npz) and writes <dir>/resu
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 from pathlib import Path
@@ -20,23 +19,36 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from cvaezoo.collect import mean_error, mean_std, write_dicts_csv  # noqa: E402
+from cvaezoo.collect import markdown_table, mean_error, mean_std, read_by_model, write_dicts_csv  # noqa: E402
+from cvaezoo.models import MODELS  # noqa: E402
 from cvaezoo.viz import save_image_grid  # noqa: E402
 
 VARIANTS = {"sweep": "default likelihood (discretised logistic)", "bernoulli": "Bernoulli on grey levels"}
-MODELS = {"cvae1": "CVAE-1", "cvae2": "CVAE-2", "cvae4": "CVAE-4", "m2": "M2 (classifier q)", "cvae3": "CVAE-3",
-          "baseline": "NN (discriminative)"}
+#: the classifiers of the zoo in the order of the tables (and of the curves' colours): those with a likelihood over x
+#: (Bayes rule over p(x|y), or M2's q(y|x)) first, then those that model p(y|x) only, which have no variant
+CLASSIFIERS = [name for name, cls in sorted(MODELS.items(), key=lambda item: item[1].target_name != "x") if cls.classifies]
+#: what a row adds to a model's display_name, by its default classifier mode (the first of classifier_methods)
+CLASSIFIER_MODE_CAPTIONS = {"classifier": " (classifier q)"}
 OOD_SETS = ["noise", "inverted", "rotated", "digits", "shapes", "fashion_mnist"]
+
+
+def caption(model: str) -> str:
+    """The model's display_name, and which of its classifiers answers where it has more than Bayes rule."""
+    cls = MODELS[model]
+    return cls.display_name + CLASSIFIER_MODE_CAPTIONS.get(next(iter(cls.classifier_methods), ""), "")
+
+
+def models_x(model: str) -> bool:
+    """Whether the model has a likelihood over x (so that the variants of the likelihood apply to it)."""
+    return MODELS[model].target_name == "x"
 
 
 def read(folder: Path) -> dict[tuple[str, str], list[dict]]:
     """(variant, model) -> its runs, seeds in order."""
     runs: dict[tuple[str, str], list[dict]] = {}
     for variant in VARIANTS:
-        for model in MODELS:
-            files = sorted((folder / "runs" / variant).glob(f"{model}_s*.json"))
-            if files:
-                runs[(variant, model)] = [json.loads(f.read_text()) for f in files]
+        found = read_by_model(folder / "runs" / variant)
+        runs.update({(variant, model): found[model] for model in CLASSIFIERS if model in found})
     return runs
 
 
@@ -46,12 +58,7 @@ def cell(values: list[float | None], digits: str = ".3f") -> str:
 
 
 def row_name(variant: str, model: str) -> str:
-    return f"{MODELS[model]}" + (" · Bernoulli" if variant == "bernoulli" else "")
-
-
-def table(header: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    return "\n".join([*lines, *("| " + " | ".join(r) + " |" for r in rows)]) + "\n"
+    return caption(model) + (" · Bernoulli" if variant == "bernoulli" else "")
 
 
 def accuracy_tables(runs: dict) -> str:
@@ -61,7 +68,7 @@ def accuracy_tables(runs: dict) -> str:
         rows = [[row_name(*key), *[mean_error([r[attack][i]["accuracy"] for r in group], group[0]["n_attack"])
                                    for i in range(len(eps))]] for key, group in runs.items()]
         text += f"\n**Accuracy under {attack.upper()}** (L∞, {next(iter(runs.values()))[0]['n_attack']} " \
-                "test images, about 20 of each class; ε = 0 is the clean accuracy)\n\n" + table(["classifier", *[f"ε={e}" for e in eps]], rows)
+                "test images, about 20 of each class; ε = 0 is the clean accuracy)\n\n" + markdown_table(["classifier", *[f"ε={e}" for e in eps]], rows)
     rows = []
     for key, group in runs.items():
         score = "log_px" if "log_px" in group[0]["thresholds"] else "max_prob"  # the default of --reject
@@ -70,7 +77,7 @@ def accuracy_tables(runs: dict) -> str:
                                               for i in range(1, len(eps))]])
     text += "\n**Control: random ±ε on every pixel** (no attacker; accuracy / fraction of the noisy images rejected " \
             "at the 5 % threshold by the default score of `cvaezoo-classify --reject`)\n\n" \
-            + table(["classifier", "score", *[f"ε={e}" for e in eps[1:]]], rows)
+            + markdown_table(["classifier", "score", *[f"ε={e}" for e in eps[1:]]], rows)
     rows = [[row_name(*key), *[mean_error([r["spsa"][name] for r in group], group[0]["spsa"]["n"])
                                for name in ("clean_accuracy", "pgd_accuracy", "spsa_accuracy")],
              cell([r["spsa"].get("gradient_cosine_median") for r in group], ".2f")]
@@ -79,7 +86,7 @@ def accuracy_tables(runs: dict) -> str:
     text += f"\n**Gradient-free check** (ε = {first['eps']}, {first['n']} of those test images, about 5 of each class; SPSA: {first['steps']} " \
             f"steps of {first['directions']} random ±1 directions; the last column: the median cosine between one SPSA estimate " \
             "and the true gradient of the attacker's loss at the clean images)\n\n" \
-            + table(["classifier", "clean", "PGD", "SPSA", "SPSA gradient cosine"], rows)
+            + markdown_table(["classifier", "clean", "PGD", "SPSA", "SPSA gradient cosine"], rows)
     return text
 
 
@@ -93,7 +100,7 @@ def detection_table(runs: dict) -> str:
     return ("\n**Detection of successful PGD attacks** (the fraction of attacked test images that were right when "
             "clean, wrong after the attack, and score below the threshold that rejects 5 % of clean validation "
             "images; the attacker does not know the detector. \"clean test\": clean test images rejected)\n\n"
-            + table(["classifier", "score", "clean test", *[f"ε={e}" for e in eps]], rows))
+            + markdown_table(["classifier", "score", "clean test", *[f"ε={e}" for e in eps]], rows))
 
 
 def ood_table(runs: dict) -> str:
@@ -104,22 +111,22 @@ def ood_table(runs: dict) -> str:
             rows.append([row_name(*key), score, *[cell([r["ood_auroc"][s][score] for r in group]) for s in sets]])
     return ("\n**Out-of-distribution AUROC** (clean test images against each set, the set expected to score lower; "
             "1 = perfect, 0.5 = chance, below 0.5 = the set scores *higher* than real digits)\n\n"
-            + table(["classifier", "score", *sets], rows))
+            + markdown_table(["classifier", "score", *sets], rows))
 
 
 def curves(runs: dict, path: Path) -> None:
     """PGD accuracy against eps: one panel per likelihood of the generative models, CVAE-3 and the NN (dashed,
     no likelihood over x) in both; one colour per model."""
-    colours = dict(zip(MODELS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    colours = dict(zip(CLASSIFIERS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
     for ax, variant in zip(axes, VARIANTS):
         for (v, model), group in runs.items():
-            if v != variant and model not in ("cvae3", "baseline"):
+            if v != variant and models_x(model):
                 continue
             eps = [row["eps"] for row in group[0]["pgd"]]
             acc = [statistics.mean(r["pgd"][i]["accuracy"] for r in group) for i in range(len(eps))]
-            ax.plot(eps, acc, marker="o", label=MODELS[model], color=colours[model],
-                    linestyle="--" if model in ("cvae3", "baseline") else "-")
+            ax.plot(eps, acc, marker="o", label=caption(model), color=colours[model],
+                    linestyle="-" if models_x(model) else "--")
         ax.set_title(f"PGD; generative models with {VARIANTS[variant]}", fontsize=9)
         ax.set_xlabel("ε (L∞)")
         ax.grid(alpha=0.3)
