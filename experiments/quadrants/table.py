@@ -9,18 +9,18 @@ completions_q<n>.png (seed 0): input, truth, the NN's prediction, then draws of 
 
 from __future__ import annotations
 
-import json
+import re
 import sys
 from pathlib import Path
 
 import torch
 
 from cvaezoo.checkpoints import load_model
-from cvaezoo.collect import mean_std, write_dicts_csv
+from cvaezoo.collect import markdown_table, mean_std, read_json, seed_dirs, write_dicts_csv
 from cvaezoo.runs import load_run_data
 from cvaezoo.viz import save_image_grid
 
-ROWS = {  # run folder -> row label
+ROWS = {  # run folder -> row label (the study's arms: configurations of CVAE-3 and the baseline, not registry models)
     "nn": "NN (baseline)",
     "gsnn": "GSNN",
     "cvae": "CVAE",
@@ -33,27 +33,27 @@ EXAMPLES = 8  # test inputs in the figure
 
 
 def read(root: Path) -> list[dict]:
+    """One row per evaluated run <root>/<row>/q<n>_s<seed>, by row, then quadrants given, then seed."""
     rows = []
     for row in ROWS:
-        for path in sorted((root / row).glob("q*_s*/evaluate/evaluation.json")):
-            quadrants, seed = path.parts[-3][1:].split("_s")
-            evaluation = json.loads(path.read_text())
-            rows.append({"row": row, "given_quadrants": int(quadrants), "seed": int(seed),
-                         "cnll_s100": evaluation["test/cnll_s100"], "run_dir": str(path.parent.parent)})
+        for name, seed, run in seed_dirs(root / row):
+            given, path = re.fullmatch(r"q(\d+)", name), run / "evaluate" / "evaluation.json"
+            if given and path.exists():
+                rows.append({"row": row, "given_quadrants": int(given[1]), "seed": seed,
+                             "cnll_s100": read_json(path)["test/cnll_s100"], "run_dir": str(run)})
     return rows
 
 
 def table(runs: list[dict]) -> str:
-    lines = ["| model | " + " | ".join(f"{q} quadrant{'s' * (q > 1)} given" for q in QUADRANTS) + " |",
-             "|---|" + "---|" * len(QUADRANTS)]
+    rows = []
     for row, label in ROWS.items():
         cells = []
         for q in QUADRANTS:
             values = [r["cnll_s100"] for r in runs if r["row"] == row and r["given_quadrants"] == q]
             cells.append(mean_std(values, ".2f", ".2f") + (f" ({len(values)})" if values else ""))
         if any(c != "–" for c in cells):
-            lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+            rows.append([label, *cells])
+    return markdown_table(["model", *(f"{q} quadrant{'s' * (q > 1)} given" for q in QUADRANTS)], rows)
 
 
 @torch.no_grad()
