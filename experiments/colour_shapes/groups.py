@@ -1,5 +1,6 @@
 """Attribute accuracy of generated samples per attribute group (which attributes a model gets right), for the
-runs of experiments/attributes/run.sh: 10 samples for each combination seen in training, seed 0 of each model,
+runs of experiments/attributes/run.sh: 10 samples for each combination seen in training, seed 0 of each model
+(every model of the registry with a folder in the study's root: run.sh trains CVAE-1 and CVAE-4),
 judged by the study's reference classifier; the reference's own per-group accuracy on real test images beside.
 
     python experiments/colour_shapes/groups.py runs/colour_shapes > experiments/colour_shapes/groups.md
@@ -14,6 +15,7 @@ import torch
 
 from cvaezoo.attributes import group_matches
 from cvaezoo.checkpoints import load_model
+from cvaezoo.collect import registered_models_in
 from cvaezoo.inference import distinct_rows
 from cvaezoo.models.reference import load_reference
 from cvaezoo.runs import load_run_data
@@ -24,7 +26,7 @@ def main() -> None:
     root = Path(sys.argv[1])
     reference = load_reference(root / "reference")
     rows = {}
-    for name in ("cvae1", "cvae4"):
+    for name in registered_models_in(root):
         run = root / name / "s0"
         model = load_model(run)
         data = load_run_data(run, [], model.x_shape, model.y_dim)
