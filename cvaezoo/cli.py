@@ -15,8 +15,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cvaezoo.arguments import (ArgumentParser, count, integer, nonnegative_int, output_directory, positive_float,
-                               positive_int, rate, seed)
+from cvaezoo.arguments import (
+    ArgumentParser,
+    count,
+    integer,
+    nonnegative_int,
+    output_directory,
+    positive_float,
+    positive_int,
+    rate,
+    seed,
+)
 from cvaezoo.errors import one_line_errors
 from cvaezoo.runs import write_json_atomic
 from cvaezoo.tools import check_rejection, class_columns, classification, evaluation, generation

@@ -19,10 +19,7 @@ from cvaezoo.errors import UserError
 from cvaezoo.figures import figures
 from cvaezoo.inference import (
     attribute_generation_accuracy,
-    attribute_sample_quality,
-    class_sample_quality,
     classification_metrics,
-    completion_diversity,
     conditional_generation_accuracy,
     distinct_rows,
     evaluate_bound,
@@ -30,6 +27,7 @@ from cvaezoo.inference import (
 )
 from cvaezoo.models.reference import ReferenceClassifier, load_reference
 from cvaezoo.robustness import detection_scores, rejection_threshold, score_names
+from cvaezoo.sample_quality import attribute_sample_quality, class_sample_quality, completion_diversity
 from cvaezoo.trained_run import TrainedRun
 
 

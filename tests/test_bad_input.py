@@ -18,9 +18,9 @@ import torch
 from conftest import QUIET, compose_overrides
 
 from cvaezoo.cli import classify_main, evaluate_main, generate_main
-from cvaezoo.models import ClassifierMode
 from cvaezoo.collect import main as collect_main
 from cvaezoo.config_types import check_config, fits
+from cvaezoo.models import ClassifierMode
 from cvaezoo.reference import main as reference_main
 from cvaezoo.runs import compose_config as compose_run_config
 from cvaezoo.train import main as train_main

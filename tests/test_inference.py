@@ -10,18 +10,11 @@ from hydra.utils import instantiate
 
 from cvaezoo.checkpoints import CheckpointError, load_model
 from cvaezoo.figures import analogy_grid, interpolation_grid, reconstruction_grid
-from cvaezoo.inference import (
-    classification_metrics,
-    conditional_generation_accuracy,
-    evaluate_bound,
-    frechet_distance,
-    predict_proba,
-    reference_features,
-    sample_quality,
-)
+from cvaezoo.inference import classification_metrics, conditional_generation_accuracy, evaluate_bound, predict_proba
 from cvaezoo.models import CVAE1, CVAE2
 from cvaezoo.models.reference import ReferenceClassifier
 from cvaezoo.runs import compose_config
+from cvaezoo.sample_quality import frechet_distance, reference_features, sample_quality
 from cvaezoo.train import train
 
 # Chance is 10% on the ten balanced digit classes. After 200 steps on 1 000 digits the

@@ -9,20 +9,22 @@ import pytest
 import torch
 
 from cvaezoo.errors import UserError
-from cvaezoo.models import ClassifierMode
 from cvaezoo.inference import (
     _samples_for,
     attribute_generation_accuracy,
     classification_metrics,
-    completion_diversity,
     conditional_generation_accuracy,
     distinct_rows,
     evaluate_bound,
+    predict_proba,
+    prior_calibration,
+)
+from cvaezoo.models import ClassifierMode
+from cvaezoo.sample_quality import (
+    completion_diversity,
     control_images,
     kernel_distance,
     manifold_precision_recall,
-    predict_proba,
-    prior_calibration,
     sample_quality,
 )
 

@@ -18,7 +18,7 @@ LAYERS: list[tuple[str, set[str]]] = [
     ("distributions and nets", {"distributions", "nets"}),
     ("data", {"data"}),
     ("models", {"models"}),
-    ("using models", {"checkpoints", "inference", "robustness", "loggers", "callbacks", "collect"}),
+    ("using models", {"checkpoints", "inference", "sample_quality", "robustness", "loggers", "callbacks", "collect"}),
     ("figures", {"figures"}),
     ("run library", {"config_types", "runs"}),
     ("trained runs", {"trained_run"}),

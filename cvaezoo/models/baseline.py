@@ -16,7 +16,6 @@ from cvaezoo.errors import UserError
 from cvaezoo.models.conditional import ClassifierMode, ConditionalModel
 from cvaezoo.models.training import ElboTerms
 
-
 #: what baseline checkpoints written before the model base class was split record (the base class then took
 #: these for every model); loading one drops them, and any other value is refused
 OLD_LATENT_DEFAULTS = {"beta": 1.0, "kl_warmup_steps": 0, "n_samples": 1}

@@ -20,10 +20,10 @@ from torch import Tensor
 from cvaezoo.checkpoint_files import resolve_checkpoint
 from cvaezoo.distributions import DiagonalGaussian
 from cvaezoo.errors import UserError
+from cvaezoo.models.baseline import Baseline
 from cvaezoo.models.bound import ConditionalVAE
 from cvaezoo.models.conditional import ClassifierMode
 from cvaezoo.models.training import ElboTerms
-from cvaezoo.models.baseline import Baseline
 from cvaezoo.nets import GaussianHead
 
 

@@ -3,7 +3,7 @@
     python experiments/floors/floors.py OUT.json --mnist-reference runs/reference/mnist5k \
         --digits-reference runs/reference/digits --shapes-reference runs/attributes/reference
 
-A sample-quality score (Fréchet distance, kernel distance, precision, recall; cvaezoo.inference.sample_quality) is
+A sample-quality score (Fréchet distance, kernel distance, precision, recall; cvaezoo.sample_quality.sample_quality) is
 compared here with the same score of a generator that draws exactly from the data: other real images of the same
 classes, as many as the study generates, against the same real set. The Fréchet distance is biased upwards at
 small sizes and precision/recall saturate below 1, so a recorded score, or a difference between two models, means
@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
-from cvaezoo.inference import control_images, distinct_rows, frechet_distance, sample_quality
+from cvaezoo.inference import distinct_rows
 from cvaezoo.models.reference import load_reference
 from cvaezoo.runs import compose_config
+from cvaezoo.sample_quality import control_images, frechet_distance, sample_quality
 
 
 def data(*overrides: str):

@@ -4,7 +4,7 @@ run.sh (or diversity.sh), with the prior's temperature calibrated on the validat
     python experiments/quadrants/diversity.py runs/quadrants experiments/quadrants --reference runs/reference/mnist5k
 
 For each row (nn, gsnn, cvae, hybrid, cvae_wd) and run <row>/q<Q>_s<seed>: S = 16 completions per test input (the means of
-p(y|x,z), z ~ p(z|x)), scored by cvaezoo.inference.completion_diversity; the prior's calibration
+p(y|x,z), z ~ p(z|x)), scored by cvaezoo.sample_quality.completion_diversity; the prior's calibration
 E_q[(z - mu_p)^2 / sigma_p^2] on each split (1 = as wide as the posteriors of those data; and its largest value
 over latent dimensions on test); the Fréchet distance and precision / recall of the completed images of the first
 draw against the true ones, in the reference's features; for CVAE and
@@ -24,9 +24,10 @@ import torch
 
 from cvaezoo.checkpoints import load_model
 from cvaezoo.collect import mean_std
-from cvaezoo.inference import batches, completion_diversity, prior_calibration
+from cvaezoo.inference import batches, prior_calibration
 from cvaezoo.models.reference import load_reference
 from cvaezoo.runs import load_run_data
+from cvaezoo.sample_quality import completion_diversity
 from cvaezoo.viz import save_image_grid
 
 ROWS = {"nn": "NN (baseline)", "gsnn": "GSNN", "cvae": "CVAE", "hybrid": "hybrid (α = 0.5)",
