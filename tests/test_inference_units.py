@@ -10,7 +10,7 @@ import torch
 
 from cvaezoo.errors import UserError
 from cvaezoo.inference import (
-    _samples_for,
+    samples_for,
     attribute_generation_accuracy,
     classification_metrics,
     conditional_generation_accuracy,
@@ -233,7 +233,7 @@ def test_manifold_precision_and_recall_by_hand():
 
 
 def test_samples_come_in_condition_order_about_2000_at_a_time():
-    """_samples_for yields (conditions, their n samples each flattened to (len * n, C, H, W)), in order, with at
+    """samples_for yields (conditions, their n samples each flattened to (len * n, C, H, W)), in order, with at
     most max(1, 2000 // n) conditions per part."""
 
     class Sampler(torch.nn.Module):
@@ -243,12 +243,12 @@ def test_samples_come_in_condition_order_about_2000_at_a_time():
             values = 10 * conditions[:, None].float() + torch.arange(n).float()
             return values[..., None, None, None].expand(-1, -1, 1, 2, 2)
 
-    parts = list(_samples_for(Sampler(), torch.arange(700), 3))
+    parts = list(samples_for(Sampler(), torch.arange(700), 3))
     assert [len(part) for part, _ in parts] == [666, 34]
     samples = torch.cat([s for _, s in parts])
     assert samples.shape == (2100, 1, 2, 2)
     assert torch.equal(samples[:, 0, 0, 0], (10 * torch.arange(700)[:, None] + torch.arange(3)).flatten().float())
-    assert [len(part) for part, _ in _samples_for(Sampler(), torch.arange(3), 3000)] == [1, 1, 1]
+    assert [len(part) for part, _ in samples_for(Sampler(), torch.arange(3), 3000)] == [1, 1, 1]
 
 
 def test_sample_quality_subsamples_each_set_with_a_fixed_generator_beyond_max_points():

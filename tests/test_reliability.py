@@ -49,7 +49,7 @@ def test_labels_and_pixels_are_checked_at_the_model_boundary():
     with pytest.raises(ValueError, match=r"class labels must lie in \[0, 10\), got \[12\]"):
         model.sample(torch.tensor([1, 12]))
     with pytest.raises(ValueError, match=r"class labels must lie in \[0, 10\), got \[-1\]"):
-        model.iwae_bound(x, torch.tensor([0, -1, 3]), k=2)
+        model.iwae_bound(x, torch.tensor([0, -1, 3]), samples=2)
     with pytest.raises(ValueError, match="x contains 64 non-finite values"):
         model.classify(torch.cat([x[:2], torch.full((1, 1, 8, 8), float("nan"))]))
 

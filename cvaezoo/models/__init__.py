@@ -38,6 +38,9 @@ def is_model_class(value: object) -> bool:
 
 
 def _register_package_models() -> None:
+    """Each model file's class under the file's name: the zoo's models first, then the yardsticks and variants,
+    each by name (the order tables list them in)."""
+    found: dict[str, type[ConditionalModel]] = {}
     for module_info in pkgutil.iter_modules(__path__):
         module = importlib.import_module(f"{__name__}.{module_info.name}")
         defined = [value for value in vars(module).values()
@@ -45,7 +48,9 @@ def _register_package_models() -> None:
         if len(defined) > 1:
             raise ImportError(f"{module.__name__} defines {len(defined)} models; one file holds one model")
         if defined:
-            register_model(defined[0], module_info.name)
+            found[module_info.name] = defined[0]
+    for name in sorted(found, key=lambda name: (not found[name].zoo, name)):
+        register_model(found[name], name)
 
 
 _register_package_models()
