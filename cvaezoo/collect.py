@@ -64,7 +64,7 @@ def split_seed(name: str) -> tuple[str, int] | None:
 
 def seed_dirs(folder: Path) -> list[tuple[str, int, Path]]:
     """The run directories directly in ``folder`` named ``<name>_s<seed>`` or ``s<seed>`` (a study sweep's
-    ``hydra.sweep.subdir``): (name, seed, path), by name, then by seed as a number. None for an absent folder."""
+    ``hydra.sweep.subdir``): (name, seed, path), by name, then by seed as a number; [] for an absent folder."""
     found = [(*split, path) for path in folder.glob("*") if path.is_dir() and (split := split_seed(path.name))]
     return sorted(found, key=lambda item: item[:2])
 

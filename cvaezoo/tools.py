@@ -1,6 +1,7 @@
 """What ``cvaezoo-classify``, ``-generate`` and ``-evaluate`` compute, as library functions that return data: the
 command-line tools (:mod:`cvaezoo.cli`) only parse arguments, call one of these and save what it returns.
 
+    torch.manual_seed(0)                            # as the tools' --seed 0, before the run is opened
     run = TrainedRun.open("runs/cvae1/<date>")
     evaluation(run, split="test")                   # the dictionary cvaezoo-evaluate writes
     classification(run, split="test", method="iwae", samples=100)
@@ -86,7 +87,9 @@ def classification(run: TrainedRun, split: str = "test", images: list[str] | Non
     """Classifier mode on a split of the run's data, or on ``images`` (files, folders, .npy batches) preprocessed
     as the training data was; ``method`` and ``samples`` are the model's classifier-mode options
     (:meth:`~cvaezoo.models.ConditionalModel.classifier_mode`); ``reject``: abstain below the threshold that
-    rejects that share of clean validation images, by ``reject_score``."""
+    rejects that share of clean validation images, by ``reject_score``. ``seed`` seeds the Bernoulli draw that
+    binarises new images; the Monte-Carlo estimates draw from torch's global generator (cvaezoo-classify
+    ``--seed S`` calls ``torch.manual_seed(S)`` before :meth:`TrainedRun.open`: do the same for its numbers)."""
     check_rejection(reject, reject_score)
     model = run.model
     mode = model.classifier_mode(method, samples)  # a bad option fails before any work

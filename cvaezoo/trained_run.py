@@ -67,21 +67,24 @@ class TrainedRun:
 
     def reference_dir(self) -> Path | None:
         """Where ``cvaezoo-reference`` puts the reference classifier for this run's data (its ``hydra.run.dir``,
-        ``runs/reference/<data>``), in the folder the run was trained from; None if no checkpoint is there or
-        the run has no Hydra record."""
-        if self.run_dir is None:
-            return None
-        hydra = yaml.safe_load((self.run_dir / ".hydra" / "hydra.yaml").read_text())["hydra"]
-        overrides = [item for item in merge_overrides(saved_overrides(self.run_dir), self.overrides)
+        ``runs/reference/<data>``, for the run's data choice and the overrides), in the folder the run was trained
+        from (its Hydra record's working directory; the current one for a checkpoint without a record); None if
+        no checkpoint is there."""
+        saved = saved_overrides(self.run_dir)
+        overrides = [item for item in merge_overrides(saved, self.overrides)
                      if item.split("=", 1)[0].lstrip("+~").split(".")[0] == "data"]
         with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
             cfg = compose("reference", overrides=[*overrides, "run_dir=."], return_hydra_config=True)
         previous = HydraConfig.instance().cfg
         HydraConfig.instance().set_config(cfg)
         try:
-            folder = Path(hydra["runtime"]["cwd"]) / str(cfg.hydra.run.dir)
+            relative = Path(str(cfg.hydra.run.dir))
         finally:
             HydraConfig.instance().cfg = previous
+        record = None if self.run_dir is None else self.run_dir / ".hydra" / "hydra.yaml"
+        trained_from = Path(yaml.safe_load(record.read_text())["hydra"]["runtime"]["cwd"]) if record and \
+            record.is_file() else Path.cwd()
+        folder = trained_from / relative
         return folder if (folder / "checkpoints").is_dir() else None
 
     def output_dir(self, command: str, out: Path | None = None) -> Path:

@@ -41,9 +41,9 @@ def cvaezoo_imports(path: Path) -> set[str]:
     """The cvaezoo modules a file imports, anywhere in it (lazy imports count), without the package prefix."""
     found = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("cvaezoo."):
+        if isinstance(node, ast.ImportFrom) and node.module and (node.module + ".").startswith("cvaezoo."):
             found.add(node.module)
-            found.update(f"{node.module}.{alias.name}" for alias in node.names)  # from cvaezoo.models import base
+            found.update(f"{node.module}.{alias.name}" for alias in node.names)  # from cvaezoo(.models) import cli
         elif isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names if alias.name.startswith("cvaezoo."))
     return {module for module in map(existing_module, found) if module}
@@ -64,6 +64,13 @@ def module_name(path: Path) -> str:
 
 def import_graph() -> dict[str, set[str]]:
     return {module_name(p): cvaezoo_imports(p) for p in sorted(PACKAGE.rglob("*.py")) if module_name(p) != ""}
+
+
+def test_every_form_of_import_is_seen(tmp_path):
+    source = tmp_path / "module.py"
+    source.write_text("from cvaezoo import cli\nimport cvaezoo.runs\nfrom cvaezoo.models.bound import X\n"
+                      "def later():\n    from cvaezoo.data import idx\n")
+    assert cvaezoo_imports(source) == {"cli", "runs", "models.bound", "data", "data.idx"}  # a package runs its __init__
 
 
 def test_every_module_has_a_layer():

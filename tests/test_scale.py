@@ -69,7 +69,7 @@ from cvaezoo.models import CVAE1
 
 class NaNOnRankOne(CVAE1):
     def elbo_terms(self, x, y, samples=None, eps=None):
-        terms = super().elbo_terms(x, y, n_samples, eps)
+        terms = super().elbo_terms(x, y, samples, eps)
         if self.training and self.global_rank == 1 and self.global_step == 2:
             terms.recon = terms.recon * float("nan")
         return terms

@@ -47,3 +47,22 @@ def test_every_tool_runs_on_the_model_and_the_command_line_writes_what_the_libra
     torch.manual_seed(0)
     returned = evaluation(TrainedRun.open(run_dir, SMALL_MNIST), iwae_samples=3, log=lambda line: None)
     assert_same(returned, written)
+
+
+def test_the_reference_is_found_for_the_runs_data_in_the_folder_it_was_trained_from(tmp_path, monkeypatch):
+    """The rule, written once: where cvaezoo-reference puts the reference for the run's data (runs/reference/<data>),
+    in the folder the run's Hydra record says it was trained from; not the current folder, not a fixed dataset."""
+    project, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    for root in (project, elsewhere):  # a reference for the digits in both folders, one for mnist5k in neither
+        (root / "runs" / "reference" / "digits" / "checkpoints").mkdir(parents=True)
+    run_dir = tmp_path / "moved" / "run"
+    (run_dir / ".hydra").mkdir(parents=True)
+    (run_dir / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {project}\n")
+    (run_dir / ".hydra" / "overrides.yaml").write_text("- model=cvae1\n- data=digits\n")
+    monkeypatch.chdir(elsewhere)
+    run = TrainedRun(run_dir / "checkpoints" / "best.ckpt", run_dir, model=None)
+    assert run.reference_dir() == project / "runs" / "reference" / "digits"
+    assert TrainedRun(run.checkpoint, run_dir, None, ["data=mnist5k"]).reference_dir() is None  # the user's data
+    # a checkpoint without a record: the default data (mnist5k), in the current folder
+    assert TrainedRun(tmp_path / "bare.ckpt", None, None, ["data=digits"]).reference_dir() == \
+        elsewhere / "runs" / "reference" / "digits"

@@ -122,6 +122,8 @@ class ConditionalVAE(ConditionalModel):
             raise UserError(f"{type(self).__name__} has no class-conditional likelihood p(x|y) to invert")
         if method not in ("elbo", "iwae"):
             raise UserError(f"method must be 'elbo' or 'iwae', got {method!r}")
+        if method == "iwae" and kl_weight != 1.0:
+            raise UserError(f"kl_weight={kl_weight} applies to the ELBO's KL term; the IWAE bound has none")
         self.check_x(x)
         batch, n_classes = x.shape[0], self.y_dim
         xs = repeat_samples(x, n_classes)  # class-major: (C*B, ...)

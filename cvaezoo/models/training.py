@@ -7,7 +7,8 @@ model classes (:mod:`cvaezoo.models.bound` for the bound), the non-finite guard 
 
 Metric scheme, for stage in {train, val, test}, epoch means per example, in nats
 (``train_step/<term>`` holds the per-batch training values):
-    {stage}/recon      -E_q[log p(target|z,...)], a positive negative log-likelihood
+    {stage}/recon      -E_q[log p(target|z,...)], the reconstruction term (a negative log-likelihood: >= 0 for a
+                       probability mass, of either sign for a density)
     {stage}/kl         KL(q || p) >= 0
     {stage}/elbo       -(recon + kl), the evidence lower bound itself
     {stage}/kl_weight  the KL weight (beta times warm-up) used for the loss
