@@ -33,8 +33,11 @@ def test_config_groups_are_complete():
     assert {"mlp", "conv"} <= set(NETS) and {"mnist5k", "digits", "idx", "quadrants", "quadrants_idx", "shapes", "celeba"} <= set(DATA)
 
 
-COMBINATIONS = sorted({*itertools.product(CONF_MODELS, ["mlp"], DATA), *itertools.product(CONF_MODELS, ["conv"], ["mnist5k"]),
-                       *itertools.product(["cvae1"], ["conv"], DATA)})
+# every model on the default data and every data with the default model, with both nets (the fast part), and the rest
+# of the model x data product with the MLP (slow: each pair there shares its parts with two fast ones)
+CROSS = sorted({*itertools.product(CONF_MODELS, ["mlp", "conv"], ["mnist5k"]), *itertools.product(["cvae1"], ["mlp", "conv"], DATA)})
+COMBINATIONS = [*CROSS, *[pytest.param(*combination, marks=pytest.mark.slow)
+                          for combination in sorted(set(itertools.product(CONF_MODELS, ["mlp"], DATA)) - set(CROSS))]]
 
 
 def data_overrides(data: str, tmp_path: Path, idx_dir: Path) -> list[str]:

@@ -169,6 +169,7 @@ def test_cluster_launcher_configs_compose(launcher, target):
     assert cfg.trainer.strategy == "ddp"
 
 
+@pytest.mark.slow
 def test_wandb_offline_run_records_every_elbo_term_config_and_samples(compose_config, tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
