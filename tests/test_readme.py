@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import compose_overrides
+from conftest import SMALL_MNIST, compose_overrides
 
 from cvaezoo.runs import build
 
@@ -66,10 +66,15 @@ def test_readme_python_snippet_runs_on_a_trained_model(fitted):
     (snippet,) = [block for block in code_blocks("python") if "load_model(" in block]
     assert "runs/cvae1/<date_time>" in snippet
     namespace: dict = {}
-    exec(snippet.replace("runs/cvae1/<date_time>", str(fitted["cvae1"])), namespace)
+    run = str(fitted["cvae1"])
+    small = f'TrainedRun.open("{run}", {SMALL_MNIST!r})'  # the run's own small split (it has no Hydra record)
+    exec(snippet.replace('TrainedRun.open("runs/cvae1/<date_time>")', small).replace("runs/cvae1/<date_time>", run),
+         namespace)
     assert namespace["images"].shape == (2, 16, 1, 28, 28)
     assert namespace["probs"].shape == (16, 10) and torch.allclose(namespace["probs"].sum(1), torch.ones(16))
     assert namespace["log_px"].shape == (16,)
+    assert namespace["scores"]["test/iwae_k100"] > namespace["scores"]["test/elbo"]
+    assert namespace["predicted"].shape == (200, 10) and set(namespace["grids"]) >= {"samples", "reconstruction"}
 
 
 @pytest.mark.slow
