@@ -101,7 +101,7 @@ def test_ddp_ranks_skip_a_nonfinite_step_together_and_draw_different_numbers(tmp
         done = run([sys.executable, str(script)], timeout=300)
         # searched, not read line by line: two processes share the pipes, so a rank's line can land after
         # another process's unfinished line (a CI run once saw one of the two lines that way)
-        lines = sorted(re.findall(r"rank \d: skipped \d+ steps \d+ weights \S+ next draw \S+", done.stdout + done.stderr))
+        lines = sorted(re.findall(r"rank \d: skipped \d+ steps \d+ weights [-+.\de]+ next draw [-+.\de]+", done.stdout + done.stderr))
         assert len(lines) == 2, done.stdout[-2000:]
         outputs.append(lines)
     (rank0, rank1) = outputs[0]
