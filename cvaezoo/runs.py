@@ -43,10 +43,12 @@ from cvaezoo.viz import save_image_grid
 CONFIG_DIR = str(Path(__file__).resolve().parent / "conf")
 
 
-def compose_config(overrides: Sequence[str] = (), config_name: str = "config") -> DictConfig:
-    """The composed config, as ``cvaezoo-train`` would see it with these overrides."""
+def compose_config(overrides: Sequence[str] = (), config_name: str = "config",
+                   return_hydra_config: bool = False) -> DictConfig:
+    """The composed config, as ``cvaezoo-train`` would see it with these overrides (with its ``hydra`` node, the
+    run directory and the group choices, if ``return_hydra_config``)."""
     with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-        return compose(config_name=config_name, overrides=list(overrides))
+        return compose(config_name=config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
 
 
 def instantiate_checked(node: DictConfig, **kwargs: Any) -> Any:

@@ -8,7 +8,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
-from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
@@ -18,7 +17,7 @@ from cvaezoo.data.base import TensorDataModule, binarize_fixed
 from cvaezoo.data.images import load_inputs
 from cvaezoo.errors import UserError
 from cvaezoo.models import ConditionalModel
-from cvaezoo.runs import CONFIG_DIR, load_run_data, merge_overrides, run_data_config, saved_overrides
+from cvaezoo.runs import compose_config, load_run_data, merge_overrides, run_data_config, saved_overrides
 
 
 @dataclass
@@ -73,8 +72,7 @@ class TrainedRun:
         saved = saved_overrides(self.run_dir)
         overrides = [item for item in merge_overrides(saved, self.overrides)
                      if item.split("=", 1)[0].lstrip("+~").split(".")[0] == "data"]
-        with initialize_config_dir(config_dir=CONFIG_DIR, version_base="1.3"):
-            cfg = compose("reference", overrides=[*overrides, "run_dir=."], return_hydra_config=True)
+        cfg = compose_config([*overrides, "run_dir=."], config_name="reference", return_hydra_config=True)
         previous = HydraConfig.instance().cfg
         HydraConfig.instance().set_config(cfg)
         try:
