@@ -14,6 +14,7 @@ from sklearn.model_selection import train_test_split
 from torch import Tensor
 from torch.utils.data import DataLoader, TensorDataset
 
+from cvaezoo.data.device_batches import DeviceBatches
 from cvaezoo.errors import UserError
 
 BINARIZE_MODES = ("none", "threshold", "dynamic")
@@ -114,6 +115,10 @@ class TensorDataModule(L.LightningDataModule):
     ``binarize``: "none" keeps grey levels; "threshold" maps x > 0.5 to 1; "dynamic" draws
     x ~ Bernoulli(grey level) afresh for every training batch and once, with a fixed seed, for
     the validation and test sets (the protocol behind the literature's binarized-MNIST numbers).
+    ``device_batches``: batches gathered on the training device from a copy of the split kept there
+    (:class:`~cvaezoo.data.device_batches.DeviceBatches`: the same examples in the same order as the DataLoaders,
+    for the same seed), or DataLoaders that copy each batch from the host. Semi-supervised training
+    (``labels_per_class``) always uses DataLoaders.
     """
 
     num_classes: int = 10
@@ -134,6 +139,7 @@ class TensorDataModule(L.LightningDataModule):
         num_workers: int = 0,
         labels_per_class: int | None = None,
         labelled_batch_size: int = 32,
+        device_batches: bool | None = None,
     ):
         super().__init__()
         if binarize not in BINARIZE_MODES:
@@ -148,6 +154,12 @@ class TensorDataModule(L.LightningDataModule):
         if labelled_batch_size <= 0:
             raise UserError(f"data.labelled_batch_size must be > 0, got {labelled_batch_size}")
         self.labels_per_class, self.labelled_batch_size = labels_per_class, labelled_batch_size
+        #: serve batches from a copy on the training device (True), through DataLoaders (False), or (None) from the
+        #: device unless data.num_workers > 0 asks for loader processes
+        self.device_batches = num_workers == 0 if device_batches is None else device_batches
+        if self.device_batches and num_workers > 0:
+            raise UserError(f"data.device_batches=true serves batches without loader processes; data.num_workers "
+                            f"must be 0, got {num_workers}")
         self.splits: dict[str, InMemoryDataset] = {}
         #: splits a reader could not serve, with the reason (e.g. only the test files are present)
         self.unavailable: dict[str, UserError] = {}
@@ -245,35 +257,40 @@ class TensorDataModule(L.LightningDataModule):
             return torch.bernoulli(x), y
         return batch
 
-    def _loader(self, name: str, shuffle: bool, batch_size: int) -> DataLoader:
-        dataset = self.split_dataset(name)
+    def _batches(self, dataset: InMemoryDataset, shuffle: bool, batch_size: int,
+                 device_batches: bool | None = None) -> DataLoader | DeviceBatches:
+        """Batches of ``dataset``: from its copy on the trainer's device, or a DataLoader (``device_batches``, by
+        default the data module's)."""
+        trainer = self.trainer
+        world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        if self.device_batches if device_batches is None else device_batches:
+            device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+            epoch = (lambda: trainer.current_epoch) if trainer is not None else (lambda: 0)
+            tensors = tuple(t.to(device) for t in dataset.tensors)  # once per fit: Lightning asks once per stage
+            return DeviceBatches(tensors, batch_size, shuffle, rank, world_size, epoch)
         sampler = None
-        if not shuffle and self.trainer is not None and self.trainer.world_size > 1:
+        if not shuffle and world_size > 1:
             # evaluation under DDP: each example on exactly one process (Lightning's default sampler pads the
             # last batch with repeated examples, which would bias the reduced means)
-            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=self.trainer.world_size,
-                                                   rank=self.trainer.global_rank, shuffle=False)
+            sampler = UnrepeatedDistributedSampler(dataset, num_replicas=world_size, rank=rank, shuffle=False)
         return DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, sampler=sampler,
                           num_workers=self.num_workers, collate_fn=keep_batch, persistent_workers=self.num_workers > 0)
 
-    def train_dataloader(self) -> DataLoader | CombinedLoader:
+    def train_dataloader(self) -> DataLoader | DeviceBatches | CombinedLoader:
         """Batches of (x, y); with labels_per_class, dicts {"labelled": (x, y), "unlabelled": (x, -1)}
         in which the small labelled set is cycled alongside each pass over the unlabelled rest."""
         if self.labels_per_class is None:
-            return self._loader("train", True, self.batch_size)
-        labelled, unlabelled = self.semi_supervised_split()
-        loaders = {
-            "labelled": DataLoader(labelled, batch_size=min(self.labelled_batch_size, len(labelled)), shuffle=True,
-                                   collate_fn=keep_batch),
-            "unlabelled": DataLoader(unlabelled, batch_size=self.batch_size, shuffle=True, collate_fn=keep_batch),
-        }
+            return self._batches(self.split_dataset("train"), True, self.batch_size)
+        labelled, unlabelled = self.semi_supervised_split()  # DataLoaders: DeviceBatches' random stream would differ
+        loaders = {"labelled": self._batches(labelled, True, min(self.labelled_batch_size, len(labelled)), False),
+                   "unlabelled": self._batches(unlabelled, True, self.batch_size, False)}
         return CombinedLoader(loaders, mode="max_size_cycle")
 
-    def val_dataloader(self) -> DataLoader:
-        return self._loader("val", False, self.eval_batch_size)
+    def val_dataloader(self) -> DataLoader | DeviceBatches:
+        return self._batches(self.split_dataset("val"), False, self.eval_batch_size)
 
-    def test_dataloader(self) -> DataLoader:
-        return self._loader("test", False, self.eval_batch_size)
+    def test_dataloader(self) -> DataLoader | DeviceBatches:
+        return self._batches(self.split_dataset("test"), False, self.eval_batch_size)
 
 
 def _check_images(images: Tensor, labels: Tensor, name: str, num_classes: int) -> None:

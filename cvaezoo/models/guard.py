@@ -1,8 +1,9 @@
-"""The non-finite guard: a training step whose loss or gradient is not finite never reaches the weights.
+"""The non-finite guard: a training step whose terms or gradient are not finite never reaches the weights.
 
 ``model.on_nonfinite=raise`` stops training before the update (the checkpoints on disk stay the last good
-ones); ``skip`` drops the update, counts it and goes on. Under DDP every process skips (or stops at) the same
-step, or the others would wait forever in the next gradient all-reduce.
+ones); ``skip`` drops the update, counts it and goes on. The step's logged terms and its gradients are checked
+together, after the backward pass and before the update: one host synchronisation a step. Under DDP every
+process skips (or stops at) the same step, or the others would wait forever in the next gradient all-reduce.
 """
 
 from __future__ import annotations
@@ -15,12 +16,21 @@ NONFINITE_POLICIES = ("raise", "skip")
 
 
 class NonFiniteGuard(L.LightningModule):
-    """Mixed into every model: :meth:`skip_update` from a step, and the optimiser hooks that honour it."""
+    """Mixed into every model, which provides the step's pending terms: :meth:`pending_values` (their sums),
+    :meth:`nonfinite_terms` (their names, when not finite) and :meth:`take_pending_terms` (log or drop them)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.skipped_batches = 0  # training batches skipped for a non-finite loss or gradient
-        self._skip_update = False  # set by a non-finite training loss: optimizer_step drops this step's update
+        self.skipped_batches = 0  # training batches skipped for a non-finite term or gradient
+
+    def pending_values(self) -> Tensor | None:
+        return None
+
+    def nonfinite_terms(self) -> list[str]:
+        return []
+
+    def take_pending_terms(self, update_taken: bool) -> None:
+        pass
 
     def all_finite(self, value: Tensor) -> bool:
         """Whether ``value`` is finite here and on every other process: under DDP all processes must skip
@@ -30,20 +40,31 @@ class NonFiniteGuard(L.LightningModule):
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
         return finite
 
-    def skip_update(self, what: str) -> None:
-        """A non-finite training loss: stop (model.on_nonfinite=raise) or have optimizer_step drop this update."""
-        self._nonfinite(what)
-        self._skip_update = True
+    def on_fit_start(self) -> None:
+        self._guarded_parameters = list(self.parameters())  # walking the module tree each step costs more than the check
 
-    def optimizer_step(self, epoch: int, batch_idx: int, optimizer, optimizer_closure=None) -> None:
-        """Run the step's closure (forward, backward and, under DDP, the gradient all-reduce, on every process
-        alike), then update the weights unless the loss was non-finite on some process (:meth:`skip_update`)."""
-        loss = optimizer_closure()
-        if self._skip_update:
-            self._skip_update = False
-            optimizer.zero_grad()
+    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
+        """One check of the step's terms and gradient norms (one host sync); if any is not finite here or on
+        another process, stop (raise) or clear every gradient so that the optimiser leaves the weights (skip)."""
+        parameters = getattr(self, "_guarded_parameters", None) or list(self.parameters())
+        grads = [p.grad for p in parameters if p.grad is not None]
+        values = [torch.stack(torch._foreach_norm(grads))] if grads else []
+        terms = self.pending_values()
+        if terms is not None:
+            values.append(terms)
+        if not values or self.all_finite(torch.cat(values)):
+            self.take_pending_terms(update_taken=True)
             return
-        optimizer.step(closure=lambda: loss)
+        what = self.nonfinite_terms()
+        if what:
+            self._nonfinite(f"{' and '.join(what)} term")
+        elif grads and not bool(torch.isfinite(values[0]).all()):
+            self._nonfinite("gradient")
+        else:
+            self._nonfinite("term or gradient on another process")
+        self.take_pending_terms(update_taken=False)
+        for p in parameters:  # skip: parameters without a gradient are not updated
+            p.grad = None
 
     def _nonfinite(self, what: str) -> None:
         """Count and report a skipped step (model.on_nonfinite=skip), or stop before any non-finite value
@@ -57,10 +78,3 @@ class NonFiniteGuard(L.LightningModule):
             f"non-finite {what} at {where}; training stopped before updating the weights, so the checkpoints on disk "
             "are the last good ones. Try a lower model.lr, model.kl_warmup_steps>0, or model.on_nonfinite=skip."
         )
-
-    def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
-        grads = [p.grad for p in self.parameters() if p.grad is not None]
-        if grads and not bool(torch.isfinite(torch.stack(torch._foreach_norm(grads))).all()):
-            self._nonfinite("gradient")
-            for p in self.parameters():  # skip: parameters without a gradient are not updated
-                p.grad = None

@@ -77,8 +77,5 @@ class M2(CVAE2):
         if unlabelled is None or not self.hparams.use_unlabelled:
             return loss
         bound = self.unlabelled_bound(unlabelled, kl_weight=self.kl_weight())
-        if not self.all_finite(bound):
-            self.skip_update("unlabelled bound")
-        elif not self._skip_update:
-            self.metrics["train_unlabelled_bound"].update(bound.detach())
+        self.accumulate("train", ("unlabelled_bound",), bound[None])  # checked by the guard with the rest
         return loss - bound.mean()
