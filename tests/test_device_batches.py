@@ -66,22 +66,38 @@ def test_each_process_gets_lightnings_distributed_shard(world_size, shuffle):
     assert len(seen) == (11 if not shuffle else 12)  # every example once (training pads one)
 
 
-def fit_weights(device_batches: bool, **data) -> dict[str, torch.Tensor]:
-    datamodule = MNIST5k(batch_size=64, binarize="dynamic", device_batches=device_batches, **data)
+def fit_weights(device_batches: bool, **trainer_options) -> dict[str, torch.Tensor]:
+    datamodule = MNIST5k(batch_size=64, binarize="dynamic", device_batches=device_batches)
     datamodule.setup()
     L.seed_everything(3, verbose=False)
-    model = MODELS["m2" if data else "cvae1"](
-        x_shape=(1, 28, 28), y_dim=10, net={"kind": "mlp", "hidden": [32]}, latent_dim=4)
-    L.Trainer(accelerator="cpu", max_steps=6, limit_val_batches=2, val_check_interval=3, logger=False,
-              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).fit(model, datamodule=datamodule)
+    model = MODELS["cvae1"](x_shape=(1, 28, 28), y_dim=10, net={"kind": "mlp", "hidden": [32]}, latent_dim=4)
+    options = {"max_steps": 6, "limit_val_batches": 2, "val_check_interval": 3, **trainer_options}
+    L.Trainer(accelerator="cpu", logger=False, enable_checkpointing=False, enable_progress_bar=False,
+              enable_model_summary=False, **options).fit(model, datamodule=datamodule)
     return model.state_dict()
 
 
-@pytest.mark.parametrize("data", [{}, {"labels_per_class": 10}], ids=["supervised", "semi-supervised"])
-def test_training_from_the_device_copy_gives_the_same_weights(data):  # semi-supervised: DataLoaders either way
+@pytest.mark.parametrize("options", [{}, {"overfit_batches": 2, "max_epochs": 2, "max_steps": -1, "val_check_interval": 1.0}],
+                         ids=["with validation", "overfit_batches (Lightning's own order: DataLoaders)"])
+def test_training_from_the_device_copy_gives_the_same_weights(options):
     """Six steps with validation: bit for bit the weights of the DataLoaders' run (batches, binarisation, noise)."""
-    with_loaders, from_device = fit_weights(False, **data), fit_weights(True, **data)
+    with_loaders, from_device = fit_weights(False, **options), fit_weights(True, **options)
     assert all(torch.equal(with_loaders[k], from_device[k]) for k in with_loaders)
+
+
+def test_semi_supervised_training_keeps_dataloaders():
+    """A CombinedLoader's DataLoaders draw their seeds in an order a device stream cannot copy."""
+    datamodule = MNIST5k(labels_per_class=10, device_batches=True)
+    assert all(isinstance(loader, DataLoader) for loader in datamodule.train_dataloader().iterables.values())
+    assert isinstance(datamodule.val_dataloader(), DeviceBatches)
+
+
+def test_the_shuffle_seed_under_ddp_is_lightnings(monkeypatch):
+    """Lightning seeds its DistributedSampler with PL_GLOBAL_SEED (set by seed_everything); so do device batches."""
+    monkeypatch.setenv("PL_GLOBAL_SEED", "11")
+    data = dataset(9)
+    sampler = DistributedSampler(data, num_replicas=2, rank=1, shuffle=True, seed=11)
+    assert DeviceBatches(data.tensors, 9, True, rank=1, world_size=2).order().tolist() == list(sampler)
 
 
 def test_device_batches_refuse_loader_processes():

@@ -272,3 +272,62 @@ def test_the_optimiser_is_fused_adam_where_torch_has_the_kernel(monkeypatch):
     before = next(model.parameters()).detach().clone()
     optimizer.step()
     assert not torch.equal(before, next(model.parameters()))
+
+
+def test_term_means_add_a_subset_of_the_terms_with_its_own_count():
+    """A step that leaves a term out (CVAE-3 at hybrid_alpha=1, M2's unlabelled bound) counts only what it adds."""
+    means = training.TermMeans(("a", "b", "c"))
+    means.update(("a", "b", "c"), torch.tensor([2.0, 4.0, 6.0]), 2)
+    means.update(("c",), torch.tensor([9.0]), 3)
+    means.update(("b", "a"), torch.tensor([1.0, 5.0]), 1)
+    assert {k: float(v) for k, v in means.compute().items()} == pytest.approx({"a": 7 / 3, "b": 5 / 3, "c": 15 / 5})
+    partial = training.TermMeans(("never", "a"))
+    partial.update(("a",), torch.ones(1), 1)
+    assert list(partial.compute()) == ["a"]  # a term no step added has no mean
+
+
+def test_a_nonfinite_term_with_finite_gradients_is_skipped_by_name():
+    """The guard checks the step's terms themselves, not only the gradients (a logged term may not reach them)."""
+    model = tiny(on_nonfinite="skip")
+    model._trainer = fake_trainer()
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    model.accumulate("train", ("elbo", "recon", "kl", "loss", "kl_weight", "gsnn_nll"),
+                     torch.tensor([[1.0, 2.0]] * 5 + [[float("nan"), 0.0]]))
+    model.on_before_optimizer_step(None)
+    assert model.skipped_batches == 1 and all(p.grad is None for p in model.parameters())
+    assert model.metrics["train_terms"].update_count == 0 and not model._pending_terms  # dropped, not logged
+    strict = tiny()
+    strict._trainer = fake_trainer()
+    strict.accumulate("train", ("recon",), torch.tensor([[float("inf")]]))
+    with pytest.raises(FloatingPointError, match=r"non-finite recon term at step 7"):
+        strict.on_before_optimizer_step(None)
+
+
+def test_a_step_nonfinite_on_another_process_is_skipped_here_too():
+    model = tiny(on_nonfinite="skip")
+    model._trainer = fake_trainer(world_size=2, decision=lambda value, all: False)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    model.accumulate("train", ("recon",), torch.ones(1, 4))
+    model.on_before_optimizer_step(None)
+    assert model.skipped_batches == 1 and all(p.grad is None for p in model.parameters())
+
+
+@pytest.mark.parametrize("name", ["cvae3", "m2"])
+def test_a_double_precision_fit_accumulates_every_term(name):
+    """64-true: float64 terms (some steps leave one out) go into float32 epoch sums."""
+    model = tiny(name)
+    x, y = data()
+    fit = trainer(max_epochs=1, precision="64-true")
+    fit.fit(model, DataLoader(TensorDataset(x.double(), y), batch_size=4))
+    assert torch.isfinite(fit.callback_metrics["train/elbo"])
+
+
+def test_the_optimiser_is_not_fused_under_a_gradient_scaler():
+    """16-mixed: Lightning leaves unscaling to a fused optimiser, which refuses clipping and skipped steps."""
+    model = tiny()
+    model._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=object()))
+    assert not model.configure_optimizers().defaults["fused"]
+    model._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=None))
+    assert model.configure_optimizers().defaults["fused"]

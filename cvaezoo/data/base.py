@@ -118,7 +118,9 @@ class TensorDataModule(L.LightningDataModule):
     ``device_batches``: batches gathered on the training device from a copy of the split kept there
     (:class:`~cvaezoo.data.device_batches.DeviceBatches`: the same examples in the same order as the DataLoaders,
     for the same seed), or DataLoaders that copy each batch from the host. Semi-supervised training
-    (``labels_per_class``) always uses DataLoaders.
+    (``labels_per_class``), ``Trainer(overfit_batches=...)`` and DDP with ``use_distributed_sampler=False`` use
+    DataLoaders, whose order Lightning changes there. The copy of every split stays in the device's memory
+    for the fit: set ``device_batches=false`` for data larger than a fraction of it.
     """
 
     num_classes: int = 10
@@ -263,7 +265,7 @@ class TensorDataModule(L.LightningDataModule):
         default the data module's)."""
         trainer = self.trainer
         world_size, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        if self.device_batches if device_batches is None else device_batches:
+        if (self.device_batches if device_batches is None else device_batches) and _samples_as_given(trainer):
             device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
             epoch = (lambda: trainer.current_epoch) if trainer is not None else (lambda: 0)
             tensors = tuple(t.to(device) for t in dataset.tensors)  # once per fit: Lightning asks once per stage
@@ -291,6 +293,15 @@ class TensorDataModule(L.LightningDataModule):
 
     def test_dataloader(self) -> DataLoader | DeviceBatches:
         return self._batches(self.split_dataset("test"), False, self.eval_batch_size)
+
+
+def _samples_as_given(trainer: L.Trainer | None) -> bool:
+    """Whether Lightning serves the loaders' own order (what DeviceBatches copies): not when it turns shuffling off
+    (``overfit_batches``) or leaves a DDP process unsharded (``use_distributed_sampler=False``)."""
+    if trainer is None:
+        return True
+    unsharded = trainer.world_size > 1 and not getattr(trainer._accelerator_connector, "use_distributed_sampler", True)
+    return not trainer.overfit_batches and not unsharded
 
 
 def _check_images(images: Tensor, labels: Tensor, name: str, num_classes: int) -> None:

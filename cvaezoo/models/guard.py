@@ -22,6 +22,8 @@ class NonFiniteGuard(L.LightningModule):
     def __init__(self) -> None:
         super().__init__()
         self.skipped_batches = 0  # training batches skipped for a non-finite term or gradient
+        #: the parameters, listed at a fit's first check (walking the module tree each step costs more than the check)
+        self._guarded_parameters: list[torch.nn.Parameter] | None = None
 
     def pending_values(self) -> Tensor | None:
         return None
@@ -40,13 +42,12 @@ class NonFiniteGuard(L.LightningModule):
             finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
         return finite
 
-    def on_fit_start(self) -> None:
-        self._guarded_parameters = list(self.parameters())  # walking the module tree each step costs more than the check
-
     def on_before_optimizer_step(self, optimizer: torch.optim.Optimizer) -> None:
         """One check of the step's terms and gradient norms (one host sync); if any is not finite here or on
         another process, stop (raise) or clear every gradient so that the optimiser leaves the weights (skip)."""
-        parameters = getattr(self, "_guarded_parameters", None) or list(self.parameters())
+        if self._guarded_parameters is None:
+            self._guarded_parameters = list(self.parameters())
+        parameters = self._guarded_parameters
         grads = [p.grad for p in parameters if p.grad is not None]
         values = [torch.stack(torch._foreach_norm(grads))] if grads else []
         terms = self.pending_values()

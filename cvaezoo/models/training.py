@@ -34,13 +34,14 @@ STEP_TERMS = ("elbo", "recon", "kl", "loss", "kl_weight")
 DERIVED_TERMS = ("elbo", "loss", "kl_weight")
 
 
-def adam(parameters, lr: float, weight_decay: float = 0.0) -> torch.optim.Adam:
-    """Adam, in its fused form (one kernel for every parameter) where torch has it for the parameters' device and
-    dtype (torch checks only at the first step): on two CPU cores it takes about 0.5 ms a step for the MLP zoo
-    model's 1.2 M parameters instead of 3-4 ms. Lightning builds the optimiser once the model is on its device."""
+def adam(parameters, lr: float, weight_decay: float = 0.0, fused: bool = True) -> torch.optim.Adam:
+    """Adam, in its fused form (one kernel for every parameter) if ``fused`` and torch has it for the parameters'
+    device and dtype (torch itself checks only at the first step): on two CPU cores it takes about 0.5 ms a step
+    for the MLP zoo model's 1.2 M parameters instead of 3-4 ms. Lightning builds the optimiser once the model is
+    on its device."""
     parameters = list(parameters)
     devices = _get_fused_kernels_supported_devices()
-    fused = all(p.device.type in devices and torch.is_floating_point(p) for p in parameters)
+    fused = fused and all(p.device.type in devices and torch.is_floating_point(p) for p in parameters)
     return torch.optim.Adam(parameters, lr=lr, weight_decay=weight_decay, fused=fused or None)
 
 
@@ -144,7 +145,7 @@ class TrainedModel(NonFiniteGuard):
         A training step's values wait for the non-finite guard, which checks them with the step's gradients
         in one go (:meth:`pending_values`): they are added once the update is taken, dropped with it otherwise.
         """
-        entry = (names, per_example.detach().sum(1), per_example.shape[1])
+        entry = (names, per_example.detach().float().sum(1), per_example.shape[1])  # float32 sums, whatever the precision
         if stage == "train":
             self._pending_terms.append(entry)
         else:
@@ -200,10 +201,10 @@ class TrainedModel(NonFiniteGuard):
         self.log_epoch_terms("test")
 
     def on_train_start(self) -> None:
-        """Terms left pending by an interrupted fit are dropped. Under DDP, each process draws its own random numbers (binarisation, posterior noise): its torch
+        """Terms left pending by an interrupted fit are dropped, the guard lists the parameters afresh. Under DDP, each process draws its own random numbers (binarisation, posterior noise): its torch
         generator is reseeded with a number drawn from the common seeded stream plus its rank, so runs stay
         reproducible. (Weights are initialised before this, identically on every process.)"""
-        self._pending_terms = []
+        self._pending_terms, self._guarded_parameters = [], None
         if self.trainer.world_size > 1:
             torch.manual_seed(int(torch.randint(0, 2**31 - 1, (1,))) + self.trainer.global_rank)
 
@@ -230,4 +231,7 @@ class TrainedModel(NonFiniteGuard):
             self._compiled = True
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        return adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        """Adam, fused unless a gradient scaler (precision 16-mixed) runs the step: Lightning leaves the unscaling
+        to a fused optimiser, which then refuses gradient clipping and a step whose gradients the guard cleared."""
+        scaler = getattr(self._trainer.precision_plugin, "scaler", None) if self._trainer is not None else None
+        return adam(self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay, fused=scaler is None)
