@@ -133,12 +133,13 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """Distribution parameters of a target from a vector: (B, in_dim) -> (B, k*C, H, W) or (B, k*D)."""
+    """Distribution parameters of a target from a vector: (B, in_dim) -> (B, P, H, W) or (B, P), P the
+    likelihood's ``param_channels`` for the target's C channels (or D dimensions)."""
 
-    def __init__(self, in_dim: int, out_shape: Sequence[int], params_per_dim: int, net: NetConfig):
+    def __init__(self, in_dim: int, out_shape: Sequence[int], param_channels: int, net: NetConfig):
         super().__init__()
         self.out_shape = tuple(int(s) for s in out_shape)
-        self.params_shape = (params_per_dim * self.out_shape[0], *self.out_shape[1:])
+        self.params_shape = (param_channels, *self.out_shape[1:])
         self.use_conv = net.convolutional and _is_image(self.out_shape)
         self.broadcast = self.use_conv and net.kind == "broadcast"
         hidden = list(reversed(list(net.hidden)))

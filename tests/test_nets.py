@@ -16,18 +16,18 @@ def test_encoder_decoder_shapes(net, shape):
     encoder = Encoder(shape, 3, net)
     features = encoder(x, c)
     assert features.shape == (2, encoder.out_dim)
-    decoder = Decoder(encoder.out_dim, shape, params_per_dim=2, net=net)
+    decoder = Decoder(encoder.out_dim, shape, param_channels=2 * shape[0], net=net)
     assert decoder(features).shape == (2, 2 * shape[0], *shape[1:])
 
 
 def test_vector_targets_use_an_mlp_even_with_conv_config():
-    decoder = Decoder(5, (10,), params_per_dim=1, net=CONV)
+    decoder = Decoder(5, (10,), param_channels=10, net=CONV)
     assert not decoder.use_conv
     assert decoder(torch.randn(4, 5)).shape == (4, 10)
 
 
 def test_the_broadcast_decoder_draws_every_pixel_with_one_function_of_the_vector_and_its_position():
-    decoder = Decoder(5, (2, 16, 12), params_per_dim=1, net=BROADCAST)
+    decoder = Decoder(5, (2, 16, 12), param_channels=2, net=BROADCAST)
     assert decoder.broadcast and decoder.body[0].in_channels == 5 + 2  # the vector, then rows and columns
     rows, cols = decoder.coordinates[0]
     assert torch.equal(rows[:, 0], torch.linspace(-1, 1, 16)) and torch.equal(cols[0], torch.linspace(-1, 1, 12))
