@@ -171,6 +171,12 @@ def discretized_logistic_log_mass(target: Tensor, mean: Tensor, log_scale: Tenso
     return torch.where(target < HALF_BIN, log_cdf_upper, torch.where(target > 1 - HALF_BIN, log_survival_lower, inner))
 
 
+def logistic_noise(like: Tensor) -> Tensor:
+    """Standard logistic draws of ``like``'s shape: log u - log(1 - u), u uniform."""
+    u = torch.rand_like(like).clamp(1e-6, 1 - 1e-6)
+    return torch.log(u) - torch.log1p(-u)
+
+
 def round_to_8_bits(x: Tensor) -> Tensor:
     return torch.round(x.clamp(0.0, 1.0) * 255.0) / 255.0
 
@@ -195,8 +201,7 @@ class DiscretizedLogistic(Likelihood):
 
     def sample(self, params: Tensor) -> Tensor:
         mean, log_scale = self._split(params)
-        u = torch.rand_like(mean).clamp(1e-6, 1 - 1e-6)
-        return round_to_8_bits(mean + torch.exp(log_scale) * (torch.log(u) - torch.log1p(-u)))
+        return round_to_8_bits(mean + torch.exp(log_scale) * logistic_noise(mean))
 
 
 class DiscretizedLogisticMixture(Likelihood):
@@ -234,44 +239,41 @@ class DiscretizedLogisticMixture(Likelihood):
                 log_scales.reshape(-1, k, channels, *rest), torch.tanh(couplings).reshape(-1, k, channels * (channels - 1) // 2, *rest))
 
     @staticmethod
-    def _coupled(means: Tensor, couplings: Tensor, x: Tensor) -> Tensor:
-        """Locations with each channel shifted by the coupled values of the channels before it (x: B, C, ...)."""
-        channels, out, pair = means.shape[2], [], 0
-        for c in range(channels):
-            location = means[:, :, c]
-            for j in range(c):
-                location = location + couplings[:, :, pair] * x[:, None, j]
-                pair += 1
-            out.append(location)
-        return torch.stack(out, dim=2)
+    def _location(means: Tensor, couplings: Tensor, channel: int, x: Tensor) -> Tensor:
+        """Channel ``channel``'s location in every component, (B, K, ...): its own plus each earlier channel's value in
+        ``x`` (B, C, ...) times their coupling (pairs in the order (1, 0), (2, 0), (2, 1), ...)."""
+        first_pair = channel * (channel - 1) // 2
+        location = means[:, :, channel]
+        for j in range(channel):
+            location = location + couplings[:, :, first_pair + j] * x[:, None, j]
+        return location
 
     def log_prob(self, params: Tensor, target: Tensor) -> Tensor:
         log_weights, means, log_scales, couplings = self._split(params)
-        locations = self._coupled(means, couplings, target)
+        locations = torch.stack([self._location(means, couplings, c, target) for c in range(target.shape[1])], dim=2)
         per_component = discretized_logistic_log_mass(target[:, None], locations, log_scales).sum(2)  # (B, K, ...)
         return _sum_except_batch(torch.logsumexp(log_weights + per_component, dim=1))
 
     def _decode(self, params: Tensor, noise: bool) -> Tensor:
+        """Channel by channel, each coupled to the values already decoded: drawn from a component drawn per pixel
+        (``noise``), or the location of the most probable component."""
         log_weights, means, log_scales, couplings = self._split(params)
         if noise:
             chosen = torch.distributions.Categorical(logits=log_weights.movedim(1, -1)).sample()
-        else:  # the most probable component, at its location
+        else:
             chosen = log_weights.argmax(dim=1)
-        def pick(t: Tensor) -> Tensor:  # the chosen component's entries, (B, K, n, ...) -> (B, n, ...)
-            return t.gather(1, chosen[:, None, None].expand(-1, 1, *t.shape[2:])).squeeze(1)
 
-        means, log_scales, couplings = pick(means), pick(log_scales), pick(couplings)
-        values, pair = [], 0
-        for c in range(means.shape[1]):
-            location = means[:, c]
-            for j in range(c):
-                location = location + couplings[:, pair] * values[j]
-                pair += 1
+        def pick(t: Tensor) -> Tensor:  # the chosen component's entry, (B, K, ...) -> (B, ...)
+            return t.gather(1, chosen[:, None]).squeeze(1)
+
+        values = means.new_zeros(means.shape[:1] + means.shape[2:])  # (B, C, ...)
+        for c in range(values.shape[1]):
+            location = pick(self._location(means, couplings, c, values))
             if noise:
-                u = torch.rand_like(location).clamp(1e-6, 1 - 1e-6)
-                location = location + torch.exp(log_scales[:, c]) * (torch.log(u) - torch.log1p(-u))
-            values.append(round_to_8_bits(location) if noise else location.clamp(0.0, 1.0))
-        return torch.stack(values, dim=1)
+                values[:, c] = round_to_8_bits(location + torch.exp(pick(log_scales[:, :, c])) * logistic_noise(location))
+            else:
+                values[:, c] = location.clamp(0.0, 1.0)
+        return values
 
     def mean(self, params: Tensor) -> Tensor:
         """The location of each pixel's most probable component (channels coupled through these locations)."""

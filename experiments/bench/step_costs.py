@@ -65,7 +65,6 @@ def isolated_costs_us(model_name: str, net: str, batch_size: int, repeats: int =
     optimizer = model.configure_optimizers()
     per_tensor = torch.optim.Adam(model.parameters(), lr=model.hparams.lr)
     model._trainer = SimpleNamespace(log_every_n_steps=50, world_size=1, global_step=0)  # what the hooks read
-    model.on_fit_start()
 
     def work():
         loss = model.training_loss(x, y, model.elbo_terms(x, y), model.kl_weight()).mean()
