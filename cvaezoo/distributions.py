@@ -15,8 +15,23 @@ from torch import Tensor
 from cvaezoo.errors import UserError
 
 LOG_2PI = math.log(2.0 * math.pi)
-# Log-variances are squashed into this range so that extreme inputs cannot overflow exp().
+# Log-variances (of the latent's Gaussians and the Gaussian likelihood) are squashed into this range so that
+# extreme inputs cannot overflow exp(). What the floor costs: a posterior std of at least e^-6 = 0.0025 prior
+# stds (KL to N(0, I) at the floor, mean 0: 5.5 nats per latent dimension, so a latent dimension can carry
+# log(1/0.0025) = 6 nats before the floor binds; the recorded models sit far above it); a Gaussian likelihood
+# density of at most N(0; 0, e^-12) = e^5.08 per dimension, i.e. a std >= 0.0025 = 0.64 of an 8-bit bin: a
+# density, not a pmf, so it has no bits/dim to lose (pixel_likelihood never picks it for 8-bit data).
 LOGVAR_MIN, LOGVAR_MAX = -12.0, 8.0
+# The discretised logistics' log-scales are clamped into this range (PixelCNN++ clamps at -7 on [-1, 1]). At the
+# floor s = 1.2e-4 is 1/16 of a bin's half-width (1/510), so a value the model is sure of costs at most
+# -log2(sigmoid(15.9) - sigmoid(-15.9)) = 3.6e-7 bits, interior values included; a clamp, not a tanh, so the
+# gradient of log s is 1 all the way down to the floor.
+LOG_SCALE_MIN, LOG_SCALE_MAX = -9.0, 7.0
+
+
+def bounded_log_scale(raw: Tensor) -> Tensor:
+    """A discretised logistic's log-scale from an unconstrained network output: clamped to [LOG_SCALE_MIN, LOG_SCALE_MAX]."""
+    return raw.clamp(LOG_SCALE_MIN, LOG_SCALE_MAX)
 
 
 def bounded_logvar(raw: Tensor) -> Tensor:
@@ -73,10 +88,16 @@ class Likelihood:
     params_per_dim: int = 1
     #: a probability mass function over 8-bit values: -log p in bits per dimension is meaningful
     reports_bits_per_dim: bool = False
+    #: the oldest checkpoint format (cvaezoo.checkpoint_files.CHECKPOINT_FORMAT) whose weights mean this likelihood
+    oldest_checkpoint_format: int = 1
 
     def param_channels(self, channels: int) -> int:
         """How many parameter channels the decoder outputs for a target of ``channels`` channels."""
         return self.params_per_dim * channels
+
+    def constant_channels(self, channels: int) -> int:
+        """How many of the last parameter channels are learned constants (the same for every input and pixel)."""
+        return 0
 
     def log_prob(self, params: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - interface
         raise NotImplementedError
@@ -184,14 +205,36 @@ def round_to_8_bits(x: Tensor) -> Tensor:
 class DiscretizedLogistic(Likelihood):
     """A logistic per dimension discretised to the 256 values k/255 of 8-bit images (as in PixelCNN++):
     P(x) = F((x + 1/510 - mu)/s) - F((x - 1/510 - mu)/s), with the end bins taking the tails, so it is a
-    probability mass function and -log P in bits per dimension is comparable across papers."""
+    probability mass function and -log P in bits per dimension is comparable across papers. log s is clamped to
+    [LOG_SCALE_MIN, LOG_SCALE_MAX] (a certain value costs <= 3.6e-7 bits).
+
+    ``scale``: "pixel", a log-scale per pixel and channel output by the decoder beside the location (PixelCNN++);
+    or "shared", one learned log-scale per channel for every pixel and input (a calibrated decoder, as the shared
+    variance of Rybkin et al. 2021's sigma-VAE). A per-pixel scale can explain a pixel it has not learned yet as
+    noise, and on images with a sparse foreground it does (experiments/colour_shapes: the ink stays at the ground's
+    value while its scale grows); a shared scale gives every pixel's location the same gradient per unit of error."""
 
     params_per_dim = 2
     reports_bits_per_dim = True
+    oldest_checkpoint_format = 2  # the log-scale became a clamp (#27)
+    SCALES = ("pixel", "shared")
+    #: the shared log-scale is this times its parameter, so that Adam (steps of about lr) moves it 5x faster: from
+    #: s = 1 to the floor in about 1 800 steps at lr 1e-3, instead of 9 000
+    SHARED_SCALE_GAIN = 5.0
+
+    def __init__(self, scale: str = "pixel"):
+        if scale not in self.SCALES:
+            raise UserError(f"likelihood scale must be one of {list(self.SCALES)}, got {scale!r}")
+        self.scale = scale
+
+    def constant_channels(self, channels: int) -> int:
+        return channels if self.scale == "shared" else 0
 
     def _split(self, params: Tensor) -> tuple[Tensor, Tensor]:
         mean, raw_log_scale = params.chunk(2, dim=1)
-        return mean, bounded_logvar(raw_log_scale) / 2.0  # log s in [-6, 4]
+        if self.scale == "shared":
+            raw_log_scale = self.SHARED_SCALE_GAIN * raw_log_scale
+        return mean, bounded_log_scale(raw_log_scale)
 
     def log_prob(self, params: Tensor, target: Tensor) -> Tensor:
         return _sum_except_batch(discretized_logistic_log_mass(target, *self._split(params)))
@@ -210,13 +253,12 @@ class DiscretizedLogisticMixture(Likelihood):
     (channel c's location is mu_c + sum_{j<c} a_cj x_j, a in (-1, 1)), so that P(x) = sum_k pi_k prod_c
     P_k(x_c | x_<c) is a probability mass function over the 256^C values of a pixel.
 
-    log s is clamped to [LOG_SCALE_MIN, LOG_SCALE_MAX]: at the floor, s = 1.2e-4 is 1/16 of a bin's half-width,
-    so a pixel the model is sure of costs at most 3e-7 bits (PixelCNN++'s -7 on [-1, 1] would cost 0.04 bits).
+    log s is clamped to [LOG_SCALE_MIN, LOG_SCALE_MAX] as in the single logistic (PixelCNN++'s -7 on [-1, 1] would
+    cost 0.04 bits on a certain pixel).
     Network output per pixel: K mixture logits, then K x C locations, K x C log-scales, K x C(C-1)/2 couplings.
     """
 
     reports_bits_per_dim = True
-    LOG_SCALE_MIN, LOG_SCALE_MAX = -9.0, 7.0
 
     def __init__(self, components: int = 5):
         if components < 1:
@@ -234,7 +276,7 @@ class DiscretizedLogisticMixture(Likelihood):
         rest = params.shape[2:]
         logits, means, log_scales, couplings = params.split([k, k * channels, k * channels,
                                                               k * channels * (channels - 1) // 2], dim=1)
-        log_scales = log_scales.clamp(self.LOG_SCALE_MIN, self.LOG_SCALE_MAX)
+        log_scales = bounded_log_scale(log_scales)
         return (F.log_softmax(logits, dim=1), means.reshape(-1, k, channels, *rest),
                 log_scales.reshape(-1, k, channels, *rest), torch.tanh(couplings).reshape(-1, k, channels * (channels - 1) // 2, *rest))
 

@@ -134,12 +134,16 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     """Distribution parameters of a target from a vector: (B, in_dim) -> (B, P, H, W) or (B, P), P the
-    likelihood's ``param_channels`` for the target's C channels (or D dimensions)."""
+    likelihood's ``param_channels`` for the target's C channels (or D dimensions). The last
+    ``constant_channels`` of them are learned constants, the same for every input and position (e.g. a
+    likelihood's shared scale), not outputs of the network."""
 
-    def __init__(self, in_dim: int, out_shape: Sequence[int], param_channels: int, net: NetConfig):
+    def __init__(self, in_dim: int, out_shape: Sequence[int], param_channels: int, net: NetConfig,
+                 constant_channels: int = 0):
         super().__init__()
         self.out_shape = tuple(int(s) for s in out_shape)
-        self.params_shape = (param_channels, *self.out_shape[1:])
+        self.constants = nn.Parameter(torch.zeros(constant_channels)) if constant_channels else None
+        self.params_shape = (param_channels - constant_channels, *self.out_shape[1:])
         self.use_conv = net.convolutional and _is_image(self.out_shape)
         self.broadcast = self.use_conv and net.kind == "broadcast"
         hidden = list(reversed(list(net.hidden)))
@@ -174,6 +178,13 @@ class Decoder(nn.Module):
             self.body = nn.Sequential(mlp(in_dim, hidden, net.activation), nn.Linear(hidden[-1], math.prod(self.params_shape)))
 
     def forward(self, h: Tensor) -> Tensor:
+        out = self._network_params(h)
+        if self.constants is None:
+            return out
+        constants = self.constants.view(1, -1, *[1] * (out.dim() - 2)).to(out.dtype)
+        return torch.cat([out, constants.expand(len(out), -1, *out.shape[2:])], dim=1)
+
+    def _network_params(self, h: Tensor) -> Tensor:
         if self.broadcast:
             tiled = h[:, :, None, None].expand(-1, -1, *self.out_shape[1:])
             return self.body(torch.cat([tiled, self.coordinates.expand(len(h), -1, -1, -1)], dim=1))

@@ -13,6 +13,7 @@ from cvaezoo.distributions import (
     DiagonalGaussian,
     DiscretizedLogistic,
     Gaussian,
+    bounded_log_scale,
     bounded_logvar,
     build_likelihood,
     pixel_likelihood,
@@ -114,6 +115,20 @@ def test_log_prob_of_extreme_logvar_is_finite():
     assert math.isfinite(float(q.kl(DiagonalGaussian.standard(q.mean)).sum()))
 
 
+def test_what_the_variance_floor_costs_the_latent_and_the_gaussian_likelihood():
+    """The floor LOGVAR_MIN is reached (not only approached); at it, a posterior's KL to N(0, 1) is the closed form
+    1/2 (e^-12 - 1 + 12) = 5.5 nats per dimension (what a deterministic code costs), and a Gaussian likelihood's
+    log-density of a value on its mean is at most -1/2 (log 2 pi - 12) = 5.08 nats per dimension."""
+    floor = bounded_logvar(torch.tensor([-1e9], dtype=torch.double))
+    assert float(floor) == LOGVAR_MIN
+    sharp = DiagonalGaussian(torch.zeros(1, 3, dtype=torch.double), floor.expand(1, 3))
+    per_dim = 0.5 * (math.exp(LOGVAR_MIN) - 1 - LOGVAR_MIN)
+    assert float(sharp.kl(DiagonalGaussian.standard(sharp.mean))) == pytest.approx(3 * per_dim, rel=1e-9)
+    params = torch.tensor([0.3, -1e9], dtype=torch.double).view(1, 2, 1, 1)
+    best = float(Gaussian().log_prob(params, torch.full((1, 1, 1, 1), 0.3, dtype=torch.double)))
+    assert best == pytest.approx(-0.5 * (math.log(2 * math.pi) + LOGVAR_MIN), rel=1e-9)
+
+
 def _one_pixel_params(values: list[float], per_dim: int) -> torch.Tensor:
     """Params for B single-pixel images (B, per_dim * 1, 1, 1) from rows of per_dim numbers."""
     return torch.tensor(values, dtype=torch.double).view(-1, per_dim, 1, 1)
@@ -144,7 +159,7 @@ def test_discretized_logistic_is_a_probability_mass_function_over_8_bit_values(m
 def test_discretized_logistic_matches_the_logistic_cdf_difference():
     params = _one_pixel_params([[0.4, -3.0]], 2)
     target = torch.tensor([100 / 255], dtype=torch.double).view(1, 1, 1, 1)
-    log_scale = bounded_logvar(torch.tensor(-3.0, dtype=torch.double)) / 2
+    log_scale = bounded_log_scale(torch.tensor(-3.0, dtype=torch.double))
     logistic = torch.distributions.TransformedDistribution(
         torch.distributions.Uniform(torch.tensor(0.0, dtype=torch.double), torch.tensor(1.0, dtype=torch.double)),
         [torch.distributions.transforms.SigmoidTransform().inv,
@@ -156,6 +171,21 @@ def test_discretized_logistic_matches_the_logistic_cdf_difference():
     assert torch.equal(samples, torch.round(samples * 255) / 255) and samples.min() >= 0 and samples.max() <= 1
 
 
+def test_a_sharp_discretized_logistic_costs_at_most_a_hundredth_of_a_bit_on_any_8_bit_value():
+    """The log-scale floor: with the location on the value and the raw log-scale far below the floor, every value
+    0..255 costs <= 0.01 bits, interior ones included (a floor of log s = -6 cost 1.41 bits on every interior
+    value), and the result is finite with a finite gradient there."""
+    values = torch.arange(256, dtype=torch.float32).view(256, 1, 1, 1) / 255
+    for raw in (-20.0, -1000.0):
+        params = torch.cat([values, torch.full_like(values, raw)], 1).requires_grad_()
+        log_p = DiscretizedLogistic().log_prob(params, values)
+        bits = -log_p.detach() / math.log(2)
+        assert float(bits.max()) <= 0.01, (raw, bits.max())
+        log_p.sum().backward()
+        assert torch.isfinite(params.grad).all()
+    assert float(bounded_log_scale(torch.tensor(-1000.0))) == -9.0  # the floor is reached, not approached
+
+
 def test_default_pixel_likelihood_follows_the_number_of_grey_levels():
     assert [pixel_likelihood(n) for n in (None, 2, 256, 17)] == ["bernoulli", "bernoulli", "discretized_logistic",
                                                                   "continuous_bernoulli"]
@@ -165,10 +195,10 @@ def test_discretized_logistic_far_tails_match_the_exact_mass_in_double_precision
     """Where a bin's mass underflows float32 arithmetic (< 1e-5), log_prob switches to the density times the bin
     width; it must still equal log(F(upper) - F(lower)), computed here exactly in float64 with log-sigmoids."""
     values = torch.arange(256, dtype=torch.double) / 255
-    for mean, raw in ((0.2, -5.0), (0.8, -6.0), (0.5, -8.0)):
+    for mean, raw in ((0.2, -2.5), (0.8, -3.0), (0.5, -4.0)):
         params = torch.tensor([[mean, raw]], dtype=torch.float32).repeat(256, 1).view(256, 2, 1, 1)
         got = DiscretizedLogistic().log_prob(params, values.float().view(256, 1, 1, 1)).double()
-        s = (bounded_logvar(torch.tensor(raw, dtype=torch.double)) / 2).exp()
+        s = bounded_log_scale(torch.tensor(raw, dtype=torch.double)).exp()
         upper, lower = (values + 0.5 / 255 - mean) / s, (values - 0.5 / 255 - mean) / s
         # log(sigmoid(u) - sigmoid(l)) = log sigmoid(u) + log(1 - exp(log sigmoid(l) - log sigmoid(u)))
         exact = torch.nn.functional.logsigmoid(upper) + torch.log1p(-torch.exp(
@@ -191,7 +221,7 @@ def test_pixel_likelihoods_sample_their_own_distribution_on_colour_images(name):
     per_dim = likelihood.params_per_dim
     base = torch.tensor([[-1.5, 0.0, 2.0], [-4.0, -3.0, -2.0]][:per_dim])  # (per_dim, 3): logits or means, log-variances
     if name == "discretized_logistic":
-        base = torch.tensor([[0.2, 0.5, 0.9], [-10.0, -9.0, -8.0]])  # locations, raw log-scales (s = 0.013 .. 0.02)
+        base = torch.tensor([[0.2, 0.5, 0.9], [-4.3, -4.1, -3.9]])  # locations, raw log-scales (s = 0.013 .. 0.02)
     params = base.reshape(1, per_dim * 3, 1, 1).expand(40_000, per_dim * 3, 1, 1)
     draws = likelihood.sample(params)
     assert draws.shape == (40_000, 3, 1, 1)
@@ -209,7 +239,7 @@ def test_pixel_likelihoods_sample_their_own_distribution_on_colour_images(name):
         assert torch.allclose(draws.std(0), std, rtol=0.03)
     else:
         assert torch.equal(draws, torch.round(draws * 255) / 255) and draws.min() >= 0 and draws.max() <= 1
-        scale = torch.exp(bounded_logvar(base[1]) / 2).view(3, 1, 1)
+        scale = torch.exp(bounded_log_scale(base[1])).view(3, 1, 1)
         assert torch.allclose(draws.std(0), scale * math.pi / math.sqrt(3), rtol=0.05)  # the logistic's spread
 
 
@@ -303,3 +333,32 @@ def test_a_model_trains_with_the_logistic_mixture_on_colour_images():
     assert torch.isfinite(terms.recon).all() and model.bits_per_dim(-terms.recon.mean()) > 0
     assert model.sample(torch.arange(3), n=2).shape == (3, 2, 3, 6, 6)
     assert model.sample(torch.arange(3), use_mean=False).unique().numel() > 2  # drawn on the 8-bit grid
+
+
+def test_a_shared_scale_is_one_learned_log_scale_per_channel_for_every_pixel_and_input():
+    """scale=shared: the decoder outputs the locations and holds one learned raw log-scale per channel (its last
+    channels are constants, broadcast), which training moves; scale=pixel keeps a log-scale output per pixel."""
+    from cvaezoo.errors import UserError
+    from cvaezoo.models import MODELS
+
+    def build(scale: str):
+        torch.manual_seed(0)
+        return MODELS["cvae1"](x_shape=(3, 6, 6), y_dim=3, net={"kind": "conv", "channels": [4], "hidden": [8]},
+                               latent_dim=2, likelihood_kwargs={"scale": scale}, pixel_levels=256)
+
+    shared, per_pixel = build("shared"), build("pixel")
+    assert shared.decoder_net.constants.shape == (3,) and per_pixel.decoder_net.constants is None
+    assert shared.decoder_net.params_shape == (3, 6, 6) and per_pixel.decoder_net.params_shape == (6, 6, 6)
+    inputs = torch.randn(5, 2 + 3)
+    with torch.no_grad():
+        shared.decoder_net.constants.copy_(torch.tensor([-1.0, -0.5, 0.2]))
+    log_scales = [likelihood._split(net(inputs))[1] for likelihood, net in ((shared.likelihood, shared.decoder_net),
+                                                                          (per_pixel.likelihood, per_pixel.decoder_net))]
+    expected = (DiscretizedLogistic.SHARED_SCALE_GAIN * torch.tensor([-1.0, -0.5, 0.2])).view(1, 3, 1, 1)
+    assert torch.allclose(log_scales[0], expected.expand(5, 3, 6, 6))
+    assert log_scales[1].flatten(1).std(1).min() > 0  # a network output: it varies over pixels
+    x = torch.randint(0, 256, (4, 3, 6, 6)) / 255
+    shared.elbo_terms(x, torch.arange(4) % 3).recon.mean().backward()
+    assert (shared.decoder_net.constants.grad.abs() > 0).all()
+    with pytest.raises(UserError, match="scale must be one of"):
+        build_likelihood("discretized_logistic", scale="image")

@@ -331,3 +331,24 @@ def test_the_optimiser_is_not_fused_under_a_gradient_scaler():
     assert not model.configure_optimizers().defaults["fused"]
     model._trainer = SimpleNamespace(precision_plugin=SimpleNamespace(scaler=None))
     assert model.configure_optimizers().defaults["fused"]
+
+
+def test_a_checkpoint_whose_likelihood_changed_meaning_is_refused_and_new_ones_carry_their_format(tmp_path):
+    """A discretised logistic saved before #27 (no format entry: its log-scale was a tanh into [-6, 4]) is refused
+    with the reason; a Bernoulli model of that format still loads; a format from a newer cvaezoo is refused; a
+    checkpoint saved now records the current format and loads."""
+    from cvaezoo.checkpoint_files import CHECKPOINT_FORMAT
+
+    logistic = MODELS["cvae1"](x_shape=(1, 4, 4), y_dim=3, net=SMALL_NET, latent_dim=2, pixel_levels=256)
+    assert logistic.likelihood_name == "discretized_logistic"
+    old = {"cvaezoo_model": "cvae1", "state_dict": logistic.state_dict()}
+    with pytest.raises(UserError, match=r"format 1 predates .*log-scale is clamped to \[-9, 7\].*retrain"):
+        logistic.on_load_checkpoint(old)
+    logistic.on_load_checkpoint({**old, "cvaezoo_format": CHECKPOINT_FORMAT})
+    with pytest.raises(UserError, match=f"format {CHECKPOINT_FORMAT + 1} was written by a newer cvaezoo"):
+        logistic.on_load_checkpoint({**old, "cvaezoo_format": CHECKPOINT_FORMAT + 1})
+    bernoulli = tiny()
+    bernoulli.on_load_checkpoint({"cvaezoo_model": "cvae1", "state_dict": bernoulli.state_dict()})  # unchanged: loads
+    saved: dict = {}
+    logistic.on_save_checkpoint(saved)
+    assert saved["cvaezoo_format"] == CHECKPOINT_FORMAT

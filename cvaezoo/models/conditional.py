@@ -151,7 +151,9 @@ class ConditionalModel(TrainedModel):
         return enc, enc.out_dim
 
     def decoder(self, in_dim: int, out_shape: Sequence[int]) -> Decoder:
-        return Decoder(in_dim, out_shape, self.likelihood.param_channels(int(out_shape[0])), self.net_config)
+        channels = int(out_shape[0])
+        return Decoder(in_dim, out_shape, self.likelihood.param_channels(channels), self.net_config,
+                       constant_channels=self.likelihood.constant_channels(channels))
 
     def condition_mlp(self, in_dim: int) -> tuple[nn.Module, int]:
         return mlp(in_dim, self.net_config.hidden, self.net_config.activation), int(self.net_config.hidden[-1])

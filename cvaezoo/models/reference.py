@@ -31,8 +31,9 @@ class ReferenceClassifier(L.LightningModule):
     def __init__(self, x_shape: Sequence[int], y_kind: str = "class", y_dim: int = 10, net: dict | None = None,
                  lr: float = 1e-3, attribute_groups: Sequence[int] | None = None,
                  class_prior: Sequence[float] | None = None, pixel_levels: int | None = None,
-                 class_names: Sequence[str] | None = None):
-        """Built from the data's spec like every model (``class_prior`` and ``pixel_levels`` are not needed here)."""
+                 class_names: Sequence[str] | None = None, likelihood_kwargs: dict | None = None):
+        """Built from the data's spec like every model (``class_prior`` and ``pixel_levels`` are not needed here;
+        ``likelihood_kwargs``, which an experiment may set for all its models, is for the generative ones)."""
         super().__init__()
         self.save_hyperparameters()
         self.groups = list(attribute_groups) if y_kind == "multihot" and attribute_groups else None

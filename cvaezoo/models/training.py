@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 from torchmetrics import Metric
 
-from cvaezoo.checkpoint_files import check_checkpoint_fits
+from cvaezoo.checkpoint_files import CHECKPOINT_FORMAT, check_checkpoint_fits, check_checkpoint_format
 from cvaezoo.models.guard import NonFiniteGuard
 
 STAGES = ("train", "val", "test")
@@ -217,10 +217,13 @@ class TrainedModel(NonFiniteGuard):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         checkpoint["cvaezoo_model"] = self.model_name
+        checkpoint["cvaezoo_format"] = CHECKPOINT_FORMAT
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Refuse a checkpoint of another model, or of the same model sized differently."""
+        """Refuse a checkpoint of another model, of the same model sized differently, or of a format whose weights
+        mean another distribution here."""
         check_checkpoint_fits(checkpoint, self.model_name, self.state_dict())
+        check_checkpoint_format(checkpoint, self.likelihood.oldest_checkpoint_format)
 
     def configure_model(self) -> None:
         """With ``compile=True`` every network is compiled in place by torch.compile (same state_dict keys)."""
