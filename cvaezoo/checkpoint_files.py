@@ -20,18 +20,22 @@ class CheckpointError(UserError):
 #: What a checkpoint's weights mean, saved in each as "cvaezoo_format" (no entry: 1). 2 (#27): the discretised
 #: logistic's log-scale is its raw output clamped to [-9, 7], where format 1 squashed it into [-6, 4] by a tanh.
 CHECKPOINT_FORMAT = 2
+FORMAT_CHANGES = {  # format -> what its weights mean that those of the format before did not
+    2: "the discretised logistic's log-scale is clamped to [-9, 7], it was a tanh into [-6, 4]",
+}
 
 
 def check_checkpoint_format(checkpoint: dict[str, Any], oldest_readable: int) -> None:
     """Refuse (CheckpointError) a checkpoint written by a newer cvaezoo, or by one older than ``oldest_readable``,
-    the oldest format whose weights mean the same model here (a likelihood whose parametrisation changed)."""
+    the oldest format whose weights mean the same model here (a likelihood whose parametrisation changed); the
+    message names every change (``FORMAT_CHANGES``) between the two."""
     stored = int(checkpoint.get("cvaezoo_format", 1))
     if stored > CHECKPOINT_FORMAT:
         raise CheckpointError(f"checkpoint format {stored} was written by a newer cvaezoo (this one reads up to {CHECKPOINT_FORMAT}): upgrade cvaezoo")
     if stored < oldest_readable:
+        changes = "; ".join(f"format {n}: {FORMAT_CHANGES[n]}" for n in range(stored + 1, oldest_readable + 1))
         raise CheckpointError(
-            f"checkpoint format {stored} predates a change of what its weights mean (format {oldest_readable}: "
-            "the discretised logistic's log-scale is clamped to [-9, 7], it was a tanh into [-6, 4]); loading it "
+            f"checkpoint format {stored} predates a change of what its weights mean ({changes}); loading it "
             "would give another distribution than the one it was trained as: retrain it with this cvaezoo"
         )
 

@@ -67,7 +67,8 @@ def attribute_generation_accuracy(model: ConditionalModel, reference, combinatio
     """Score samples generated for each attribute vector with the reference attribute classifier.
 
     ``attribute_accuracy``: fraction of attribute groups predicted as requested (chance: the mean of
-    1/k over one-of-k groups); ``exact_match``: fraction of samples with every group right.
+    1/k over one-of-k groups); ``group_accuracy``: that fraction for each group, in the reference's order;
+    ``exact_match``: fraction of samples with every group right.
     """
     require_image_decoder(model, "attribute-generation accuracy")
     model.eval()
@@ -77,8 +78,8 @@ def attribute_generation_accuracy(model: ConditionalModel, reference, combinatio
         requested = part.repeat_interleave(n_per_combination, dim=0).cpu()
         hits.append(group_matches(predicted, requested, reference.groups))
     matches = torch.cat(hits).float()
-    return {"attribute_accuracy": float(matches.mean()), "exact_match": float(matches.all(1).float().mean()),
-            "combinations": len(combinations)}
+    return {"attribute_accuracy": float(matches.mean()), "group_accuracy": matches.mean(0).tolist(),
+            "exact_match": float(matches.all(1).float().mean()), "combinations": len(combinations)}
 
 
 @torch.no_grad()

@@ -182,6 +182,8 @@ def test_command_line_tools_on_attribute_data(compose_config, tmp_path):
     for name, count in (("unseen", 12), ("seen", evaluation["combinations_seen"])):
         for key, scored in (("attribute_accuracy", 2 * count * 5), ("exact_match", 2 * count)):
             assert evaluation[f"{key}_{name}"] * scored == pytest.approx(round(evaluation[f"{key}_{name}"] * scored), abs=1e-3)
+        per_group = evaluation[f"group_accuracy_{name}"]  # one per group, averaging to the attribute accuracy
+        assert len(per_group) == 5 and sum(per_group) / 5 == pytest.approx(evaluation[f"attribute_accuracy_{name}"])
     evaluate_main([checkpoint, *data, "--iwae-samples", "2", "--split", "unseen", "--out", str(tmp_path / "u")])
     assert json.loads((tmp_path / "u" / "evaluation.json").read_text())["unseen/elbo"] < 0
     generate_main([checkpoint, *data, "--attributes", "shape=circle,size=large,column=left,row=top,fill=filled",

@@ -352,3 +352,17 @@ def test_a_checkpoint_whose_likelihood_changed_meaning_is_refused_and_new_ones_c
     saved: dict = {}
     logistic.on_save_checkpoint(saved)
     assert saved["cvaezoo_format"] == CHECKPOINT_FORMAT
+
+
+def test_every_checkpoint_format_states_its_change_and_a_refusal_names_each_change_skipped(monkeypatch):
+    """A format bump without its reason in FORMAT_CHANGES would make the refusal a KeyError; a checkpoint two formats
+    old is told both changes, oldest first."""
+    from cvaezoo import checkpoint_files
+    from cvaezoo.checkpoint_files import CHECKPOINT_FORMAT, FORMAT_CHANGES, check_checkpoint_format
+
+    assert sorted(FORMAT_CHANGES) == list(range(2, CHECKPOINT_FORMAT + 1))
+    monkeypatch.setattr(checkpoint_files, "CHECKPOINT_FORMAT", 3)
+    monkeypatch.setitem(FORMAT_CHANGES, 3, "the third change")
+    with pytest.raises(UserError, match=r"format 1 predates .*format 2: the discretised logistic.*; format 3: the third change\)"):
+        check_checkpoint_format({}, oldest_readable=3)
+    check_checkpoint_format({"cvaezoo_format": 3}, oldest_readable=3)

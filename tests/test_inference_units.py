@@ -128,7 +128,8 @@ def test_attribute_generation_accuracy_counts_groups_and_exact_matches():
 
     reference = SimpleNamespace(device=torch.device("cpu"), groups=[3, 1], classify=classify)
     result = attribute_generation_accuracy(StandIn(), reference, combinations, n_per_combination=5)
-    assert result == {"attribute_accuracy": pytest.approx(4 / 6), "exact_match": pytest.approx(1 / 3), "combinations": 3}
+    assert result == {"attribute_accuracy": pytest.approx(4 / 6), "group_accuracy": [1.0, pytest.approx(1 / 3)],
+                      "exact_match": pytest.approx(1 / 3), "combinations": 3}
 
 
 def test_distinct_rows_are_unique_and_sorted():

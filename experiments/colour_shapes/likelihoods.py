@@ -13,9 +13,8 @@ from pathlib import Path
 
 import torch
 
-from cvaezoo.attributes import group_matches
 from cvaezoo.checkpoints import load_model
-from cvaezoo.inference import distinct_rows
+from cvaezoo.inference import attribute_generation_accuracy, distinct_rows
 from cvaezoo.models.reference import load_reference
 from cvaezoo.runs import load_run_data
 
@@ -29,10 +28,9 @@ def main() -> None:
         data = load_run_data(run, [], model.x_shape, model.y_dim)
         combinations = distinct_rows(data.split_dataset("train").tensors[1])
         torch.manual_seed(0)
-        samples = model.sample(combinations, 10).flatten(0, 1)
-        matches = group_matches(reference.classify(samples), combinations.repeat_interleave(10, dim=0), reference.groups)
+        scores = attribute_generation_accuracy(model, reference, combinations, n_per_combination=10)
         bpd = json.loads((run / "results.json").read_text()).get("test/bpd")  # none for a density (the Gaussian)
-        rows.append((run.name, matches.float().mean(0).tolist(), float(matches.all(1).float().mean()), bpd))
+        rows.append((run.name, scores["group_accuracy"], scores["exact_match"], bpd))
     groups = data.group_names
     print("| CVAE-1, 60 epochs, likelihood | " + " | ".join(groups) + " | all six right | test −ELBO (bits/dim) |")
     print("|---|" + "---|" * (len(groups) + 2))
