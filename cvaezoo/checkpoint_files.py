@@ -19,9 +19,10 @@ class CheckpointError(UserError):
 
 #: What a checkpoint's weights mean, saved in each as "cvaezoo_format" (no entry: 1). 2 (#27): the discretised
 #: logistic's log-scale is its raw output clamped to [-9, 7], where format 1 squashed it into [-6, 4] by a tanh.
-CHECKPOINT_FORMAT = 2
+CHECKPOINT_FORMAT = 3
 FORMAT_CHANGES = {  # format -> what its weights mean that those of the format before did not
     2: "the discretised logistic's log-scale is clamped to [-9, 7], it was a tanh into [-6, 4]",
+    3: "pixel likelihoods mix in a uniform outlier (model.pixel_outlier_weight); an older checkpoint loads with none",
 }
 
 

@@ -119,3 +119,20 @@ def test_hybrid_logs_its_gsnn_term_beside_the_cvae_terms(compose_config, tmp_pat
     with open(tmp_path / "metrics.csv") as f:
         logged = {k for row in csv.DictReader(f) for k, v in row.items() if v}
     assert {"train/gsnn_nll", "val/gsnn_nll", "train/elbo", "train/loss"} <= logged
+
+
+def test_the_reference_drops_the_generative_keys_an_experiment_sets_and_refuses_others():
+    """An experiment's model node (here experiment=zoo's pixel_outlier_weight, colour_shapes' likelihood_kwargs) is
+    for the models it compares; cvaezoo-reference trains under it without them; a misspelt key still fails."""
+    from cvaezoo.reference import generative_keys, without_generative_keys
+    from cvaezoo.runs import build, compose_config
+
+    assert {"pixel_outlier_weight", "likelihood_kwargs", "latent_dim", "beta"} <= generative_keys()
+    cfg = compose_config(["experiment=zoo", "+model.likelihood_kwargs.scale=shared", "run_dir=."], config_name="reference")
+    with pytest.raises(Exception, match="pixel_outlier_weight"):
+        build(cfg.copy())
+    _, model = build(without_generative_keys(cfg))
+    assert type(model).__name__ == "ReferenceClassifier"
+    typo = compose_config(["experiment=zoo", "+model.lrr=0.1", "run_dir=."], config_name="reference")
+    with pytest.raises(Exception, match="lrr"):
+        build(without_generative_keys(typo))

@@ -362,3 +362,51 @@ def test_a_shared_scale_is_one_learned_log_scale_per_channel_for_every_pixel_and
     assert (shared.decoder_net.constants.grad.abs() > 0).all()
     with pytest.raises(UserError, match="scale must be one of"):
         build_likelihood("discretized_logistic", scale="image")
+
+
+@pytest.mark.parametrize("weight", [1e-3, 0.01, 0.1])
+def test_an_outlier_weight_keeps_a_pmf_and_bounds_what_one_pixel_costs(weight):
+    """(1 - w) p + w u is a probability mass function still (the 256 values of an 8-bit pixel, the two of a binary
+    one); a sharp model pays at most -log(w u) for a value it was sure could not occur, where alone it pays
+    28 nats one grey level off and thousands further out, and at most -log(1 - w) more for the value it was sure of."""
+    from cvaezoo.distributions import with_outliers
+
+    values = torch.arange(256, dtype=torch.double)[:, None, None, None] / 255
+    sharp = _one_pixel_params([[0.0, -20.0]] * 256, 2)  # sure of black
+    logistic = with_outliers(DiscretizedLogistic(), weight)
+    mass = logistic.log_prob(sharp, values).exp()
+    assert float(mass.sum()) == pytest.approx(1.0, abs=1e-6)  # the density stands in for masses under 1e-5
+    alone = DiscretizedLogistic().log_prob(sharp, values)
+    assert float(-alone[1]) > 20 and float(-alone[-1]) > 1000  # one grey level off black; white
+    assert float(-logistic.log_prob(sharp, values)[1:].min()) == pytest.approx(-math.log(weight / 256), rel=1e-6)
+    assert float(alone[0] - logistic.log_prob(sharp, values)[0]) <= -math.log(1 - weight) + 1e-9
+    binary = torch.tensor([[0.0], [1.0]], dtype=torch.double)
+    logits = torch.full((2, 1), -40.0, dtype=torch.double)
+    bernoulli = with_outliers(Bernoulli(), weight)
+    assert float(bernoulli.log_prob(logits, binary).exp().sum()) == pytest.approx(1.0, abs=1e-12)
+    assert float(-bernoulli.log_prob(logits, binary)[1]) == pytest.approx(-math.log(weight / 2), rel=1e-6)
+    assert torch.equal(logistic.mean(sharp), DiscretizedLogistic().mean(sharp))  # the clean component's
+
+
+def test_the_outlier_weight_applies_to_pixel_likelihoods_only_and_an_old_checkpoint_loads_without_it():
+    from cvaezoo.checkpoint_files import CHECKPOINT_FORMAT
+    from cvaezoo.distributions import WithOutliers, with_outliers
+    from cvaezoo.errors import UserError
+    from cvaezoo.models import MODELS
+
+    net = {"hidden": [8]}
+    model = MODELS["cvae1"](x_shape=(1, 4, 4), y_dim=3, net=net, latent_dim=2, pixel_levels=256, pixel_outlier_weight=0.05)
+    assert isinstance(model.likelihood, WithOutliers) and model.likelihood.weight == 0.05
+    assert model.likelihood.reports_bits_per_dim and model.likelihood.oldest_checkpoint_format == 2
+    assert not isinstance(MODELS["cvae3"](x_shape=(1, 4, 4), y_dim=3, net=net, latent_dim=2).likelihood, WithOutliers)
+    assert MODELS["cvae1"](x_shape=(1, 4, 4), y_dim=3, net=net, latent_dim=2, pixel_outlier_weight=0.0).likelihood_name \
+        == "bernoulli"
+    with pytest.raises(UserError, match=r"pixel_outlier_weight must be in \[0, 1\), got 1.5"):
+        MODELS["cvae1"](x_shape=(1, 4, 4), y_dim=3, net=net, latent_dim=2, pixel_outlier_weight=1.5)
+    with pytest.raises(UserError, match="Categorical has no uniform distribution to mix in.*pixel_outlier_weight=0"):
+        with_outliers(Categorical(), 0.01)
+    model.on_load_checkpoint({"cvaezoo_model": "cvae1", "cvaezoo_format": 2, "state_dict": model.state_dict()})
+    assert isinstance(model.likelihood, DiscretizedLogistic) and model.hparams.pixel_outlier_weight == 0.0
+    current = MODELS["cvae1"](x_shape=(1, 4, 4), y_dim=3, net=net, latent_dim=2)
+    current.on_load_checkpoint({"cvaezoo_model": "cvae1", "cvaezoo_format": CHECKPOINT_FORMAT, "state_dict": current.state_dict()})
+    assert isinstance(current.likelihood, WithOutliers) and current.likelihood.weight == 0.01  # the default

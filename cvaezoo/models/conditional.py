@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cvaezoo.distributions import Likelihood, build_likelihood, pixel_likelihood
+from cvaezoo.distributions import Likelihood, build_likelihood, pixel_likelihood, with_outliers
 from cvaezoo.errors import UserError
 from cvaezoo.models.guard import NONFINITE_POLICIES
 from cvaezoo.models.training import TrainedModel
@@ -63,6 +63,7 @@ class ConditionalModel(TrainedModel):
         net: dict | None = None,
         likelihood: str | None = None,
         likelihood_kwargs: dict | None = None,
+        pixel_outlier_weight: float | None = None,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
         class_prior: Sequence[float] | None = None,
@@ -90,7 +91,13 @@ class ConditionalModel(TrainedModel):
         self.class_names = list(class_names) if class_names else None  # names of the classes or attributes, if known
         self.likelihood_name = likelihood or self.default_likelihood(y_kind, pixel_levels)
         self._check_likelihood()
-        self.likelihood: Likelihood = build_likelihood(self.likelihood_name, **(likelihood_kwargs or {}))
+        likelihood_of_target = build_likelihood(self.likelihood_name, **(likelihood_kwargs or {}))
+        # a corruption model for pixels: what one pixel can cost is bounded, so that classifier mode's Bayes rule
+        # is not decided by which class was surest of a background pixel that noise moved (experiments/robustness)
+        self.likelihood: Likelihood = with_outliers(likelihood_of_target, pixel_outlier_weight) \
+            if self.target_is_pixels else likelihood_of_target
+        # the number, not null, goes into checkpoints: a later change of a likelihood's default changes no trained model
+        self.hparams.pixel_outlier_weight = getattr(self.likelihood, "weight", 0.0)
 
         prior = torch.full((self.y_dim,), 1.0 / self.y_dim) if class_prior is None else torch.as_tensor(class_prior)
         if y_kind == "class" and prior.shape != (self.y_dim,):

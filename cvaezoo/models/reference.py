@@ -33,7 +33,8 @@ class ReferenceClassifier(L.LightningModule):
                  class_prior: Sequence[float] | None = None, pixel_levels: int | None = None,
                  class_names: Sequence[str] | None = None, likelihood_kwargs: dict | None = None):
         """Built from the data's spec like every model (``class_prior`` and ``pixel_levels`` are not needed here;
-        ``likelihood_kwargs``, which an experiment may set for all its models, is for the generative ones)."""
+        ``likelihood_kwargs`` is unused, accepted for the checkpoints of cvaezoo 52b448a..#28, which recorded it:
+        ``cvaezoo-reference`` now drops the generative models' keys an experiment sets)."""
         super().__init__()
         self.save_hyperparameters()
         self.groups = list(attribute_groups) if y_kind == "multihot" and attribute_groups else None

@@ -25,6 +25,7 @@ from torch.utils._foreach_utils import _get_fused_kernels_supported_devices
 from torchmetrics import Metric
 
 from cvaezoo.checkpoint_files import CHECKPOINT_FORMAT, check_checkpoint_fits, check_checkpoint_format
+from cvaezoo.distributions import WithOutliers
 from cvaezoo.models.guard import NonFiniteGuard
 
 STAGES = ("train", "val", "test")
@@ -224,6 +225,9 @@ class TrainedModel(NonFiniteGuard):
         mean another distribution here."""
         check_checkpoint_fits(checkpoint, self.model_name, self.state_dict())
         check_checkpoint_format(checkpoint, self.likelihood.oldest_checkpoint_format)
+        if int(checkpoint.get("cvaezoo_format", 1)) < 3 and isinstance(self.likelihood, WithOutliers):
+            self.likelihood = self.likelihood.inner  # trained before the outlier weight existed: without one
+            self.hparams.pixel_outlier_weight = 0.0
 
     def configure_model(self) -> None:
         """With ``compile=True`` every network is compiled in place by torch.compile (same state_dict keys)."""

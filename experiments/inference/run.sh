@@ -8,7 +8,7 @@ out=experiments/inference
 sweep=runs/inference
 rm -rf "$sweep" runs/reference/mnist5k
 cvaezoo-reference trainer.enable_progress_bar=false
-cvaezoo-train -m experiment=default_runs model=cvae1,cvae2,cvae3,cvae4 hydra.sweep.dir="$sweep"
+cvaezoo-train -m experiment=default_runs model=cvae1,cvae2,cvae3,cvae4 model.pixel_outlier_weight=0 hydra.sweep.dir="$sweep"  # as recorded, before #28
 for run in "$sweep"/*/; do
   cvaezoo-evaluate "$run" --iwae-samples 100
   cvaezoo-classify "$run"

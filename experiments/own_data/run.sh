@@ -10,6 +10,7 @@ out=experiments/own_data
 rm -rf "$root"
 python experiments/own_data/write_pngs.py "$root/images" 200
 cvaezoo-train model=cvae2 data=folder data.root="$root/images" data.binarize=dynamic trainer.max_epochs=30 \
+  model.pixel_outlier_weight=0 `# as recorded, before #28` \
   trainer.enable_progress_bar=false trainer.enable_model_summary=false hydra.run.dir="$root/cvae2"
 # new images: the 201st and 202nd digit of each class in the embedded set (the training folder has the first 200)
 python experiments/own_data/write_pngs.py "$root/new_all" 202 > /dev/null

@@ -11,9 +11,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 root=runs/robustness
 out=experiments/robustness
-cvaezoo-train -m experiment=robustness model=cvae1,cvae2,cvae3,cvae4,m2,baseline seed=0,1,2 \
+# the recipe before #28: no uniform outlier in the pixel likelihoods (model.pixel_outlier_weight=0)
+cvaezoo-train -m experiment=robustness model=cvae1,cvae2,cvae3,cvae4,m2,baseline seed=0,1,2 model.pixel_outlier_weight=0 \
   hydra.sweep.dir=$root/sweep skip_if_done=true
-cvaezoo-train -m experiment=robustness model=cvae1,cvae2,cvae4,m2 seed=0,1,2 \
+cvaezoo-train -m experiment=robustness model=cvae1,cvae2,cvae4,m2 seed=0,1,2 model.pixel_outlier_weight=0 \
   model.likelihood=bernoulli model.allow_grey_bernoulli=true hydra.sweep.dir=$root/bernoulli skip_if_done=true
 rm -rf "$out/runs"
 for variant in sweep bernoulli; do
