@@ -117,7 +117,10 @@ def small_baseline(**kwargs) -> Baseline:
 
 
 def test_baseline_likelihood_is_the_bernoulli_of_its_prediction():
-    model = small_baseline()
+    """Without the outlier its pixels' likelihood is the Bernoulli of its prediction; by default (its target is
+    pixels) the outlier of weight 0.01 is mixed into each."""
+    assert small_baseline().likelihood.weight == 0.01
+    model = small_baseline(pixel_outlier_weight=0)
     x, y = toy_batch()
     logits = model.predictor_head(model.predictor_trunk(x))
     expected = -torch.nn.functional.binary_cross_entropy_with_logits(logits, y, reduction="none").sum(1)
