@@ -3,7 +3,7 @@
 # trained by the default recipe (binarised MNIST, Bernoulli, 100 epochs: cvaezoo-train model=M) and by the grey-level
 # one (experiment=robustness: grey levels, discretised logistic, 30 epochs), each with no uniform outlier in the pixel
 # likelihood (model.pixel_outlier_weight=0, the recipe before #28) and with the default one (0.01 for the Bernoulli,
-# 0.1 for the discretised logistic), and on grey levels with a heavier one (0.3). noise.py adds uniform +-0.05, Gaussian sigma = 0.05 and uniform +-0.1 noise to
+# 0.3 for the discretised logistic), and on grey levels with a lighter one (0.1). noise.py adds uniform +-0.05, Gaussian sigma = 0.05 and uniform +-0.1 noise to
 # the 500 test digits, classifies them as cvaezoo-classify --images does, and measures the mechanism.
 # About 50 minutes on 2 CPU cores.
 # Usage: bash experiments/noise/run.sh     (reruns only the training jobs that have no results.json)
@@ -20,6 +20,6 @@ wait
 sweep grey_without experiment=robustness model.pixel_outlier_weight=0 &
 sweep grey_default experiment=robustness
 wait
-sweep grey_outlier_0.3 experiment=robustness model.pixel_outlier_weight=0.3  # a heavier outlier, for comparison
-python experiments/noise/noise.py $root/binary_without $root/binary_default $root/grey_without $root/grey_default \
-  $root/grey_outlier_0.3 --out experiments/noise
+sweep grey_outlier_0.1 experiment=robustness model.pixel_outlier_weight=0.1  # a lighter outlier, for comparison
+python experiments/noise/noise.py $root/binary_without $root/binary_default $root/grey_without $root/grey_outlier_0.1 \
+  $root/grey_default --out experiments/noise
