@@ -91,7 +91,7 @@ class Likelihood:
     #: the oldest checkpoint format (cvaezoo.checkpoint_files.CHECKPOINT_FORMAT) whose weights mean this likelihood
     oldest_checkpoint_format: int = 1
     #: the weight of the uniform outlier that ``model.pixel_outlier_weight=null`` mixes into each element of a model
-    #: of pixels (:class:`WithOutliers`); chosen where experiments/robustness measured it, else 0.01
+    #: of pixels (:class:`WithOutliers`); chosen where experiments/noise measured it, else 0.01
     default_outlier_weight: float = 0.01
 
     def param_channels(self, channels: int) -> int:
@@ -394,9 +394,14 @@ class WithOutliers(Likelihood):
         if not 0.0 < weight < 1.0:
             raise UserError(f"model.pixel_outlier_weight must be in [0, 1), got {weight}")
         self.inner, self.weight = inner, weight
-        self.params_per_dim = inner.params_per_dim
-        self.reports_bits_per_dim = inner.reports_bits_per_dim
-        self.oldest_checkpoint_format = inner.oldest_checkpoint_format
+
+    @property
+    def reports_bits_per_dim(self) -> bool:  # a pmf exactly where the inner likelihood is one
+        return self.inner.reports_bits_per_dim
+
+    @property
+    def oldest_checkpoint_format(self) -> int:
+        return self.inner.oldest_checkpoint_format
 
     def param_channels(self, channels: int) -> int:
         return self.inner.param_channels(channels)

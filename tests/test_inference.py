@@ -199,20 +199,17 @@ def test_precision_sees_broken_images_and_recall_sees_missing_classes(reference)
 
 
 def accuracies_under_noise(run_dir, grey_x: torch.Tensor, y: torch.Tensor, binarize: str) -> dict[str, float]:
-    """Classifier-mode accuracy of a run on grey test digits, clean and under three pixel noises (uniform ±0.05 and
-    ±0.1, Gaussian σ = 0.05), each image clipped to [0, 1] and then binarised as the run was trained (``binarize``:
-    a run trained from Python has no Hydra record, from which cvaezoo-classify would read it)."""
+    """Classifier-mode accuracy of a run on grey test digits, clean and under the noise study's three pixel noises
+    (experiments/noise: uniform ±0.05 and ±0.1, Gaussian σ = 0.05, clipped to [0, 1]), then binarised as the run was
+    trained (``binarize``: a run trained from Python has no Hydra record, from which cvaezoo-classify would read it)."""
+    from experiments.noise.noise import NOISES, noisy
+
     model = load_model(run_dir)
-    generator = torch.Generator().manual_seed(1)  # not the binarisation's seed 0: its stream would be the draw's own uniforms
-    noises = {"clean": torch.zeros_like(grey_x),
-              "uniform 0.05": 0.05 * (2 * torch.rand(grey_x.shape, generator=generator) - 1),
-              "gaussian 0.05": 0.05 * torch.randn(grey_x.shape, generator=generator),
-              "uniform 0.1": 0.1 * (2 * torch.rand(grey_x.shape, generator=generator) - 1)}
+    inputs = {"clean": grey_x, **{name: noisy(grey_x, kind, size) for name, (kind, size) in NOISES.items()}}
     result = {}
-    for name, noise in noises.items():
-        x = binarize_fixed((grey_x + noise).clamp(0, 1), binarize, seed=0)
+    for name, images in inputs.items():
         torch.manual_seed(0)
-        result[name] = float((predict_proba(model, x).argmax(1) == y).float().mean())
+        result[name] = float((predict_proba(model, binarize_fixed(images, binarize, seed=0)).argmax(1) == y).float().mean())
     return result
 
 
@@ -234,6 +231,6 @@ def test_the_default_recipe_keeps_bayes_rule_through_pixel_noise_and_the_old_one
         train(cfg)
         accuracy[name] = accuracies_under_noise(tmp_path / name, grey_x, y, cfg.data.binarize)
     default, without = accuracy["default"], accuracy["without"]
-    assert default["uniform 0.05"] >= 0.9 * default["clean"] and default["gaussian 0.05"] >= 0.9 * default["clean"], accuracy
-    assert default["uniform 0.1"] >= 0.75 * default["clean"], accuracy
-    assert without["uniform 0.1"] < 0.75 * without["clean"], accuracy
+    assert default["uniform ±0.05"] >= 0.9 * default["clean"] and default["Gaussian σ 0.05"] >= 0.9 * default["clean"], accuracy
+    assert default["uniform ±0.1"] >= 0.75 * default["clean"], accuracy
+    assert without["uniform ±0.1"] < 0.75 * without["clean"], accuracy

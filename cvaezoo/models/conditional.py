@@ -93,7 +93,7 @@ class ConditionalModel(TrainedModel):
         self._check_likelihood()
         likelihood_of_target = build_likelihood(self.likelihood_name, **(likelihood_kwargs or {}))
         # a corruption model for pixels: what one pixel can cost is bounded, so that classifier mode's Bayes rule
-        # is not decided by which class was surest of a background pixel that noise moved (experiments/robustness)
+        # is not decided by which class was surest of a background pixel that noise moved (experiments/noise)
         self.likelihood: Likelihood = with_outliers(likelihood_of_target, pixel_outlier_weight) \
             if self.target_is_pixels else likelihood_of_target
         # the number, not null, goes into checkpoints: a later change of a likelihood's default changes no trained model
