@@ -145,20 +145,26 @@ class Bernoulli(Likelihood):
 
 
 class Gaussian(Likelihood):
-    """Independent Gaussian per dimension, with a learned (per-dimension output) or fixed variance."""
+    """Independent Gaussian per dimension, with a learned (per-dimension output) or fixed variance; its mean is
+    the network's output, or with ``sigmoid_mean`` that output's sigmoid, in (0, 1) like a pixel (Li et al. 2019's
+    "l2" likelihood is ``learn_variance=False, fixed_std=0.5 ** 0.5, sigmoid_mean=True``: -sum (x - mean)^2 plus a
+    constant)."""
 
-    def __init__(self, learn_variance: bool = True, fixed_std: float = 0.1):
+    def __init__(self, learn_variance: bool = True, fixed_std: float = 0.1, sigmoid_mean: bool = False):
         if fixed_std <= 0:
             raise UserError(f"likelihood fixed_std must be > 0, got {fixed_std}")
         self.learn_variance = learn_variance
         self.params_per_dim = 2 if learn_variance else 1
         self.fixed_logvar = 2.0 * math.log(fixed_std)
+        self.sigmoid_mean = sigmoid_mean
 
     def _split(self, params: Tensor) -> tuple[Tensor, Tensor]:
         if self.learn_variance:
             mean, raw_logvar = params.chunk(2, dim=1)
-            return mean, bounded_logvar(raw_logvar)
-        return params, torch.full_like(params, self.fixed_logvar)
+            logvar = bounded_logvar(raw_logvar)
+        else:
+            mean, logvar = params, torch.full_like(params, self.fixed_logvar)
+        return (torch.sigmoid(mean) if self.sigmoid_mean else mean), logvar
 
     def log_prob_elements(self, params: Tensor, target: Tensor) -> Tensor:
         mean, logvar = self._split(params)

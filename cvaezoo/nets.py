@@ -43,6 +43,9 @@ class NetConfig:
     channels: Sequence[int] = (32, 64)
     activation: str = "relu"
     condition_as_channels: bool = False
+    #: side of every (transposed) convolution's kernel, odd; padded by kernel_size // 2, so that any odd size gives
+    #: the same feature-map sizes (28 -> 14 -> 7 -> 4)
+    kernel_size: int = 3
 
     @property
     def convolutional(self) -> bool:
@@ -70,6 +73,9 @@ class NetConfig:
             raise UserError(f"net.hidden must be a non-empty list of positive sizes, got {list(self.hidden)}")
         if self.convolutional and (len(self.channels) == 0 or any(int(c) <= 0 for c in self.channels)):
             raise UserError(f"net.channels must be a non-empty list of positive sizes, got {list(self.channels)}")
+        if isinstance(self.kernel_size, bool) or not isinstance(self.kernel_size, int) or self.kernel_size < 1 \
+                or self.kernel_size % 2 == 0:
+            raise UserError(f"net.kernel_size must be an odd positive integer, got {self.kernel_size!r}")
 
 
 def mlp(in_dim: int, sizes: Sequence[int], activation: str, final_activation: bool = True) -> nn.Sequential:
@@ -84,7 +90,7 @@ def mlp(in_dim: int, sizes: Sequence[int], activation: str, final_activation: bo
 
 
 def _conv_sizes(size: int, n_layers: int) -> list[int]:
-    """Spatial sizes after each stride-2, kernel-3, padding-1 convolution (ceil halving)."""
+    """Spatial sizes after each stride-2 convolution of an odd kernel k padded by k // 2 (ceil halving)."""
     sizes = [size]
     for _ in range(n_layers):
         sizes.append((sizes[-1] + 1) // 2)
@@ -110,7 +116,7 @@ class Encoder(nn.Module):
             in_ch += self.cond_dim if self.cond_channels else 0
             convs: list[nn.Module] = []
             for ch in net.channels:
-                convs += [nn.Conv2d(in_ch, int(ch), kernel_size=3, stride=2, padding=1), act()]
+                convs += [nn.Conv2d(in_ch, int(ch), net.kernel_size, stride=2, padding=net.kernel_size // 2), act()]
                 in_ch = int(ch)
             self.trunk = nn.Sequential(*convs, nn.Flatten())
             n_layers = len(net.channels)
@@ -155,9 +161,9 @@ class Decoder(nn.Module):
             convs: list[nn.Module] = []
             c_in = in_dim + 2
             for ch in reversed(list(net.channels)):
-                convs += [nn.Conv2d(c_in, int(ch), kernel_size=3, padding=1), act()]
+                convs += [nn.Conv2d(c_in, int(ch), net.kernel_size, padding=net.kernel_size // 2), act()]
                 c_in = int(ch)
-            self.body = nn.Sequential(*convs, nn.Conv2d(c_in, self.params_shape[0], kernel_size=3, padding=1))
+            self.body = nn.Sequential(*convs, nn.Conv2d(c_in, self.params_shape[0], net.kernel_size, padding=net.kernel_size // 2))
         elif self.use_conv:
             channels = [int(c) for c in reversed(list(net.channels))]
             heights = _conv_sizes(self.out_shape[1], len(channels))[::-1]
@@ -167,10 +173,12 @@ class Decoder(nn.Module):
             deconvs: list[nn.Module] = []
             outs = channels[1:] + [self.params_shape[0]]
             for i, (c_in, c_out) in enumerate(zip(channels, outs)):
-                # output size 2*in - 1 + output_padding must equal the encoder's size at this depth
+                # output size 2*in - 1 + output_padding (any odd kernel k padded by k // 2) must equal the encoder's
+                # size at this depth
                 pad_h = heights[i + 1] - 2 * heights[i] + 1
                 pad_w = widths[i + 1] - 2 * widths[i] + 1
-                deconvs.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=(pad_h, pad_w)))
+                deconvs.append(nn.ConvTranspose2d(c_in, c_out, net.kernel_size, stride=2, padding=net.kernel_size // 2,
+                                                  output_padding=(pad_h, pad_w)))
                 if i < len(channels) - 1:
                     deconvs.append(act())
             self.upsample = nn.Sequential(*deconvs)

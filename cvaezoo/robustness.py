@@ -150,8 +150,9 @@ def detection_scores(model: ConditionalModel, x: Tensor, method: str | None = No
 
     ``max_prob``: the top probability of classifier mode with these options (``method`` and ``samples``; every
     classifier; Hendrycks & Gimpel, 2017);
-    ``log_px``: the ELBO-based bound on log p(x) = log sum_y p(x|y) p(y), ``bound_samples`` draws (models of x);
-    ``log_px_given_y``: the bound on log p(x|y_hat) for the predicted class y_hat (models of x).
+    ``log_px``: the ELBO-based bound on log p(x) = log sum_y p(x, y), ``bound_samples`` draws (models of x);
+    ``log_px_given_y``: the bound on log p(x|y_hat) for the predicted class y_hat (models of x; on log p(x, y_hat)
+    for a model of the label too, the "logit" of Li et al. 2019: the same ranking under a uniform class prior).
     The noise is fixed by ``seed`` so that the same x always scores the same.
     """
     model.eval()
@@ -166,7 +167,7 @@ def detection_scores(model: ConditionalModel, x: Tensor, method: str | None = No
             with fixed_noise(seed, batch.device):
                 bounds = model.class_bounds(batch, samples=bound_samples)
             predicted = log_probs.argmax(-1, keepdim=True)
-            parts.setdefault("log_px", []).append(torch.logsumexp(bounds + model.log_class_prior, -1).cpu())
+            parts.setdefault("log_px", []).append(torch.logsumexp(bounds + model.label_log_prior, -1).cpu())
             parts.setdefault("log_px_given_y", []).append(bounds.gather(1, predicted)[:, 0].cpu())
     return {name: torch.cat(values) for name, values in parts.items()}
 

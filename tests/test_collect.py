@@ -35,7 +35,7 @@ def test_every_registered_model_has_the_display_name_the_study_tables_print():
 
     assert {k: cls.display_name for k, cls in MODELS.items()} == {
         "cvae1": "CVAE-1", "cvae2": "CVAE-2", "cvae3": "CVAE-3", "cvae4": "CVAE-4", "m2": "M2", "vae": "VAE",
-        "baseline": "NN (discriminative)"}
+        "baseline": "NN (discriminative)", "gfz": "GFZ", "gbz": "GBZ", "dfz": "DFZ", "dbx": "DBX"}
 
     class MyCVAE(CVAE1):  # a subclass that names itself nothing is named by its registry key, not by its parent
         pass

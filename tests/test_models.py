@@ -346,7 +346,7 @@ def test_iwae_reaches_the_exact_log_likelihood_across_a_one_nat_gap():
     assert torch.allclose(iwae[5_000], exact, atol=0.05), (iwae[5_000], exact)
 
 
-@pytest.mark.parametrize("name", IMAGE_MODELS)
+@pytest.mark.parametrize("name", [name for name in IMAGE_MODELS if MODELS[name].generation_latent == "prior"])
 def test_generation_draws_z_from_the_models_prior_and_decodes_its_mean(name):
     """model.sample(y) = mean of p(x|z, ...) at z = mean + std * eps of the model's own p(z|y), value by value."""
     model = make_model(name)
@@ -436,3 +436,62 @@ def test_condition_network_output_size_is_its_last_hidden_layer():
     model = MODELS["cvae1"](x_shape=(1, 8, 8), y_dim=10, net={"kind": "mlp", "hidden": [32, 24, 16]}, latent_dim=4)
     x, y = batch()
     assert torch.isfinite(model.elbo_terms(x, y).elbo).all()
+
+
+@pytest.mark.parametrize("name", [name for name in IMAGE_MODELS if MODELS[name].generation_latent == "resampled"])
+def test_a_model_of_the_label_generates_from_the_draws_of_z_that_its_label_explains(name):
+    """Label 0 is certain where z_0 > 0 and label 1 where z_0 < 0, and each pixel's mean is sigmoid(z_0): every sample
+    of label 0 is bright and every sample of label 1 dark (draws taken from p(z) alone would be each half the time)."""
+    model = make_model(name)
+    model.label_logits = lambda z, x: torch.stack([50 * z[:, 0], -50 * z[:, 0], *[-100 + 0 * z[:, 0]] * 8], dim=-1)
+    model.likelihood_params = lambda z, x, c: 20 * z[:, :1, None, None].expand(-1, 1, 8, 8)
+    samples = model.sample(torch.tensor([0, 1]), n=50)
+    assert (samples[0] > 0.5).all() and (samples[1] < 0.5).all()
+
+
+@pytest.mark.parametrize("name", [name for name in IMAGE_MODELS if MODELS[name].generation_latent == "resampled"])
+def test_bayes_rule_of_a_model_of_the_label_adds_no_class_prior(name):
+    """Its bound holds log p(y|z, ...): classifier mode is softmax of the bounds themselves, whatever class_prior says."""
+    model = make_model(name, class_prior=[0.91] + [0.01] * 9).eval()
+    x, _ = batch()
+    torch.manual_seed(0)
+    bounds = model.class_bounds(x, samples=4)
+    torch.manual_seed(0)
+    assert torch.allclose(model.log_predictive(x, "elbo", 4), torch.log_softmax(bounds, -1), atol=1e-5)
+
+
+def test_li_et_al_networks_are_5x5_convolutions_that_keep_the_feature_map_sizes():
+    """net=li2019: kernel_size 5 with three stride-2 layers maps 28 -> 14 -> 7 -> 4 and the decoder back to 28."""
+    from cvaezoo.nets import Decoder, Encoder, NetConfig
+
+    net = NetConfig.from_dict({"kind": "conv", "channels": [4, 4, 4], "hidden": [8], "kernel_size": 5})
+    encoder = Encoder((1, 28, 28), 0, net)
+    assert [m.kernel_size for m in encoder.trunk if isinstance(m, nn.Conv2d)] == [(5, 5)] * 3
+    assert encoder.trunk(torch.zeros(2, 1, 28, 28)).shape == (2, 4 * 4 * 4)
+    assert Decoder(3, (1, 28, 28), 1, net)(torch.zeros(2, 3)).shape == (2, 1, 28, 28)
+    with pytest.raises(Exception, match="odd positive integer"):
+        NetConfig.from_dict({"kind": "conv", "kernel_size": 4})
+
+
+def test_cvae3_iwae_classifier_is_the_bound_on_log_p_y_given_x_normalised_over_classes():
+    """method "iwae" (Li et al.'s): log_softmax over classes of iwae_bound(x, y) with the same draws."""
+    model = make_model("dbx").eval()
+    x, _ = batch(3)
+    torch.manual_seed(1)
+    got = model.log_predictive(x, "iwae", 7)
+    torch.manual_seed(1)
+    classes = torch.arange(10).repeat_interleave(3)
+    bounds = model.iwae_bound(x.repeat(10, 1, 1, 1), classes, 7).view(10, 3).T
+    assert torch.allclose(got, torch.log_softmax(bounds, -1), atol=1e-5)
+    assert not torch.allclose(got, model.log_predictive(x, "mean"), atol=1e-3)
+
+
+def test_a_gaussian_with_a_sigmoid_mean_is_li_et_al_s_l2_likelihood():
+    """fixed variance 1/2 around sigmoid(params): log p = -sum (x - sigmoid(params))^2 - const, the mean in (0, 1)."""
+    from cvaezoo.distributions import Gaussian
+
+    likelihood = Gaussian(learn_variance=False, fixed_std=0.5 ** 0.5, sigmoid_mean=True)
+    params, x = torch.randn(4, 1, 3, 3) * 5, torch.rand(4, 1, 3, 3)
+    expected = -((x - torch.sigmoid(params)) ** 2).sum((1, 2, 3)) - 9 * 0.5 * math.log(math.pi)
+    assert torch.allclose(likelihood.log_prob(params, x), expected, atol=1e-5)
+    assert torch.equal(likelihood.mean(params), torch.sigmoid(params))

@@ -34,6 +34,9 @@ class ConditionalVAE(ConditionalModel):
     """Base class: maximises E_q(z|x,y)[log p(target|z,...)] - KL(q(z|x,y) || p(z|...))."""
 
     has_latent = True
+    #: how :meth:`sample` draws z for a label: "prior", from the model's p(z|y) (or p(z)); "resampled", draws of p(z)
+    #: resampled by the label's probability p(y|z, ...) (a model of the label, :class:`~cvaezoo.models.joint.JointVAE`)
+    generation_latent: str = "prior"
     #: Bayes rule over the class bound: "elbo" with 10 posterior draws per class, or the IWAE bound with 100
     classifier_methods: dict[str, int] = {"elbo": 10, "iwae": 100}
 
@@ -112,7 +115,8 @@ class ConditionalVAE(ConditionalModel):
 
     # ----- classifier mode: Bayes rule over the class-conditional bound --------------------
     def class_bounds(self, x: Tensor, samples: int = 1, method: str = "elbo", kl_weight: float = 1.0) -> Tensor:
-        """Bound on log p(x|y) for every class at once, (B, C); the same noise serves every class.
+        """Bound on log p(x|y) for every class at once, (B, C) (on log p(x, y) for a model of the label too,
+        :class:`~cvaezoo.models.joint.JointVAE`); the same noise serves every class.
 
         method "elbo": the ELBO with ``samples`` posterior draws, its KL scaled by ``kl_weight`` (1: the bound;
         M2's training uses its current KL weight); "iwae": the importance-weighted bound.
@@ -137,10 +141,21 @@ class ConditionalVAE(ConditionalModel):
             bound = self.iwae_bound(xs, ys, samples, eps=eps)
         return bound.view(n_classes, batch).T
 
+    @property
+    def label_log_prior(self) -> Tensor:
+        """What :meth:`class_bounds` lacks of log p(x, y), per class, (C,): log p(y), the class prior (zeros for a
+        model whose bound holds the label's probability already, :class:`~cvaezoo.models.joint.JointVAE`)."""
+        return self.log_class_prior
+
+    def class_log_joints(self, x: Tensor, samples: int = 1, method: str = "elbo") -> Tensor:
+        """Bound on log p(x, y) for every class, (B, C): :meth:`class_bounds` plus :attr:`label_log_prior`. Their
+        log-sum-exp over classes bounds log p(x)."""
+        return self.class_bounds(x, samples, method) + self.label_log_prior
+
     def predictive_log_probs(self, x: Tensor, mode: ClassifierMode) -> Tensor:
-        """Bayes rule, log_softmax_y[ log p(x|y) + log p(y) ], with log p(x|y) bounded by ``mode.method``
-        ("elbo" or "iwae") from ``mode.samples`` posterior draws."""
-        return torch.log_softmax(self.class_bounds(x, mode.samples, mode.method) + self.log_class_prior, dim=-1)
+        """Bayes rule, log_softmax_y[ log p(x, y) ] (:meth:`class_log_joints`), with the bound taken by
+        ``mode.method`` ("elbo" or "iwae") from ``mode.samples`` posterior draws."""
+        return torch.log_softmax(self.class_log_joints(x, mode.samples, mode.method), dim=-1)
 
     # ----- generation ----------------------------------------------------------------------
     @torch.no_grad()

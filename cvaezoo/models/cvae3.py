@@ -21,7 +21,7 @@ from cvaezoo.checkpoint_files import resolve_checkpoint
 from cvaezoo.distributions import DiagonalGaussian
 from cvaezoo.errors import UserError
 from cvaezoo.models.baseline import Baseline
-from cvaezoo.models.bound import ConditionalVAE
+from cvaezoo.models.bound import ConditionalVAE, repeat_samples
 from cvaezoo.models.conditional import ClassifierMode
 from cvaezoo.models.training import ElboTerms
 from cvaezoo.nets import GaussianHead
@@ -33,8 +33,9 @@ class CVAE3(ConditionalVAE):
     display_name = "CVAE-3"
 
     target_name = "y"
-    # p(y|x) = E_p(z|x)[p(y|x,z)]: "mc" averages draws of z, "mean" takes the mean of p(z|x)
-    classifier_methods = {"mc": 100, "mean": 0}
+    # p(y|x) = E_p(z|x)[p(y|x,z)]: "mc" averages draws of z, "mean" takes the mean of p(z|x); "iwae": softmax over
+    # classes of the importance-weighted bound on log p(y|x) (Li et al. 2019's classifier, K = 10)
+    classifier_methods = {"mc": 100, "mean": 0, "iwae": 10}
     extra_terms = ("gsnn_nll",)  # -E_p(z|x)[log p(y|x,z)], for the GSNN and the hybrid
 
     def __init__(self, *args, hybrid_alpha: float = 1.0, init_prior_from: str | None = None, **kwargs):  # pragma: no mutate block (as the base class: save_hyperparameters)
@@ -117,8 +118,13 @@ class CVAE3(ConditionalVAE):
 
     def predictive_log_probs(self, x: Tensor, mode: ClassifierMode) -> Tensor:
         """log p(y|x) = log E_p(z|x)[p(y|x,z)]: method "mean" takes z at the prior mean, "mc" the log of the mean
-        probability over ``mode.samples`` draws of z."""
+        probability over ``mode.samples`` draws of z; "iwae" normalises over classes the importance-weighted bound
+        on log p(y|x) from ``mode.samples`` draws of q(z|x,y) per class."""
         self.check_x(x)
+        if mode.method == "iwae":
+            classes = torch.arange(self.y_dim, device=x.device).repeat_interleave(len(x))  # class-major, as xs
+            bounds = self.iwae_bound(repeat_samples(x, self.y_dim), classes, mode.samples)
+            return torch.log_softmax(bounds.view(self.y_dim, len(x)).T, dim=-1)
         prior = self.prior(x, None)
         z = prior.mean[None] if mode.method == "mean" else prior.rsample(mode.samples)
         log_probs = torch.log_softmax(self.sampled_likelihood_params(z, x, None), dim=-1).view(z.shape[0], x.shape[0], -1)
