@@ -65,8 +65,8 @@ def test_every_combination_runs_fast_dev_run(compose_config, idx_dir, tmp_path, 
     overrides += data_overrides(data, tmp_path, idx_dir)
     class_labels = data in ("mnist5k", "digits", "idx", "mnist", "fashion_mnist", "cifar10", "folder")  # elsewhere y is pixels or attributes: the default
     cfg = compose_config(*overrides)                       # likelihood follows from the model and the data
-    if model == "m2" and not class_labels:
-        with pytest.raises(ValueError, match="m2 classifies: it needs class labels"):
+    if getattr(get_class(cfg.model._target_), "condition_kinds", None) == ("class",) and not class_labels:  # m2, gfz, gbz, dfz
+        with pytest.raises(ValueError, match=f"{model} models the label: it needs class labels"):
             train(cfg)
         return
     if model == "reference" and data.startswith("quadrants"):

@@ -49,6 +49,8 @@ class ConditionalModel(TrainedModel):
     zoo: bool = True
     #: whether the model has a latent z with a posterior q(z|x,y) (a :class:`~cvaezoo.models.bound.ConditionalVAE`)
     has_latent: bool = False
+    #: the kinds of condition y the model takes (of CONDITION_KINDS): ("class",) for one that models the label
+    condition_kinds: tuple[str, ...] = CONDITION_KINDS
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -81,6 +83,8 @@ class ConditionalModel(TrainedModel):
             raise UserError(f"model.on_nonfinite must be one of {list(NONFINITE_POLICIES)}, got {on_nonfinite!r}")
         if y_kind not in CONDITION_KINDS:
             raise UserError(f"y_kind must be one of {list(CONDITION_KINDS)}, got {y_kind!r}")
+        if y_kind not in self.condition_kinds:
+            raise UserError(f"{self.model_name} models the label: it needs class labels, but the data's y is a {y_kind}")
         self.x_shape = tuple(int(s) for s in x_shape)
         if len(self.x_shape) == 0 or any(s <= 0 for s in self.x_shape):
             raise UserError(f"x_shape must be a non-empty list of positive sizes, got {list(x_shape)}")

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cvaezoo.distributions import DiagonalGaussian
-from cvaezoo.errors import UserError
 from cvaezoo.models.bound import ConditionalVAE, repeat_samples
 from cvaezoo.models.training import ElboTerms
 
@@ -30,12 +29,7 @@ class JointVAE(ConditionalVAE):
     zoo = False  # Li et al.'s factorisations beside the zoo's conditional VAEs
     extra_terms = ("label_nll",)
     generation_latent = "resampled"
-
-    def __init__(self, *args, **kwargs):  # pragma: no mutate block (save_hyperparameters reads the arguments)
-        super().__init__(*args, **kwargs)
-        if self.y_kind != "class":
-            raise UserError(f"{self.model_name} models a class label p(y|z): it needs class labels, "
-                            f"but the data's y is a {self.y_kind}")
+    condition_kinds = ("class",)  # p(y|z, ...) is a categorical
 
     # ----- what a model file defines -------------------------------------------------------
     def label_logits(self, z: Tensor, x: Tensor) -> Tensor:

@@ -34,13 +34,12 @@ class M2(CVAE2):
     zoo = False  # a variant of CVAE-2, not one of the zoo's conditional VAEs
     extra_terms = ("classifier_nll", "accuracy", "unlabelled_bound")
     classifier_methods = {"classifier": 0}  # q(y|x)
+    condition_kinds = ("class",)  # q(y|x) classifies
 
     def __init__(self, *args, alpha: float = 100.0, use_unlabelled: bool = True, **kwargs):
         super().__init__(*args, **kwargs)
         if alpha < 0:
             raise UserError(f"model.alpha must be >= 0, got {alpha}")
-        if self.y_kind != "class":
-            raise UserError(f"m2 classifies: it needs class labels, but the data's y is a {self.y_kind}")
 
     def build_networks(self) -> None:
         super().build_networks()
