@@ -30,6 +30,12 @@ def repeat_samples(t: Tensor | None, n: int) -> Tensor | None:
     return t.unsqueeze(0).expand(n, *t.shape).reshape(n * t.shape[0], *t.shape[1:])
 
 
+def every_class(x: Tensor, n_classes: int) -> tuple[Tensor, Tensor]:
+    """x (B, ...) paired with every class, class-major: (x repeated, (C*B, ...); labels 0..C-1 each B times, (C*B,)).
+    A bound on these rows viewed as (C, B) and transposed is (B, C), a column per class."""
+    return repeat_samples(x, n_classes), torch.arange(n_classes, device=x.device).repeat_interleave(x.shape[0])
+
+
 class ConditionalVAE(ConditionalModel):
     """Base class: maximises E_q(z|x,y)[log p(target|z,...)] - KL(q(z|x,y) || p(z|...))."""
 
@@ -82,10 +88,17 @@ class ConditionalVAE(ConditionalModel):
         n = z.shape[0]
         return self.likelihood_params(z.flatten(0, 1), repeat_samples(x, n), repeat_samples(c, n))
 
-    def log_likelihood(self, z: Tensor, x: Tensor | None, c: Tensor | None, target: Tensor) -> Tensor:
-        """log p(target | z, ...) for z of shape (S, B, D); returns (S, B)."""
+    def log_likelihood_terms(self, z: Tensor, x: Tensor | None, c: Tensor | None, target: Tensor) -> dict[str, Tensor]:
+        """The bound's log-likelihood for z of shape (S, B, D) as named terms, (S, B) each, that sum to it:
+        {"target": log p(target | z, ...)}; a model whose likelihood has more factors names each (every term but
+        the target's is logged as ``<name>_nll``, e.g. a model of the label's ``label_nll``)."""
         n, batch = z.shape[:2]
-        return self.likelihood.log_prob(self.sampled_likelihood_params(z, x, c), repeat_samples(target, n)).view(n, batch)
+        params = self.sampled_likelihood_params(z, x, c)
+        return {"target": self.likelihood.log_prob(params, repeat_samples(target, n)).view(n, batch)}
+
+    def log_likelihood(self, z: Tensor, x: Tensor | None, c: Tensor | None, target: Tensor) -> Tensor:
+        """The bound's log-likelihood, the sum of :meth:`log_likelihood_terms`, (S, B)."""
+        return sum(self.log_likelihood_terms(z, x, c, target).values())
 
     def posterior_and_prior(self, x: Tensor, y: Tensor) -> tuple[Tensor, DiagonalGaussian, DiagonalGaussian]:
         """(c, q(z|x,y), p(z|...)) after checking the inputs."""
@@ -97,8 +110,9 @@ class ConditionalVAE(ConditionalModel):
         """Monte-Carlo reconstruction term (``samples`` draws from q, default model.n_samples) and closed-form KL."""
         c, q, p = self.posterior_and_prior(x, y)
         z = q.rsample(samples or self.hparams.n_samples, eps=eps)
-        log_lik = self.log_likelihood(z, x, c, self.target(x, y))
-        return ElboTerms(recon=-log_lik.mean(0), kl=q.kl(p))
+        terms = self.log_likelihood_terms(z, x, c, self.target(x, y))
+        extras = {f"{name}_nll": -term.mean(0) for name, term in terms.items() if name != "target"}
+        return ElboTerms(recon=-sum(terms.values()).mean(0), kl=q.kl(p), extras=extras)
 
     def iwae_bound(self, x: Tensor, y: Tensor, samples: int, eps: Tensor | None = None) -> Tensor:
         """Importance-weighted bound log 1/K sum_k p(target, z_k|...)/q(z_k|x,y) with K = ``samples``, per
@@ -130,8 +144,7 @@ class ConditionalVAE(ConditionalModel):
             raise UserError(f"kl_weight={kl_weight} applies to the ELBO's KL term; the IWAE bound has none")
         self.check_x(x)
         batch, n_classes = x.shape[0], self.y_dim
-        xs = repeat_samples(x, n_classes)  # class-major: (C*B, ...)
-        ys = torch.arange(n_classes, device=x.device).repeat_interleave(batch)
+        xs, ys = every_class(x, n_classes)
         eps = torch.randn(samples, 1, batch, self.latent_dim, device=x.device, dtype=x.dtype)
         eps = eps.expand(samples, n_classes, batch, self.latent_dim).reshape(samples, n_classes * batch, self.latent_dim)
         if method == "elbo":

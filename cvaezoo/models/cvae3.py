@@ -21,7 +21,7 @@ from cvaezoo.checkpoint_files import resolve_checkpoint
 from cvaezoo.distributions import DiagonalGaussian
 from cvaezoo.errors import UserError
 from cvaezoo.models.baseline import Baseline
-from cvaezoo.models.bound import ConditionalVAE, repeat_samples
+from cvaezoo.models.bound import ConditionalVAE, every_class
 from cvaezoo.models.conditional import ClassifierMode
 from cvaezoo.models.training import ElboTerms
 from cvaezoo.nets import GaussianHead
@@ -122,8 +122,7 @@ class CVAE3(ConditionalVAE):
         on log p(y|x) from ``mode.samples`` draws of q(z|x,y) per class."""
         self.check_x(x)
         if mode.method == "iwae":
-            classes = torch.arange(self.y_dim, device=x.device).repeat_interleave(len(x))  # class-major, as xs
-            bounds = self.iwae_bound(repeat_samples(x, self.y_dim), classes, mode.samples)
+            bounds = self.iwae_bound(*every_class(x, self.y_dim), mode.samples)
             return torch.log_softmax(bounds.view(self.y_dim, len(x)).T, dim=-1)
         prior = self.prior(x, None)
         z = prior.mean[None] if mode.method == "mean" else prior.rsample(mode.samples)

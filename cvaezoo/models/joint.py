@@ -17,7 +17,6 @@ from torch import Tensor, nn
 
 from cvaezoo.distributions import DiagonalGaussian
 from cvaezoo.models.bound import ConditionalVAE, repeat_samples
-from cvaezoo.models.training import ElboTerms
 
 #: draws of z ~ p(z) per sample of x given y, resampled by p(y|z, ...): :meth:`JointVAE.sample`
 RESAMPLING_DRAWS = 64
@@ -50,23 +49,16 @@ class JointVAE(ConditionalVAE):
         """Nothing: the bound holds log p(y|z, ...) already."""
         return torch.zeros_like(self.log_class_prior)
 
-    def label_log_likelihood(self, z: Tensor, x: Tensor, c: Tensor) -> Tensor:
-        """log p(y | z, ...) for z of shape (S, B, D), the images x (B, ...) and one-hot labels c (B, C); (S, B)."""
+    def label_log_probs(self, z: Tensor, x: Tensor, c: Tensor) -> Tensor:
+        """log p(y | z, ...) per row, (N,), for z (N, D), the images x (N, ...) and one-hot labels c (N, C)."""
+        return (F.log_softmax(self.label_logits(z, x), dim=-1) * c).sum(-1)
+
+    def log_likelihood_terms(self, z: Tensor, x: Tensor | None, c: Tensor | None, target: Tensor) -> dict[str, Tensor]:
+        """log p(x | z, ...) ("target") and log p(y | z, ...) ("label"), (S, B) each: their sum is what the bound,
+        the IWAE bound and classifier mode score."""
         n, batch = z.shape[:2]
-        logits = self.label_logits(z.flatten(0, 1), repeat_samples(x, n))
-        return (F.log_softmax(logits, dim=-1) * repeat_samples(c, n)).sum(-1).view(n, batch)
-
-    def log_likelihood(self, z: Tensor, x: Tensor | None, c: Tensor | None, target: Tensor) -> Tensor:
-        """log p(x | z, ...) + log p(y | z, ...), (S, B): what the bound, the IWAE bound and classifier mode score."""
-        return super().log_likelihood(z, x, c, target) + self.label_log_likelihood(z, target, c)
-
-    def elbo_terms(self, x: Tensor, y: Tensor, samples: int | None = None, eps: Tensor | None = None) -> ElboTerms:
-        """The bound's terms with the label's share of the reconstruction logged as ``label_nll``."""
-        c, q, p = self.posterior_and_prior(x, y)
-        z = q.rsample(samples or self.hparams.n_samples, eps=eps)
-        label = self.label_log_likelihood(z, x, c)
-        image = super().log_likelihood(z, x, c, x)
-        return ElboTerms(recon=-(image + label).mean(0), kl=q.kl(p), extras={"label_nll": -label.mean(0)})
+        label = self.label_log_probs(z.flatten(0, 1), repeat_samples(target, n), repeat_samples(c, n)).view(n, batch)
+        return {**super().log_likelihood_terms(z, x, c, target), "label": label}
 
     # ----- generation ----------------------------------------------------------------------
     @torch.no_grad()
@@ -78,8 +70,8 @@ class JointVAE(ConditionalVAE):
         batch, draws = len(c), n * RESAMPLING_DRAWS
         candidates = self.prior(None, c).rsample(draws, temperature)  # (n*R, B, D)
         params = self.sampled_likelihood_params(candidates, None, c)  # (n*R*B, P, ...)
-        logits = self.label_logits(candidates.flatten(0, 1), self.likelihood.mean(params))
-        log_w = (F.log_softmax(logits, dim=-1) * repeat_samples(c, draws)).sum(-1).view(n, RESAMPLING_DRAWS, batch)
+        log_w = self.label_log_probs(candidates.flatten(0, 1), self.likelihood.mean(params), repeat_samples(c, draws))
+        log_w = log_w.view(n, RESAMPLING_DRAWS, batch)
         pick = torch.distributions.Categorical(logits=log_w.transpose(1, 2)).sample()  # (n, B): a draw per sample
         params = params.view(n, RESAMPLING_DRAWS, batch, *params.shape[1:])
         chosen = params[torch.arange(n)[:, None], pick, torch.arange(batch)[None]].flatten(0, 1)  # (n*B, P, ...)
