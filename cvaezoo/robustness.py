@@ -7,6 +7,8 @@ classifier mode) inside the L-infinity ball of radius eps around x, within the p
 - :func:`fgsm`: one signed-gradient step of size eps (Goodfellow et al., 2015);
 - :func:`pgd`: projected gradient ascent from a random start, keeping each example's highest-loss iterate
   (Madry et al., 2018);
+- :func:`mim`: the momentum iterative method (Dong et al., 2018): signed steps along an accumulated, L1-normalised
+  gradient, from x itself;
 - :func:`spsa`: the same steps with the gradient estimated from loss differences along random +-1 directions
   (Uesato et al., 2018): no backpropagation, so a classifier whose gradient is noisy or uninformative does not
   look robust for that reason alone.
@@ -83,15 +85,19 @@ def fgsm(loss: Loss, x: Tensor, y: Tensor, eps: float) -> Tensor:
 
 
 def _signed_ascent(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float | None,
-                   direction: Callable[[Tensor], Tensor], generator: torch.Generator | None) -> Tensor:
-    """Projected signed-gradient ascent from a uniform random start in the ball; each example's highest-loss
-    iterate (the start and every step's result are scored) is returned."""
+                   direction: Callable[[Tensor], Tensor], generator: torch.Generator | None,
+                   random_start: bool = True) -> Tensor:
+    """Projected signed-gradient ascent from a uniform random start in the ball (or from x); each example's
+    highest-loss iterate (the start and every step's result are scored) is returned."""
     _check_eps(eps)
     if steps < 1:
         raise UserError(f"an attack needs at least one step, got {steps}")
     step_size = 2.5 * eps / steps if step_size is None else step_size
-    noise = torch.rand(x.shape, generator=generator, device="cpu").to(x) * 2 - 1
-    adv = _project(x + eps * noise, x, eps)
+    if random_start:
+        noise = torch.rand(x.shape, generator=generator, device="cpu").to(x) * 2 - 1
+        adv = _project(x + eps * noise, x, eps)
+    else:
+        adv = x.clone()
     best, best_loss = adv.clone(), torch.full((len(x),), -torch.inf, device=x.device)
     for step in range(steps + 1):
         with torch.no_grad():
@@ -108,6 +114,23 @@ def pgd(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 20, step_size
     """Projected gradient ascent: ``steps`` signed steps of ``step_size`` (default 2.5 eps / steps) from a
     uniform random start, kept in the eps-ball and [0, 1]; each example's highest-loss iterate."""
     return _signed_ascent(loss, x, y, eps, steps, step_size, lambda adv: loss_gradient(loss, adv, y), generator)
+
+
+def mim(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 100, step_size: float = 0.01,
+        decay: float = 1.0) -> Tensor:
+    """Momentum iterative method (Dong et al., 2018; Li et al. 2019's MIM: 100 steps of 0.01, decay 1): from x,
+    g <- decay * g + grad / mean|grad| (each example's gradient over its mean absolute value), then a signed step
+    of ``step_size`` along g, kept in the eps-ball and [0, 1]; each example's highest-loss iterate."""
+    momentum = torch.zeros_like(x)
+
+    def direction(adv: Tensor) -> Tensor:
+        nonlocal momentum
+        grad = loss_gradient(loss, adv, y)
+        scale = grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
+        momentum = decay * momentum + grad / scale
+        return momentum
+
+    return _signed_ascent(loss, x, y, eps, steps, step_size, direction, None, random_start=False)
 
 
 def spsa_gradient(loss: Loss, x: Tensor, y: Tensor, directions: int = 32, delta: float = 0.01,
@@ -143,33 +166,68 @@ def score_names(model: ConditionalModel) -> list[str]:
     return ["log_px", "log_px_given_y", "max_prob"] if has_marginal(model) else ["max_prob"]
 
 
-@torch.no_grad()
 def detection_scores(model: ConditionalModel, x: Tensor, method: str | None = None, samples: int | None = None,
-                     bound_samples: int = 10, batch_size: int = 250, seed: int = 0) -> dict[str, Tensor]:
-    """Per-example scores, higher for inputs more like the clean training data, (N,) each:
+                     bound_samples: int = 10, bound_method: str = "elbo", class_softmax: Tensor | None = None,
+                     batch_size: int = 250, seed: int = 0) -> dict[str, Tensor]:
+    """The scores of :func:`scores_and_predictions`, without the predicted classes."""
+    return scores_and_predictions(model, x, method, samples, bound_samples, bound_method, class_softmax, batch_size,
+                                  seed)[0]
+
+
+@torch.no_grad()
+def scores_and_predictions(model: ConditionalModel, x: Tensor, method: str | None = None, samples: int | None = None,
+                           bound_samples: int = 10, bound_method: str = "elbo", class_softmax: Tensor | None = None,
+                           batch_size: int = 250, seed: int = 0) -> tuple[dict[str, Tensor], Tensor]:
+    """Per-example scores, higher for inputs more like the clean training data, (N,) each, and the class that
+    classifier mode predicts, (N,) (which per-class thresholds, :func:`class_thresholds`, are indexed by):
 
     ``max_prob``: the top probability of classifier mode with these options (``method`` and ``samples``; every
     classifier; Hendrycks & Gimpel, 2017);
-    ``log_px``: the ELBO-based bound on log p(x) = log sum_y p(x, y), ``bound_samples`` draws (models of x);
+    ``kl`` (with ``class_softmax``, every classifier): minus KL(m_c || p(y|x)) for the predicted class c, where
+    m_c = ``class_softmax[c]`` is the mean p(y|x) of the training images of class c (:func:`mean_class_softmax`;
+    Li et al. 2019's KL detector);
+    ``log_px``: the bound on log p(x) = log sum_y p(x, y) from ``bound_method``'s bound ("elbo" or "iwae") with
+    ``bound_samples`` draws (models of x; Li et al.'s marginal detector);
     ``log_px_given_y``: the bound on log p(x|y_hat) for the predicted class y_hat (models of x; on log p(x, y_hat)
-    for a model of the label too, the "logit" of Li et al. 2019: the same ranking under a uniform class prior).
+    for a model of the label too, the "logit" of Li et al.: under one threshold per class the two reject alike).
     The noise is fixed by ``seed`` so that the same x always scores the same.
     """
     model.eval()
     model.classifier_mode(method, samples)  # a bad option fails before the first batch
     parts: dict[str, list[Tensor]] = {"max_prob": []}
+    predictions = []
     for batch in batches(x, batch_size):
         batch = batch.to(model.device)
         with fixed_noise(seed, batch.device):
             log_probs = model.log_predictive(batch, method, samples)
+        predicted = log_probs.argmax(-1)
         parts["max_prob"].append(log_probs.exp().max(-1).values.cpu())
+        predictions.append(predicted.cpu())
+        if class_softmax is not None:
+            parts.setdefault("kl", []).append(-kl_from_class_softmax(log_probs, class_softmax.to(batch), predicted).cpu())
         if has_marginal(model):
             with fixed_noise(seed, batch.device):
-                bounds = model.class_bounds(batch, samples=bound_samples)
-            predicted = log_probs.argmax(-1, keepdim=True)
+                bounds = model.class_bounds(batch, samples=bound_samples, method=bound_method)
             parts.setdefault("log_px", []).append(torch.logsumexp(bounds + model.label_log_prior, -1).cpu())
-            parts.setdefault("log_px_given_y", []).append(bounds.gather(1, predicted)[:, 0].cpu())
-    return {name: torch.cat(values) for name, values in parts.items()}
+            parts.setdefault("log_px_given_y", []).append(bounds.gather(1, predicted[:, None])[:, 0].cpu())
+    return {name: torch.cat(values) for name, values in parts.items()}, torch.cat(predictions)
+
+
+def mean_class_softmax(log_probs: Tensor, labels: Tensor) -> Tensor:
+    """(C, C): row c is the mean predictive distribution p(y|x) over the images of label c (Li et al.'s m_c).
+    Every class needs an image."""
+    n_classes = log_probs.shape[1]
+    counts = torch.bincount(labels, minlength=n_classes)
+    if (counts == 0).any():
+        raise UserError(f"no image of class {int((counts == 0).nonzero()[0])} to average p(y|x) over")
+    sums = torch.zeros(n_classes, n_classes, dtype=log_probs.dtype).index_add_(0, labels, log_probs.exp())
+    return sums / counts[:, None]
+
+
+def kl_from_class_softmax(log_probs: Tensor, class_softmax: Tensor, classes: Tensor) -> Tensor:
+    """KL(m_c || p(y|x)) per example, (N,), with m_c = ``class_softmax[c]`` for the example's class c."""
+    reference = class_softmax[classes]
+    return (torch.xlogy(reference, reference) - torch.where(reference > 0, reference * log_probs, 0)).sum(-1)
 
 
 def rejection_threshold(clean_scores: Tensor, false_rejection: float) -> float:
@@ -178,6 +236,22 @@ def rejection_threshold(clean_scores: Tensor, false_rejection: float) -> float:
     if not 0 <= false_rejection < 1:
         raise UserError(f"the false-rejection rate must lie in [0, 1), got {false_rejection}")
     return float(torch.quantile(clean_scores.double(), false_rejection))
+
+
+def class_thresholds(clean_scores: Tensor, classes: Tensor, n_classes: int, false_rejection: float) -> Tensor:
+    """One threshold per class, (C,): :func:`rejection_threshold` of the clean scores of each class (an input of
+    class c is rejected below entry c). Every class needs a clean score."""
+    counts = torch.bincount(classes, minlength=n_classes)
+    if (counts == 0).any():
+        raise UserError(f"no clean score of class {int((counts == 0).nonzero()[0])} to set its threshold on")
+    return torch.tensor([rejection_threshold(clean_scores[classes == c], false_rejection) for c in range(n_classes)])
+
+
+def rejected(scores: Tensor, classes: Tensor, thresholds: Tensor | float) -> Tensor:
+    """Which inputs fall below their threshold, (N,) bool: one threshold for all, or one per class (entry c
+    for an input of class ``classes``)."""
+    thresholds = torch.as_tensor(thresholds, dtype=scores.dtype)
+    return scores < (thresholds[classes] if thresholds.dim() else thresholds)
 
 
 def auroc(clean_scores: Tensor, unusual_scores: Tensor) -> float:

@@ -15,12 +15,18 @@ from cvaezoo.errors import UserError
 from cvaezoo.models import MODELS
 from cvaezoo.robustness import (
     auroc,
+    class_thresholds,
     classifier_loss,
     detection_scores,
     fgsm,
     fixed_noise,
+    kl_from_class_softmax,
+    mean_class_softmax,
+    mim,
     pgd,
+    rejected,
     rejection_threshold,
+    scores_and_predictions,
     spsa,
     spsa_gradient,
 )
@@ -56,7 +62,7 @@ def test_fgsm_moves_each_pixel_by_eps_along_the_sign_of_the_gradient(linear):
     assert (loss(adv, y) > loss(x, y)).all()
 
 
-@pytest.mark.parametrize("attack", [fgsm, pgd, spsa])
+@pytest.mark.parametrize("attack", [fgsm, pgd, mim, spsa])
 def test_attacks_stay_inside_the_eps_ball_and_the_pixel_range(linear, attack):
     loss, _, x, y = linear
     adv = attack(loss, x, y, eps=0.3)
@@ -103,6 +109,49 @@ def test_pgd_keeps_each_examples_highest_loss_iterate():
 
     adv = pgd(bump, x, y, eps=0.3, steps=10, step_size=0.02, generator=torch.Generator().manual_seed(1))
     assert float(adv) == pytest.approx(0.55, abs=0.011)
+
+
+def visited_points(attack, **kwargs) -> list[float]:
+    """The iterates an attack scores on a one-pixel loss that peaks at 0.55, starting from 0.5."""
+    seen = []
+
+    def bump(inputs, _):
+        seen.append(round(float(inputs.detach()), 4))
+        return -((inputs.flatten(1) - 0.55) ** 2).sum(1)
+
+    attack(bump, torch.full((1, 1, 1, 1), 0.5), torch.zeros(1, dtype=torch.long), eps=0.3, **kwargs)
+    return seen[::2]  # each step scores the iterate, then takes its gradient: one point per step
+
+
+def test_mim_accumulates_momentum_from_the_clean_input():
+    """From x itself (no random start), the momentum of three rising steps carries MIM three steps past the
+    peak before it turns; without momentum (decay 0) it turns at once and oscillates around the peak."""
+    with_momentum = visited_points(mim, steps=8, step_size=0.02)
+    assert with_momentum == [0.5, 0.52, 0.54, 0.56, 0.58, 0.6, 0.6, 0.58, 0.56]
+    assert visited_points(mim, steps=6, step_size=0.02, decay=0.0) == [0.5, 0.52, 0.54, 0.56, 0.54, 0.56, 0.54]
+
+
+def test_mim_reaches_the_loss_of_a_maintained_implementation():
+    """The Adversarial Robustness Toolbox's momentum iterative method (same eps, step, steps and decay; its L1
+    normalisation differs from Li et al.'s mean by a constant factor, which no signed step sees)."""
+    import numpy as np
+    from art.attacks.evasion import MomentumIterativeMethod
+    from art.estimators.classification import PyTorchClassifier
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
+    x, y = torch.rand(64, 1, 4, 4), torch.arange(64) % 3
+    classifier = PyTorchClassifier(model=net, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 4, 4), nb_classes=3,
+                                   clip_values=(0.0, 1.0))
+    art = MomentumIterativeMethod(classifier, norm=np.inf, eps=0.1, eps_step=0.01, decay=1.0, max_iter=30,
+                                  verbose=False)
+    theirs = torch.from_numpy(art.generate(x.numpy(), y=np.eye(3)[y.numpy()])).float()
+
+    def loss(inputs, labels):
+        return F.cross_entropy(net(inputs), labels, reduction="none")
+
+    ours = mim(loss, x, y, eps=0.1, steps=30, step_size=0.01)
+    assert loss(ours, y).mean() >= loss(theirs, y).mean() - 1e-4 > loss(x, y).mean() + 0.05
 
 
 def test_spsa_estimates_the_gradient_without_backpropagation(linear):
@@ -220,6 +269,56 @@ def test_the_threshold_rejects_the_asked_fraction_of_clean_scores():
     assert (clean < rejection_threshold(clean, 0.0)).sum() == 0
     with pytest.raises(UserError, match="false-rejection rate"):
         rejection_threshold(clean, 1.0)
+
+
+def test_per_class_thresholds_reject_the_asked_fraction_of_each_class():
+    """Two classes whose clean scores lie far apart: one threshold per class rejects 5 % of each, where one
+    threshold for both would reject 10 % of the low class and none of the high one."""
+    scores = torch.cat([torch.randperm(100).float(), 1000 + torch.randperm(100).float()])
+    classes = torch.cat([torch.zeros(100), torch.ones(100)]).long()
+    thresholds = class_thresholds(scores, classes, 2, 0.05)
+    per_class = rejected(scores, classes, thresholds)
+    assert per_class[:100].float().mean() == pytest.approx(0.05) and per_class[100:].float().mean() == pytest.approx(0.05)
+    pooled = rejected(scores, classes, rejection_threshold(scores, 0.05))
+    assert pooled[:100].float().mean() == pytest.approx(0.10) and not pooled[100:].any()
+    with pytest.raises(UserError, match="no clean score of class 2"):
+        class_thresholds(scores, classes, 3, 0.05)
+
+
+def test_the_kl_detector_compares_p_y_given_x_with_its_classs_mean_training_softmax():
+    probs = torch.tensor([[0.8, 0.2], [0.6, 0.4], [0.1, 0.9], [0.3, 0.7]])
+    labels = torch.tensor([0, 0, 1, 1])
+    means = mean_class_softmax(probs.log(), labels)
+    assert torch.allclose(means, torch.tensor([[0.7, 0.3], [0.2, 0.8]]))
+    test = torch.tensor([[0.7, 0.3], [0.5, 0.5], [0.7, 0.3]]).log()
+    kl = kl_from_class_softmax(test, means, torch.tensor([0, 0, 1]))
+    by_hand = [0.0, 0.7 * math.log(0.7 / 0.5) + 0.3 * math.log(0.3 / 0.5),
+               0.2 * math.log(0.2 / 0.7) + 0.8 * math.log(0.8 / 0.3)]
+    assert kl.tolist() == pytest.approx(by_hand, abs=1e-6)
+    assert kl_from_class_softmax(torch.tensor([[0.0, -torch.inf]]), torch.tensor([[1.0, 0.0]]), torch.tensor([0])) == 0
+    with pytest.raises(UserError, match="no image of class 1"):
+        mean_class_softmax(probs.log(), torch.zeros(4).long())
+
+
+@pytest.mark.parametrize("name", ["cvae1", "cvae3"])
+def test_scores_come_with_the_predicted_class_and_the_kl_detector_for_every_classifier(name):
+    model = small_model(name)
+    x = torch.rand(6, 1, 8, 8)
+    reference = torch.full((10, 10), 0.1)
+    scores, predicted = scores_and_predictions(model, x, samples=2, class_softmax=reference, seed=3)
+    with fixed_noise(3, x.device):
+        log_probs = model.log_predictive(x, samples=2)
+    assert torch.equal(predicted, log_probs.argmax(-1))
+    assert torch.allclose(scores["kl"], -kl_from_class_softmax(log_probs, reference, predicted))
+    assert set(scores) == ({"max_prob", "kl", "log_px", "log_px_given_y"} if name == "cvae1" else {"max_prob", "kl"})
+
+
+def test_the_marginal_detector_takes_the_bound_it_is_asked_for():
+    model = small_model("cvae1", y_dim=3)
+    asked = []
+    model.class_bounds = lambda x, samples=1, method="elbo": asked.append((samples, method)) or torch.zeros(len(x), 3)
+    detection_scores(model, torch.zeros(2, 1, 8, 8), bound_samples=10, bound_method="iwae")
+    assert asked[-1] == (10, "iwae")
 
 
 def test_auroc_of_low_scores_for_unusual_inputs():
