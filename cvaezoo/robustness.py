@@ -70,12 +70,18 @@ def _project(adv: Tensor, x: Tensor, eps: float) -> Tensor:
     return torch.minimum(torch.maximum(adv, x - eps), x + eps).clamp(0, 1)
 
 
-def loss_gradient(loss: Loss, x: Tensor, y: Tensor) -> Tensor:
-    """The gradient in x of the summed per-example loss."""
+def loss_and_gradient(loss: Loss, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    """The per-example loss, (B,), and the gradient in x of its sum, from one forward and one backward pass."""
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        (grad,) = torch.autograd.grad(loss(x, y).sum(), x)
-    return grad
+        values = loss(x, y)
+        (grad,) = torch.autograd.grad(values.sum(), x)
+    return values.detach(), grad
+
+
+def loss_gradient(loss: Loss, x: Tensor, y: Tensor) -> Tensor:
+    """The gradient in x of the summed per-example loss."""
+    return loss_and_gradient(loss, x, y)[1]
 
 
 def fgsm(loss: Loss, x: Tensor, y: Tensor, eps: float) -> Tensor:
@@ -84,9 +90,13 @@ def fgsm(loss: Loss, x: Tensor, y: Tensor, eps: float) -> Tensor:
     return _project(x + eps * loss_gradient(loss, x, y).sign(), x, eps)
 
 
+#: an attack's step rule: the iterate -> (its loss, if the rule computed it on the way, else None; the direction
+#: whose sign the step follows)
+StepRule = Callable[[Tensor], tuple[Tensor | None, Tensor]]
+
+
 def _signed_ascent(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float | None,
-                   direction: Callable[[Tensor], Tensor], generator: torch.Generator | None,
-                   random_start: bool = True) -> Tensor:
+                   rule: StepRule, generator: torch.Generator | None, random_start: bool = True) -> Tensor:
     """Projected signed-gradient ascent from a uniform random start in the ball (or from x); each example's
     highest-loss iterate (the start and every step's result are scored) is returned."""
     _check_eps(eps)
@@ -100,12 +110,14 @@ def _signed_ascent(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int, ste
         adv = x.clone()
     best, best_loss = adv.clone(), torch.full((len(x),), -torch.inf, device=x.device)
     for step in range(steps + 1):
-        with torch.no_grad():
-            current = loss(adv, y)
+        current, direction = rule(adv) if step < steps else (None, None)
+        if current is None:
+            with torch.no_grad():
+                current = loss(adv, y)
         better = current > best_loss
         best[better], best_loss[better] = adv[better], current[better]
-        if step < steps:
-            adv = _project(adv + step_size * direction(adv).sign(), x, eps)
+        if direction is not None:
+            adv = _project(adv + step_size * direction.sign(), x, eps)
     return best
 
 
@@ -113,7 +125,7 @@ def pgd(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 20, step_size
         generator: torch.Generator | None = None) -> Tensor:
     """Projected gradient ascent: ``steps`` signed steps of ``step_size`` (default 2.5 eps / steps) from a
     uniform random start, kept in the eps-ball and [0, 1]; each example's highest-loss iterate."""
-    return _signed_ascent(loss, x, y, eps, steps, step_size, lambda adv: loss_gradient(loss, adv, y), generator)
+    return _signed_ascent(loss, x, y, eps, steps, step_size, lambda adv: loss_and_gradient(loss, adv, y), generator)
 
 
 def mim(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 100, step_size: float = 0.01,
@@ -123,14 +135,14 @@ def mim(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 100, step_siz
     of ``step_size`` along g, kept in the eps-ball and [0, 1]; each example's highest-loss iterate."""
     momentum = torch.zeros_like(x)
 
-    def direction(adv: Tensor) -> Tensor:
+    def rule(adv: Tensor) -> tuple[Tensor, Tensor]:
         nonlocal momentum
-        grad = loss_gradient(loss, adv, y)
+        values, grad = loss_and_gradient(loss, adv, y)
         scale = grad.abs().flatten(1).mean(1).clamp_min(1e-12).view(-1, *[1] * (x.dim() - 1))
         momentum = decay * momentum + grad / scale
-        return momentum
+        return values, momentum
 
-    return _signed_ascent(loss, x, y, eps, steps, step_size, direction, None, random_start=False)
+    return _signed_ascent(loss, x, y, eps, steps, step_size, rule, None, random_start=False)
 
 
 def spsa_gradient(loss: Loss, x: Tensor, y: Tensor, directions: int = 32, delta: float = 0.01,
@@ -152,7 +164,7 @@ def spsa(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 20, step_siz
          directions: int = 32, delta: float = 0.01, generator: torch.Generator | None = None) -> Tensor:
     """:func:`pgd` with :func:`spsa_gradient` in place of the true gradient (a gradient-free check)."""
     return _signed_ascent(loss, x, y, eps, steps, step_size,
-                          lambda adv: spsa_gradient(loss, adv, y, directions, delta, generator), generator)
+                          lambda adv: (None, spsa_gradient(loss, adv, y, directions, delta, generator)), generator)
 
 
 # ----- scores that flag unusual inputs --------------------------------------------------------------------
