@@ -47,17 +47,106 @@ def fixed_noise(seed: int | None, device: torch.device) -> Iterator[None]:
         yield
 
 
+def margin(log_probs: Tensor, y: Tensor) -> Tensor:
+    """Carlini & Wagner's margin, (B,): the best other class's log-probability minus the true class's (positive
+    exactly when the example is misclassified). On log p(y|x) it is the difference of the class scores (logits,
+    or bounds on log p(x, y)), since the normaliser cancels."""
+    true = log_probs.gather(1, y[:, None])[:, 0]
+    others = log_probs.scatter(1, y[:, None], -torch.inf)
+    return others.max(1).values - true
+
+
+#: the per-example losses an attacker can follow on log p(y|x), (log_probs, y) -> (B,)
+LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
+    "cross_entropy": lambda log_probs, y: F.nll_loss(log_probs, y, reduction="none"),
+    "margin": margin,
+}
+
+
 def classifier_loss(model: ConditionalModel, method: str | None = None, samples: int | None = None,
-                    seed: int | None = 0) -> Loss:
-    """-log p(y|x) of the model's classifier mode with these options (``method`` and ``samples``), differentiable
-    in x, with the model's noise fixed by ``seed`` on every call (common random numbers; None: fresh draws)."""
+                    seed: int | None = 0, objective: str = "cross_entropy", eot: int = 1) -> Loss:
+    """The attacker's loss on the model's classifier mode with these options (``method`` and ``samples``),
+    differentiable in x: ``objective`` "cross_entropy" (-log p(y|x)) or "margin" (:func:`margin`).
+
+    The model's noise: with ``seed``, fixed on every call (common random numbers: a deterministic loss); with
+    ``eot`` > 1, the loss is averaged over ``eot`` draws (expectation over transformation, Athalye et al. 2018):
+    seeds seed, seed + 1, ... or, with ``seed=None``, fresh draws on every call."""
     model.classifier_mode(method, samples)  # a bad option fails here, not inside the attack
+    if objective not in LOSSES:
+        raise UserError(f"objective must be one of {sorted(LOSSES)}, got {objective!r}")
+    if eot < 1:
+        raise UserError(f"eot must be at least 1 (draws of the model's noise to average), got {eot}")
+    score = LOSSES[objective]
 
     def loss(x: Tensor, y: Tensor) -> Tensor:
-        with fixed_noise(seed, x.device):
-            return F.nll_loss(model.log_predictive(x, method, samples), y, reduction="none")
+        total = 0
+        for draw in range(eot):
+            with fixed_noise(None if seed is None else seed + draw, x.device):
+                total = total + score(model.log_predictive(x, method, samples), y)
+        return total / eot
 
     return loss
+
+
+def class_scores(model: ConditionalModel, x: Tensor, method: str | None = None, samples: int | None = None) -> Tensor:
+    """The scores classifier mode takes the softmax of, (B, C), differentiable in x: the bound on log p(x, y) per
+    class for a model of x (unnormalised: they carry log p(x)), log p(y|x) for a predictive model."""
+    if has_marginal(model):
+        mode = model.classifier_mode(method, samples)
+        return model.class_log_joints(x, mode.samples, mode.method)
+    return model.log_predictive(x, method, samples)
+
+
+def logit_matching_loss(model: ConditionalModel, method: str | None = None, samples: int | None = None,
+                        seed: int | None = 0) -> Loss:
+    """Logit matching (Tramer et al., 2020): minus the squared distance between the class scores of x
+    (:func:`class_scores`) and target scores, passed in place of the labels, (B, C): e.g. those of a clean
+    image of another class, so that every detector built on the scores sees a clean image of that class."""
+    model.classifier_mode(method, samples)
+
+    def loss(x: Tensor, target_scores: Tensor) -> Tensor:
+        with fixed_noise(seed, x.device):
+            return -((class_scores(model, x, method, samples) - target_scores) ** 2).sum(-1)
+
+    return loss
+
+
+def with_detector_hinge(loss: Loss, detector_margin: Callable[[Tensor], Tensor], weight: float = 1.0) -> Loss:
+    """A detection-aware attacker's loss (Carlini & Wagner, 2017): ``loss`` minus ``weight`` times the hinge
+    max(0, -detector_margin(x)), where detector_margin is the detector's score minus its threshold (negative
+    where the detector flags x). An iterate the detector passes costs nothing; one it flags costs in proportion
+    to how far past the threshold it is, so the ascent fools the classifier while staying unflagged."""
+    def hinged(x: Tensor, y: Tensor) -> Tensor:
+        return loss(x, y) - weight * F.relu(-detector_margin(x))
+
+    return hinged
+
+
+def log_px_margin(model: ConditionalModel, threshold: float, samples: int = 10, method: str = "elbo",
+                  seed: int | None = 0) -> Callable[[Tensor], Tensor]:
+    """The marginal detector's margin, differentiable in x: the bound on log p(x) (log-sum-exp over classes of
+    the bound on log p(x, y), ``method`` with ``samples`` draws, noise fixed by ``seed``) minus ``threshold``."""
+    if not has_marginal(model):
+        raise UserError(f"{model.model_name} does not bound log p(x): it has no marginal detector")
+
+    def detector_margin(x: Tensor) -> Tensor:
+        with fixed_noise(seed, x.device):
+            return torch.logsumexp(model.class_log_joints(x, samples, method), -1) - threshold
+
+    return detector_margin
+
+
+def kl_margin(model: ConditionalModel, class_softmax: Tensor, thresholds: Tensor, method: str | None = None,
+              samples: int | None = None, seed: int | None = 0) -> Callable[[Tensor], Tensor]:
+    """The KL detector's margin, differentiable in x: the threshold of the predicted class minus
+    KL(m_c || p(y|x)) (:func:`kl_from_class_softmax`; ``thresholds`` on the KL itself, one per class)."""
+    def detector_margin(x: Tensor) -> Tensor:
+        with fixed_noise(seed, x.device):
+            log_probs = model.log_predictive(x, method, samples)
+        predicted = log_probs.argmax(-1)
+        return thresholds.to(x)[predicted] - kl_from_class_softmax(log_probs, class_softmax.to(x), predicted)
+
+    return detector_margin
 
 
 def _check_eps(eps: float) -> None:
@@ -96,36 +185,42 @@ StepRule = Callable[[Tensor], tuple[Tensor | None, Tensor]]
 
 
 def _signed_ascent(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int, step_size: float | None,
-                   rule: StepRule, generator: torch.Generator | None, random_start: bool = True) -> Tensor:
-    """Projected signed-gradient ascent from a uniform random start in the ball (or from x); each example's
-    highest-loss iterate (the start and every step's result are scored) is returned."""
+                   rule: StepRule, generator: torch.Generator | None, random_start: bool = True,
+                   restarts: int = 1) -> Tensor:
+    """Projected signed-gradient ascent from a uniform random start in the ball (or from x), ``restarts`` times;
+    each example's highest-loss iterate over every restart (the start and every step's result are scored)."""
     _check_eps(eps)
     if steps < 1:
         raise UserError(f"an attack needs at least one step, got {steps}")
+    if restarts < 1:
+        raise UserError(f"an attack needs at least one start, got restarts={restarts}")
     step_size = 2.5 * eps / steps if step_size is None else step_size
-    if random_start:
-        noise = torch.rand(x.shape, generator=generator, device="cpu").to(x) * 2 - 1
-        adv = _project(x + eps * noise, x, eps)
-    else:
-        adv = x.clone()
-    best, best_loss = adv.clone(), torch.full((len(x),), -torch.inf, device=x.device)
-    for step in range(steps + 1):
-        current, direction = rule(adv) if step < steps else (None, None)
-        if current is None:
-            with torch.no_grad():
-                current = loss(adv, y)
-        better = current > best_loss
-        best[better], best_loss[better] = adv[better], current[better]
-        if direction is not None:
-            adv = _project(adv + step_size * direction.sign(), x, eps)
+    best, best_loss = x.clone(), torch.full((len(x),), -torch.inf, device=x.device)
+    for _ in range(restarts):
+        if random_start:
+            noise = torch.rand(x.shape, generator=generator, device="cpu").to(x) * 2 - 1
+            adv = _project(x + eps * noise, x, eps)
+        else:
+            adv = x.clone()
+        for step in range(steps + 1):
+            current, direction = rule(adv) if step < steps else (None, None)
+            if current is None:
+                with torch.no_grad():
+                    current = loss(adv, y)
+            better = current > best_loss
+            best[better], best_loss[better] = adv[better], current[better]
+            if direction is not None:
+                adv = _project(adv + step_size * direction.sign(), x, eps)
     return best
 
 
 def pgd(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 20, step_size: float | None = None,
-        generator: torch.Generator | None = None) -> Tensor:
+        generator: torch.Generator | None = None, restarts: int = 1) -> Tensor:
     """Projected gradient ascent: ``steps`` signed steps of ``step_size`` (default 2.5 eps / steps) from a
-    uniform random start, kept in the eps-ball and [0, 1]; each example's highest-loss iterate."""
-    return _signed_ascent(loss, x, y, eps, steps, step_size, lambda adv: loss_and_gradient(loss, adv, y), generator)
+    uniform random start, kept in the eps-ball and [0, 1], from each of ``restarts`` random starts; each
+    example's highest-loss iterate over all of them."""
+    return _signed_ascent(loss, x, y, eps, steps, step_size, lambda adv: loss_and_gradient(loss, adv, y), generator,
+                          restarts=restarts)
 
 
 def mim(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 100, step_size: float = 0.01,

@@ -21,6 +21,11 @@ from cvaezoo.robustness import (
     fgsm,
     fixed_noise,
     kl_from_class_softmax,
+    class_scores,
+    kl_margin,
+    log_px_margin,
+    logit_matching_loss,
+    margin,
     mean_class_softmax,
     mim,
     pgd,
@@ -29,6 +34,7 @@ from cvaezoo.robustness import (
     scores_and_predictions,
     spsa,
     spsa_gradient,
+    with_detector_hinge,
 )
 
 SMALL_NET = {"kind": "mlp", "hidden": [32, 16]}
@@ -152,6 +158,98 @@ def test_mim_reaches_the_loss_of_a_maintained_implementation():
 
     ours = mim(loss, x, y, eps=0.1, steps=30, step_size=0.01)
     assert loss(ours, y).mean() >= loss(theirs, y).mean() - 1e-4 > loss(x, y).mean() + 0.05
+
+
+def test_restarts_find_the_higher_of_two_peaks_that_one_start_misses():
+    """A one-pixel loss with a low peak at 0.3 and a high one at 0.7, attacked from 0.5 with eps 0.5: from one
+    random start some examples climb the low peak; with twelve starts every example reaches the high one."""
+    x, y = torch.full((20, 1, 1, 1), 0.5), torch.zeros(20, dtype=torch.long)
+
+    def two_peaks(inputs, _):
+        v = inputs.flatten(1)[:, 0]
+        return torch.maximum(1 - 50 * (v - 0.3) ** 2, 2 - 50 * (v - 0.7) ** 2)
+
+    def found(restarts):
+        return pgd(two_peaks, x, y, eps=0.5, steps=30, step_size=0.01, restarts=restarts,
+                   generator=torch.Generator().manual_seed(0)).flatten()
+
+    assert ((found(1) - 0.3).abs() < 0.02).any()
+    assert ((found(12) - 0.7).abs() < 0.02).all()
+    with pytest.raises(UserError, match="at least one start"):
+        found(0)
+
+
+def test_the_margin_loss_is_positive_exactly_when_the_example_is_misclassified():
+    log_probs = torch.tensor([[0.7, 0.2, 0.1], [0.7, 0.2, 0.1]]).log()
+    assert margin(log_probs, torch.tensor([0, 1])).tolist() == pytest.approx([math.log(0.2 / 0.7), math.log(0.7 / 0.2)])
+    model = small_model("cvae1")
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    with fixed_noise(7, x.device):
+        expected = margin(model.log_predictive(x, samples=1), y)
+    assert torch.allclose(classifier_loss(model, samples=1, seed=7, objective="margin")(x, y), expected)
+    with pytest.raises(UserError, match="objective must be one of"):
+        classifier_loss(model, objective="hinge")
+
+
+def test_eot_averages_the_loss_over_draws_of_the_models_noise():
+    model = small_model("cvae1")
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    singles = torch.stack([classifier_loss(model, samples=1, seed=7 + k)(x, y) for k in range(4)])
+    assert torch.allclose(classifier_loss(model, samples=1, seed=7, eot=4)(x, y), singles.mean(0))
+    fresh = classifier_loss(model, samples=1, seed=None, eot=4)
+    assert not torch.equal(fresh(x, y), fresh(x, y))
+    with pytest.raises(UserError, match="eot must be at least 1"):
+        classifier_loss(model, eot=0)
+
+
+def test_the_detector_hinge_keeps_a_successful_attack_below_the_threshold():
+    """A loss that rises with the image's mean and a detector that flags a mean above 0.6: plain PGD takes the
+    mean to 0.8, the hinged loss stops at the detector's threshold, still raising the loss."""
+    x, y = torch.full((3, 1, 4, 4), 0.5), torch.zeros(3, dtype=torch.long)
+
+    def brightness(inputs, _):
+        return inputs.flatten(1).mean(1)
+
+    def detector_margin(inputs):  # score minus threshold: negative (flagged) above 0.6
+        return 0.6 - inputs.flatten(1).mean(1)
+
+    hinged = with_detector_hinge(brightness, detector_margin, weight=10.0)
+    assert torch.allclose(hinged(torch.full((3, 1, 4, 4), 0.7), y), torch.full((3,), 0.7 - 10 * 0.1))
+    plain = pgd(brightness, x, y, eps=0.3, steps=80, step_size=0.01, generator=torch.Generator().manual_seed(0))
+    aware = pgd(hinged, x, y, eps=0.3, steps=80, step_size=0.01, generator=torch.Generator().manual_seed(0))
+    assert (detector_margin(plain) < -0.19).all()
+    assert (detector_margin(aware) > -0.011).all() and (brightness(aware, y) > 0.58).all()
+
+
+@pytest.mark.parametrize("name", ["cvae1", "cvae3"])
+def test_logit_matching_drives_the_class_scores_towards_another_images(name):
+    """PGD on the logit-matching loss, targets the scores of other images: the distance to them falls, and the
+    scores are the bounds on log p(x, y) (unnormalised) for a model of x, log p(y|x) for a predictive one."""
+    torch.manual_seed(0)
+    model = small_model(name)
+    x, others = torch.rand(4, 1, 8, 8) * 0.5 + 0.5, torch.zeros(4, 1, 8, 8)  # bright images, a black one
+    with torch.no_grad(), fixed_noise(0, x.device):
+        targets = class_scores(model, others, samples=1)
+    if name == "cvae1":
+        assert (targets.logsumexp(-1) < -1).all()  # log p(x), not a normalised distribution
+    loss = logit_matching_loss(model, samples=1, seed=0)
+    matched = pgd(loss, x, targets, eps=0.3, steps=30, step_size=0.02, generator=torch.Generator().manual_seed(0))
+    assert (loss(matched, targets) > 0.5 * loss(x, targets)).all()
+
+
+def test_the_detectors_margins_are_their_scores_minus_their_thresholds():
+    model = small_model("cvae1")
+    x = torch.rand(5, 1, 8, 8)
+    reference = torch.softmax(torch.randn(10, 10), -1)
+    thresholds = torch.linspace(0.5, 1.5, 10)
+    scores, predicted = scores_and_predictions(model, x, samples=2, bound_samples=3, bound_method="iwae",
+                                               class_softmax=reference, seed=4)
+    marginal = log_px_margin(model, threshold=-100.0, samples=3, method="iwae", seed=4)(x)
+    assert torch.allclose(marginal, scores["log_px"] + 100.0, atol=1e-4)
+    kl = kl_margin(model, reference, thresholds, samples=2, seed=4)(x)
+    assert torch.allclose(kl, thresholds[predicted] + scores["kl"], atol=1e-5)
+    with pytest.raises(UserError, match="does not bound log p"):
+        log_px_margin(small_model("cvae3"), threshold=0.0)
 
 
 def test_spsa_estimates_the_gradient_without_backpropagation(linear):
