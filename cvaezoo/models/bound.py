@@ -43,8 +43,13 @@ class ConditionalVAE(ConditionalModel):
     #: how :meth:`sample` draws z for a label: "prior", from the model's p(z|y) (or p(z)); "resampled", draws of p(z)
     #: resampled by the label's probability p(y|z, ...) (a model of the label, :class:`~cvaezoo.models.joint.JointVAE`)
     generation_latent: str = "prior"
-    #: Bayes rule over the class bound: "elbo" with 10 posterior draws per class, or the IWAE bound with 100
-    classifier_methods: dict[str, int] = {"elbo": 10, "iwae": 100}
+    #: Bayes rule over the class bound: "elbo" with 10 posterior draws per class, the IWAE bound with 100, or
+    #: "optimise" (analysis by synthesis, :meth:`optimised_log_joint`) from the best of 100 prior draws
+    classifier_methods: dict[str, int] = {"elbo": 10, "iwae": 100, "optimise": 100}
+    #: analysis by synthesis: Adam steps on z after the best prior draw, their learning rate, draws scored at once
+    optimise_steps: int = 50
+    optimise_lr: float = 0.05
+    optimise_chunk: int = 25
 
     def __init__(self, x_shape: Sequence[int], latent_dim: int = 16, beta: float = 1.0, kl_warmup_steps: int = 0,
                  n_samples: int = 1, **kwargs):  # pragma: no mutate block (save_hyperparameters reads the arguments)
@@ -122,6 +127,43 @@ class ConditionalVAE(ConditionalModel):
         log_w = self.log_likelihood(z, x, c, self.target(x, y)) + p.log_prob(z) - q.log_prob(z)
         return torch.logsumexp(log_w, dim=0) - math.log(samples)
 
+    def optimised_log_joint(self, x: Tensor, y: Tensor, draws: int, eps: Tensor | None = None) -> Tensor:
+        """Analysis by synthesis (Schott et al., 2019), per example (B,): max_z log p(target, z | ...) found without
+        the encoder: the best of ``draws`` prior draws of z (``eps``, (draws, B, D), fixes them), then
+        :attr:`optimise_steps` Adam steps on z. A point estimate of log p(target | ...) up to the posterior's
+        volume, not a bound. Differentiable in x as a maximum is (Danskin): through the objective at the
+        optimum z*, which is held fixed."""
+        self.check_x(x)
+        c = self.encode_condition(y)
+        prior, target = self.prior(x, c), self.target(x, y)
+        if eps is None:
+            eps = torch.randn(draws, *prior.mean.shape, device=x.device, dtype=x.dtype)
+
+        def objective(z: Tensor, inputs: Tensor, condition: Tensor | None, of: Tensor, p: DiagonalGaussian) -> Tensor:
+            return self.log_likelihood(z, inputs, condition, of) + p.log_prob(z)
+
+        with torch.no_grad():
+            fixed = (x.detach(), None if c is None else c.detach(), target.detach(),
+                     DiagonalGaussian(prior.mean.detach(), prior.logvar.detach()))
+            best, best_score = None, None
+            for chunk in eps.split(self.optimise_chunk):
+                z = fixed[3].rsample(len(chunk), eps=chunk)
+                scores = objective(z, *fixed)
+                top, index = scores.max(0)
+                picked = z[index, torch.arange(z.shape[1], device=z.device)]
+                if best is None:
+                    best, best_score = picked, top
+                else:
+                    better = top > best_score
+                    best, best_score = torch.where(better[:, None], picked, best), torch.maximum(top, best_score)
+        z = best.clone().requires_grad_(True)
+        optimiser = torch.optim.Adam([z], lr=self.optimise_lr)
+        with torch.enable_grad():
+            for _ in range(self.optimise_steps):
+                (z.grad,) = torch.autograd.grad(-objective(z[None], *fixed).sum(), z)
+                optimiser.step()
+        return objective(z.detach()[None], x, c, target, prior)[0]
+
     def kl_weight(self) -> float:
         """beta, linearly warmed up from 0 over kl_warmup_steps optimiser steps."""
         beta, warmup = self.hparams.beta, self.hparams.kl_warmup_steps
@@ -133,15 +175,16 @@ class ConditionalVAE(ConditionalModel):
         :class:`~cvaezoo.models.joint.JointVAE`); the same noise serves every class.
 
         method "elbo": the ELBO with ``samples`` posterior draws, its KL scaled by ``kl_weight`` (1: the bound;
-        M2's training uses its current KL weight); "iwae": the importance-weighted bound.
+        M2's training uses its current KL weight); "iwae": the importance-weighted bound; "optimise": not a bound
+        but :meth:`optimised_log_joint` from ``samples`` prior draws (the same draws for every class).
         Differentiable (M2 trains through it, the attacks follow its gradient).
         """
         if self.y_kind != "class" or self.target_name != "x":
             raise UserError(f"{type(self).__name__} has no class-conditional likelihood p(x|y) to invert")
-        if method not in ("elbo", "iwae"):
-            raise UserError(f"method must be 'elbo' or 'iwae', got {method!r}")
-        if method == "iwae" and kl_weight != 1.0:
-            raise UserError(f"kl_weight={kl_weight} applies to the ELBO's KL term; the IWAE bound has none")
+        if method not in ("elbo", "iwae", "optimise"):
+            raise UserError(f"method must be 'elbo', 'iwae' or 'optimise', got {method!r}")
+        if method != "elbo" and kl_weight != 1.0:
+            raise UserError(f"kl_weight={kl_weight} applies to the ELBO's KL term; method {method!r} has none")
         self.check_x(x)
         batch, n_classes = x.shape[0], self.y_dim
         xs, ys = every_class(x, n_classes)
@@ -150,8 +193,10 @@ class ConditionalVAE(ConditionalModel):
         if method == "elbo":
             terms = self.elbo_terms(xs, ys, samples=samples, eps=eps)
             bound = -(terms.recon + kl_weight * terms.kl)
-        else:
+        elif method == "iwae":
             bound = self.iwae_bound(xs, ys, samples, eps=eps)
+        else:
+            bound = self.optimised_log_joint(xs, ys, samples, eps=eps)
         return bound.view(n_classes, batch).T
 
     @property
