@@ -149,10 +149,13 @@ def _run(function, parser: argparse.ArgumentParser, argv: list[str] | None) -> N
 def classify_main(argv: list[str] | None = None) -> None:
     parser = base_parser("cvaezoo-classify", "Predict y for new x: Bayes rule for CVAE-1/2/4, p(y|x,z) for CVAE-3.")
     parser.add_argument("--method", default=None,
-                        help="classifier mode: elbo | iwae (CVAE-1/2/4; default elbo); mc | mean (CVAE-3; default mc)")
+                        help="classifier mode: elbo | iwae | optimise (Bayes rule, CVAE-1/2/4; default elbo; optimise: "
+                             "analysis by synthesis, z optimised per class without the encoder); mc | mean | iwae "
+                             "(CVAE-3; default mc)")
     parser.add_argument("--samples", type=positive_int, default=None,
-                        help="draws the method takes: per class bound (default 10 for elbo, 100 for iwae) or of z "
-                             "(CVAE-3's mc, default 100); an error for a method that draws none")
+                        help="draws the method takes: per class bound (default 10 for elbo, 100 for iwae), prior "
+                             "draws (optimise, default 100) or of z (CVAE-3's mc, default 100); an error for a method "
+                             "that draws none")
     parser.add_argument("--images", nargs="+", default=None, metavar="PATH",
                         help="classify these instead of a split: image files, folders of them, or .npy batches; "
                              "writes predictions.csv (file, predicted class, probability of each class)")

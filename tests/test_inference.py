@@ -256,3 +256,11 @@ def test_analysis_by_synthesis_classifies_without_the_encoder(fitted, test_split
     assert (stepped >= best_draw - 1e-3).all() and (stepped > best_draw + 1e-2).any()
     model.optimise_steps = 0
     assert torch.allclose(model.optimised_log_joint(x[:8], y[:8], 50, eps=eps), best_draw, atol=1e-4)
+
+
+def test_classify_takes_the_analysis_by_synthesis_method_on_a_trained_run(fitted, tmp_path):
+    from cvaezoo.cli import classify_main
+
+    classify_main([str(fitted["cvae1"]), "--method", "optimise", "--samples", "20", "--out", str(tmp_path)])
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert metrics["accuracy"] > 0.4, metrics
