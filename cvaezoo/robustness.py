@@ -136,6 +136,16 @@ def log_px_margin(model: ConditionalModel, threshold: float, samples: int = 10, 
     return detector_margin
 
 
+def max_prob_margin(model: ConditionalModel, threshold: float, method: str | None = None, samples: int | None = None,
+                    seed: int | None = 0) -> Callable[[Tensor], Tensor]:
+    """The top-probability detector's margin, differentiable in x: max_y p(y|x) minus ``threshold``."""
+    def detector_margin(x: Tensor) -> Tensor:
+        with fixed_noise(seed, x.device):
+            return model.log_predictive(x, method, samples).exp().max(-1).values - threshold
+
+    return detector_margin
+
+
 def kl_margin(model: ConditionalModel, class_softmax: Tensor, thresholds: Tensor, method: str | None = None,
               samples: int | None = None, seed: int | None = 0) -> Callable[[Tensor], Tensor]:
     """The KL detector's margin, differentiable in x: the threshold of the predicted class minus

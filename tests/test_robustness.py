@@ -26,6 +26,7 @@ from cvaezoo.robustness import (
     log_px_margin,
     logit_matching_loss,
     margin,
+    max_prob_margin,
     mean_class_softmax,
     mim,
     pgd,
@@ -248,6 +249,8 @@ def test_the_detectors_margins_are_their_scores_minus_their_thresholds():
     assert torch.allclose(marginal, scores["log_px"] + 100.0, atol=1e-4)
     kl = kl_margin(model, reference, thresholds, samples=2, seed=4)(x)
     assert torch.allclose(kl, thresholds[predicted] + scores["kl"], atol=1e-5)
+    top = max_prob_margin(model, threshold=0.3, samples=2, seed=4)(x)
+    assert torch.allclose(top, scores["max_prob"] - 0.3, atol=1e-6)
     with pytest.raises(UserError, match="does not bound log p"):
         log_px_margin(small_model("cvae3"), threshold=0.0)
 
