@@ -148,13 +148,14 @@ def max_prob_margin(model: ConditionalModel, threshold: float, method: str | Non
 
 def kl_margin(model: ConditionalModel, class_softmax: Tensor, thresholds: Tensor, method: str | None = None,
               samples: int | None = None, seed: int | None = 0) -> Callable[[Tensor], Tensor]:
-    """The KL detector's margin, differentiable in x: the threshold of the predicted class minus
-    KL(m_c || p(y|x)) (:func:`kl_from_class_softmax`; ``thresholds`` on the KL itself, one per class)."""
+    """The KL detector's margin, differentiable in x: its score -KL(m_c || p(y|x)) (:func:`kl_from_class_softmax`)
+    minus the threshold of the predicted class c (``thresholds`` on that score, one per class, as
+    :func:`class_thresholds` sets them on ``detection_scores``' "kl")."""
     def detector_margin(x: Tensor) -> Tensor:
         with fixed_noise(seed, x.device):
             log_probs = model.log_predictive(x, method, samples)
         predicted = log_probs.argmax(-1)
-        return thresholds.to(x)[predicted] - kl_from_class_softmax(log_probs, class_softmax.to(x), predicted)
+        return -kl_from_class_softmax(log_probs, class_softmax.to(x), predicted) - thresholds.to(x)[predicted]
 
     return detector_margin
 

@@ -254,6 +254,10 @@ def test_analysis_by_synthesis_classifies_without_the_encoder(fitted, test_split
         best_draw = (model.log_likelihood(z, x[:8], c, x[:8]) + prior.log_prob(z)).max(0).values
     stepped = model.optimised_log_joint(x[:8], y[:8], 50, eps=eps)
     assert (stepped >= best_draw - 1e-3).all() and (stepped > best_draw + 1e-2).any()
+    x_grad = x[:4].clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(model.log_predictive(x_grad, method="optimise", samples=10).sum(), x_grad)
+    assert torch.isfinite(grad).all() and grad.abs().sum() > 0  # attackable through the optimum
+    assert all(p.grad is None for p in model.parameters())  # the steps on z leave the weights alone
     model.optimise_steps = 0
     assert torch.allclose(model.optimised_log_joint(x[:8], y[:8], 50, eps=eps), best_draw, atol=1e-4)
 

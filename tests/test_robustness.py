@@ -248,7 +248,7 @@ def test_the_detectors_margins_are_their_scores_minus_their_thresholds():
     marginal = log_px_margin(model, threshold=-100.0, samples=3, method="iwae", seed=4)(x)
     assert torch.allclose(marginal, scores["log_px"] + 100.0, atol=1e-4)
     kl = kl_margin(model, reference, thresholds, samples=2, seed=4)(x)
-    assert torch.allclose(kl, thresholds[predicted] + scores["kl"], atol=1e-5)
+    assert torch.allclose(kl, scores["kl"] - thresholds[predicted], atol=1e-5)  # thresholds on the score, as set
     top = max_prob_margin(model, threshold=0.3, samples=2, seed=4)(x)
     assert torch.allclose(top, scores["max_prob"] - 0.3, atol=1e-6)
     with pytest.raises(UserError, match="does not bound log p"):

@@ -130,7 +130,7 @@ class ConditionalVAE(ConditionalModel):
     def optimised_log_joint(self, x: Tensor, y: Tensor, draws: int, eps: Tensor | None = None) -> Tensor:
         """Analysis by synthesis (Schott et al., 2019), per example (B,): max_z log p(target, z | ...) found without
         the encoder: the best of ``draws`` prior draws of z (``eps``, (draws, B, D), fixes them), then
-        :attr:`optimise_steps` Adam steps on z. A point estimate of log p(target | ...) up to the posterior's
+        :attr:`optimise_steps` Adam steps on z, each example's best iterate kept. A point estimate of log p(target | ...) up to the posterior's
         volume, not a bound. Differentiable in x as a maximum is (Danskin): through the objective at the
         optimum z*, which is held fixed."""
         self.check_x(x)
@@ -156,13 +156,22 @@ class ConditionalVAE(ConditionalModel):
                 else:
                     better = top > best_score
                     best, best_score = torch.where(better[:, None], picked, best), torch.maximum(top, best_score)
+        if torch.is_inference_mode_enabled() and self.optimise_steps:
+            raise UserError("method 'optimise' takes gradient steps on z: call it outside torch.inference_mode()")
         z = best.clone().requires_grad_(True)
         optimiser = torch.optim.Adam([z], lr=self.optimise_lr)
         with torch.enable_grad():
             for _ in range(self.optimise_steps):
-                (z.grad,) = torch.autograd.grad(-objective(z[None], *fixed).sum(), z)
+                value = objective(z[None], *fixed)[0]
+                better = value.detach() > best_score  # each example keeps its best iterate: Adam may overshoot
+                best = torch.where(better[:, None], z.detach(), best)
+                best_score = torch.where(better, value.detach(), best_score)
+                (z.grad,) = torch.autograd.grad(-value.sum(), z)
                 optimiser.step()
-        return objective(z.detach()[None], x, c, target, prior)[0]
+            with torch.no_grad():
+                value = objective(z[None], *fixed)[0]
+                best = torch.where((value > best_score)[:, None], z.detach(), best)
+        return objective(best[None], x, c, target, prior)[0]
 
     def kl_weight(self) -> float:
         """beta, linearly warmed up from 0 over kl_warmup_steps optimiser steps."""

@@ -8,7 +8,7 @@ Usage: python experiments/robustness/adaptive.py RUN_DIR --out-dir DIR [--transf
 Attack families (cvaezoo/robustness.py), all L-infinity in [0, 1]:
   fgsm; pgd (cross-entropy, --steps of 2.5 eps / steps, --restarts random starts, each example's worst);
   pgd_margin (the same on Carlini & Wagner's margin); pgd_eot (stochastic classifiers: the gradient averaged over
-  4 fresh draws of the model's noise per step); aware (the margin minus a hinge on the default detector's margin,
+  4 draws of the model's noise per step, fixed so the best iterate is not chosen by a lucky draw); aware (the margin minus a hinge on the default detector's margin,
   Carlini & Wagner 2017: it fools the classifier while keeping the score above the threshold); logit matching
   (Tramer et al. 2020: drive the class scores to those of a clean test image of another class); transfer (PGD
   crafted on --transfer-from, the discriminative network, then classified here).
@@ -76,7 +76,7 @@ def study(run_dir: Path, transfer_from: Path | None, n_attack: int, steps: int, 
     threshold = rejection_threshold(scores_and_predictions(model, val_x, **predict, seed=seed)[0][detector],
                                     FALSE_REJECTION)
     margin_of = (log_px_margin(model, threshold, samples=10, seed=seed) if detector == "log_px"
-                 else max_prob_margin(model, threshold, seed=seed, **attacker))
+                 else max_prob_margin(model, threshold, seed=seed, **predict))  # the detector as evaluated
     x, y = data.split_tensors("test")
     pick = spread(n_attack, len(x))
     x, y = x[pick], y[pick]
@@ -112,7 +112,8 @@ def study(run_dir: Path, transfer_from: Path | None, n_attack: int, steps: int, 
         "logit_matching": lambda eps: in_batches(pgd, matching, x, targets, eps, steps=steps, generator=generator),
     }
     if stochastic:
-        eot = classifier_loss(model, seed=None, eot=4, **attacker)
+        # four fixed draws (seeds seed+100...): averaged, and deterministic so the best iterate is not a lucky draw
+        eot = classifier_loss(model, seed=seed + 100, eot=4, **attacker)
         families["pgd_eot"] = lambda eps: in_batches(pgd, eot, x, y, eps, steps=steps, generator=generator)
     if transfer_from is not None:
         source = load_model(transfer_from).eval()
