@@ -398,7 +398,7 @@ def test_classifier_mode_over_the_iwae_bound_and_unknown_methods():
         assert torch.allclose(bounds[:, c], own)
     torch.manual_seed(3)
     assert torch.allclose(model.predict_proba(x, samples=5, method="iwae"), torch.softmax(bounds + model.log_class_prior, -1))
-    with pytest.raises(ValueError, match="method must be 'elbo' or 'iwae', got 'mc'"):
+    with pytest.raises(ValueError, match="method must be 'elbo', 'iwae' or 'optimise', got 'mc'"):
         model.class_bounds(x, method="mc")
     with pytest.raises(ValueError, match="CVAE3 has no class-conditional likelihood p\\(x\\|y\\) to invert"):
         make_model("cvae3").class_bounds(x.float())
