@@ -15,13 +15,13 @@ from cvaezoo.errors import UserError
 from cvaezoo.models import MODELS
 from cvaezoo.robustness import (
     auroc,
+    class_scores,
     class_thresholds,
     classifier_loss,
     detection_scores,
     fgsm,
     fixed_noise,
     kl_from_class_softmax,
-    class_scores,
     kl_margin,
     log_px_margin,
     logit_matching_loss,
@@ -84,11 +84,10 @@ def test_pgd_finds_a_higher_loss_than_one_step_and_the_clean_input(linear):
     assert (projected >= clean).all() and projected.mean() > one_step.mean() > clean.mean()
 
 
-def test_pgd_reaches_the_loss_of_a_maintained_implementation():
-    """The Adversarial Robustness Toolbox's PGD (same eps, step and steps, one random start) on a small network:
-    ours finds at least its loss (they agree to about 1e-6 here)."""
+def against_art(make_attack):
+    """A small network, 64 inputs, and the inputs attacked by the Adversarial Robustness Toolbox's attack that
+    ``make_attack(classifier)`` builds: (our loss on the network, x, y, their adversarial x)."""
     import numpy as np
-    from art.attacks.evasion import ProjectedGradientDescent
     from art.estimators.classification import PyTorchClassifier
 
     torch.manual_seed(0)
@@ -96,13 +95,22 @@ def test_pgd_reaches_the_loss_of_a_maintained_implementation():
     x, y = torch.rand(64, 1, 4, 4), torch.arange(64) % 3
     classifier = PyTorchClassifier(model=net, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 4, 4), nb_classes=3,
                                    clip_values=(0.0, 1.0))
-    art = ProjectedGradientDescent(classifier, norm=np.inf, eps=0.1, eps_step=0.0125, max_iter=20, num_random_init=1,
-                                   verbose=False)
-    theirs = torch.from_numpy(art.generate(x.numpy(), y=np.eye(3)[y.numpy()])).float()
+    theirs = torch.from_numpy(make_attack(classifier).generate(x.numpy(), y=np.eye(3)[y.numpy()])).float()
 
     def loss(inputs, labels):
         return F.cross_entropy(net(inputs), labels, reduction="none")
 
+    return loss, x, y, theirs
+
+
+def test_pgd_reaches_the_loss_of_a_maintained_implementation():
+    """The Adversarial Robustness Toolbox's PGD (same eps, step and steps, one random start) on a small network:
+    ours finds at least its loss (they agree to about 1e-6 here)."""
+    import numpy as np
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    loss, x, y, theirs = against_art(lambda classifier: ProjectedGradientDescent(
+        classifier, norm=np.inf, eps=0.1, eps_step=0.0125, max_iter=20, num_random_init=1, verbose=False))
     ours = pgd(loss, x, y, eps=0.1, steps=20, step_size=0.0125)
     assert loss(ours, y).mean() >= loss(theirs, y).mean() - 1e-4 > loss(x, y).mean() + 0.05
 
@@ -143,20 +151,9 @@ def test_mim_reaches_the_loss_of_a_maintained_implementation():
     normalisation differs from Li et al.'s mean by a constant factor, which no signed step sees)."""
     import numpy as np
     from art.attacks.evasion import MomentumIterativeMethod
-    from art.estimators.classification import PyTorchClassifier
 
-    torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 32), torch.nn.Tanh(), torch.nn.Linear(32, 3))
-    x, y = torch.rand(64, 1, 4, 4), torch.arange(64) % 3
-    classifier = PyTorchClassifier(model=net, loss=torch.nn.CrossEntropyLoss(), input_shape=(1, 4, 4), nb_classes=3,
-                                   clip_values=(0.0, 1.0))
-    art = MomentumIterativeMethod(classifier, norm=np.inf, eps=0.1, eps_step=0.01, decay=1.0, max_iter=30,
-                                  verbose=False)
-    theirs = torch.from_numpy(art.generate(x.numpy(), y=np.eye(3)[y.numpy()])).float()
-
-    def loss(inputs, labels):
-        return F.cross_entropy(net(inputs), labels, reduction="none")
-
+    loss, x, y, theirs = against_art(lambda classifier: MomentumIterativeMethod(
+        classifier, norm=np.inf, eps=0.1, eps_step=0.01, decay=1.0, max_iter=30, verbose=False))
     ours = mim(loss, x, y, eps=0.1, steps=30, step_size=0.01)
     assert loss(ours, y).mean() >= loss(theirs, y).mean() - 1e-4 > loss(x, y).mean() + 0.05
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import torch
 import yaml
+from li2019 import spread  # this folder's scripts
+from study import attacked
 
 from cvaezoo.checkpoints import load_model
 from cvaezoo.inference import batches, predict_proba
@@ -49,14 +51,6 @@ from cvaezoo.runs import load_run_data
 EPSILONS = (0.05, 0.1, 0.2, 0.3, 0.5)  # 0.5: the sanity row, where every classifier should be near 0
 FALSE_REJECTION = 0.05
 HINGE_WEIGHT = 10.0
-
-
-def spread(n: int, total: int) -> torch.Tensor:
-    return torch.linspace(0, total - 1, min(n, total)).long()
-
-
-def in_batches(attack, loss, x, y, eps, batch=100, **kwargs) -> torch.Tensor:
-    return torch.cat([attack(loss, xb, yb, eps, **kwargs) for xb, yb in zip(batches(x, batch), batches(y, batch))])
 
 
 def study(run_dir: Path, transfer_from: Path | None, n_attack: int, steps: int, restarts: int, method: str | None,
@@ -104,21 +98,21 @@ def study(run_dir: Path, transfer_from: Path | None, n_attack: int, steps: int, 
     matching = logit_matching_loss(model, seed=seed, **attacker)
     generator = torch.Generator().manual_seed(seed)
     families = {
-        "fgsm": lambda eps: in_batches(fgsm, ce, x, y, eps),
-        "pgd": lambda eps: in_batches(pgd, ce, x, y, eps, steps=steps, restarts=restarts, generator=generator),
-        "pgd_margin": lambda eps: in_batches(pgd, margin, x, y, eps, steps=steps, restarts=restarts,
+        "fgsm": lambda eps: attacked(fgsm, ce, x, y, eps),
+        "pgd": lambda eps: attacked(pgd, ce, x, y, eps, steps=steps, restarts=restarts, generator=generator),
+        "pgd_margin": lambda eps: attacked(pgd, margin, x, y, eps, steps=steps, restarts=restarts,
                                              generator=generator),
-        "aware": lambda eps: in_batches(pgd, aware, x, y, eps, steps=steps, restarts=restarts, generator=generator),
-        "logit_matching": lambda eps: in_batches(pgd, matching, x, targets, eps, steps=steps, generator=generator),
+        "aware": lambda eps: attacked(pgd, aware, x, y, eps, steps=steps, restarts=restarts, generator=generator),
+        "logit_matching": lambda eps: attacked(pgd, matching, x, targets, eps, steps=steps, generator=generator),
     }
     if stochastic:
         # four fixed draws (seeds seed+100...): averaged, and deterministic so the best iterate is not a lucky draw
         eot = classifier_loss(model, seed=seed + 100, eot=4, **attacker)
-        families["pgd_eot"] = lambda eps: in_batches(pgd, eot, x, y, eps, steps=steps, generator=generator)
+        families["pgd_eot"] = lambda eps: attacked(pgd, eot, x, y, eps, steps=steps, generator=generator)
     if transfer_from is not None:
         source = load_model(transfer_from).eval()
         source_loss = classifier_loss(source, seed=seed)
-        families["transfer"] = lambda eps: in_batches(pgd, source_loss, x, y, eps, steps=steps, restarts=restarts,
+        families["transfer"] = lambda eps: attacked(pgd, source_loss, x, y, eps, steps=steps, restarts=restarts,
                                                       generator=generator)
 
     clean_right, clean_flagged = right(x), flagged(x)

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import torch
 import yaml
+from study import attacked  # this folder's zoo study
 
 from cvaezoo.checkpoints import load_model
-from cvaezoo.inference import batches, predict_proba
+from cvaezoo.inference import predict_proba
 from cvaezoo.robustness import (
     class_thresholds,
     classifier_loss,
@@ -107,7 +108,7 @@ def study(run_dir: Path, n_attack: int, n_train: int, attack_samples: int, only:
         if only and name not in only:
             continue
         for eps in epsilons:
-            adv = torch.cat([attack(loss, xb, yb, eps, **kwargs) for xb, yb in zip(batches(x, batch), batches(y, batch))])
+            adv = attacked(attack, loss, x, y, eps, batch=batch, **kwargs)
             predicted, flags = flagged(adv)
             fooled = clean_right & (predicted != y)
             result["rows"].append({
