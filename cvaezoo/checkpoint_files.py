@@ -62,12 +62,20 @@ def run_dir_of(checkpoint: Path) -> Path | None:
 
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
-    """The checkpoint dict saved at ``path``, on the CPU; a damaged file, or one that holds no checkpoint, is a
-    CheckpointError naming it."""
+    """The checkpoint dict saved at ``path``, on the CPU, read without unpickling anything but tensors and plain
+    values (``weights_only=True``: a pickle can run code); a damaged file, one that holds other objects, or one
+    that holds no checkpoint, is a CheckpointError naming it."""
+    import pickle
+
     import torch
 
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            f"{path} holds Python objects besides tensors and plain values, which cvaezoo does not unpickle (loading "
+            "them can run code): export it where it was trained (cvaezoo-export) and load the export"
+        ) from exc
     except Exception as exc:  # torch raises many types for a damaged file
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}") from exc

@@ -1,4 +1,7 @@
-"""Loading trained models: a run directory or a .ckpt file -> a model of the right class."""
+"""Loading trained models by one name: a run directory, a .ckpt file, an exported folder, a pretrained model of
+the package (``cvaezoo-models`` lists them) or ``hf://org/name[@revision]`` on the Hugging Face Hub -> a model of
+the right class. Nothing is unpickled: an export's weights are safetensors, and a checkpoint is read with
+``torch.load(weights_only=True)``, which refuses anything but tensors and plain values."""
 
 from __future__ import annotations
 
@@ -7,17 +10,53 @@ from pathlib import Path
 import torch
 
 from cvaezoo.checkpoint_files import CheckpointError, read_checkpoint, resolve_checkpoint
+from cvaezoo.exported import is_export, load_export
+from cvaezoo.hub import HUB_PREFIX, download_export
 from cvaezoo.models import MODELS, ConditionalModel
+
+#: the pretrained models that ship with the package, one exported folder each: <data>/<model> under this folder
+PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
+
+
+def pretrained_models() -> dict[str, Path]:
+    """The name of every pretrained model of the package (e.g. "mnist5k/cvae1") -> its exported folder."""
+    if not PRETRAINED_DIR.is_dir():
+        return {}
+    return {folder.parent.relative_to(PRETRAINED_DIR).as_posix(): folder.parent
+            for folder in sorted(PRETRAINED_DIR.glob("*/*/config.json"))}
+
+
+def resolve_source(name: str | Path) -> Path:
+    """What a tool was given -> the checkpoint file or exported folder on disk it names: an existing path (a run
+    directory's best checkpoint, else its last; a .ckpt; an exported folder), else a pretrained model's name, else
+    ``hf://org/name[@revision]`` (downloaded into the Hub's cache, or found there offline)."""
+    text = str(name)
+    if text.startswith(HUB_PREFIX):
+        return download_export(text)
+    path = Path(text)
+    if is_export(path):
+        return path
+    if path.exists():
+        return resolve_checkpoint(path)
+    pretrained = pretrained_models()
+    if text in pretrained:
+        return pretrained[text]
+    known = ", ".join(pretrained) or "none installed"
+    raise CheckpointError(f"{text} is not a run directory, a checkpoint, an exported folder, a pretrained model "
+                          f"(pretrained: {known}) or {HUB_PREFIX}org/name[@revision]")
 
 
 def load_model(path: str | Path, expected: str | None = None, map_location: str | torch.device = "cpu") -> ConditionalModel:
-    """Load any cvaezoo model; ``expected`` (e.g. "cvae1") makes a different model type an error."""
-    checkpoint_path = resolve_checkpoint(path)
-    name = read_checkpoint(checkpoint_path).get("cvaezoo_model")
-    if name not in MODELS:
-        raise CheckpointError(f"{checkpoint_path} is not a cvaezoo model checkpoint (model entry: {name!r})")
-    if expected is not None and expected != name:
-        raise CheckpointError(f"{checkpoint_path} holds a {name} model, but {expected} was requested")
-    model = MODELS[name].load_from_checkpoint(checkpoint_path, map_location=map_location)
-    model.eval()
-    return model
+    """Load any cvaezoo model by any of the names :func:`resolve_source` takes, in eval mode; ``expected`` (e.g.
+    "cvae1") makes a different model type an error."""
+    source = resolve_source(path)
+    if is_export(source):
+        model = load_export(source, map_location)
+    else:
+        name = read_checkpoint(source).get("cvaezoo_model")
+        if name not in MODELS:
+            raise CheckpointError(f"{source} is not a cvaezoo model checkpoint (model entry: {name!r})")
+        model = MODELS[name].load_from_checkpoint(source, map_location=map_location, weights_only=True)
+    if expected is not None and expected != model.model_name:
+        raise CheckpointError(f"{source} holds a {model.model_name} model, but {expected} was requested")
+    return model.eval()

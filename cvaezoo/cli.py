@@ -1,7 +1,9 @@
-"""Command-line tools that use a trained model: ``cvaezoo-classify``, ``-generate``, ``-evaluate``.
+"""Command-line tools that use a trained model: ``cvaezoo-classify``, ``-generate``, ``-evaluate``, ``-export``,
+``-push`` and ``-models``.
 
-Each takes a training run directory (or a .ckpt file) and, optionally, Hydra overrides for the
-data, composed on top of the overrides the run was trained with, e.g.
+Each takes a model by any name :func:`~cvaezoo.checkpoints.load_model` takes (a training run directory, a .ckpt
+file, an exported folder, a pretrained model's name such as ``mnist5k/cvae1``, ``hf://org/name[@revision]``)
+and, optionally, Hydra overrides for the data, composed on top of the overrides the run was trained with, e.g.
 ``cvaezoo-classify runs/cvae1/<date> data=idx data.root=/data/mnist``. They parse the arguments,
 call one function of :mod:`cvaezoo.tools` on the :class:`~cvaezoo.trained_run.TrainedRun` and save what it returns.
 """
@@ -10,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -26,17 +29,24 @@ from cvaezoo.arguments import (
     rate,
     seed,
 )
+from cvaezoo.checkpoints import pretrained_models
 from cvaezoo.errors import one_line_errors
+from cvaezoo.export import export_run, headline_metrics
+from cvaezoo.exported import METRICS_FILE, WEIGHT_DTYPES, read_export_config
+from cvaezoo.hub import push_export
 from cvaezoo.runs import write_json_atomic
 from cvaezoo.tools import check_rejection, class_columns, classification, evaluation, generation
 from cvaezoo.trained_run import TrainedRun
 from cvaezoo.viz import save_image_grid, save_images
 
+MODEL_HELP = ("the model: a training run directory, a .ckpt file, an exported folder, a pretrained model's name "
+              "(cvaezoo-models lists them) or hf://org/name[@revision]")
+
 
 def base_parser(prog: str, description: str) -> argparse.ArgumentParser:
     """The arguments every tool takes; every option's value is checked by its ``type`` (cvaezoo.arguments)."""
     parser = ArgumentParser(prog=prog, description=description)
-    parser.add_argument("run", type=Path, help="a training run directory or a .ckpt file")
+    parser.add_argument("run", help=MODEL_HELP)
     parser.add_argument("overrides", nargs="*", help="Hydra overrides for the data, e.g. data=idx data.root=DIR")
     parser.add_argument("--out", type=output_directory, default=None,
                         help="output directory (default: <run>/<command>)")
@@ -199,3 +209,50 @@ def evaluate_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n-completions", type=count(2), default=16,
                         help="structured outputs (quadrants): draws per input for best-of-S error and diversity")
     _run(evaluate, parser, argv)
+
+
+def export(args: argparse.Namespace) -> dict:
+    run = open_run(args)
+    metrics = export_run(run, args.out_dir, args.dtype, args.seed, args.iwae_samples, args.reference, args.n_per_class)
+    _print_table(f"exported {metrics['model']} to {args.out_dir} (metrics of the exported weights):",
+                 headline_metrics(metrics))
+    return metrics
+
+
+def export_main(argv: list[str] | None = None) -> None:
+    parser = ArgumentParser(prog="cvaezoo-export", description="Export a trained model as a folder the Hugging Face "
+                            "ecosystem reads: model.safetensors, config.json, a model card (README.md), "
+                            "metrics.json and samples.png.")
+    parser.add_argument("run", help=MODEL_HELP)
+    parser.add_argument("out_dir", type=Path, metavar="OUT", help="the folder to write (new, or empty)")
+    parser.add_argument("overrides", nargs="*", help="Hydra overrides for the data the metrics are measured on")
+    parser.add_argument("--dtype", default="float32", choices=list(WEIGHT_DTYPES),
+                        help="what the weights are stored as (float16 halves the file; the card's metrics are "
+                             "those of the stored weights)")
+    parser.add_argument("--seed", type=seed, default=0, help="seed for the card's Monte-Carlo estimates")
+    parser.add_argument("--iwae-samples", type=positive_int, default=100, help="importance samples of the IWAE bound")
+    parser.add_argument("--reference", type=Path, default=None,
+                        help="reference classifier for the generation scores (default: the run's, if it has one)")
+    parser.add_argument("--n-per-class", type=positive_int, default=100, help="generated samples per class to score")
+    _run(export, parser, argv)
+
+
+def push_main(argv: list[str] | None = None) -> None:
+    parser = ArgumentParser(prog="cvaezoo-push", description="Upload an exported folder to a Hugging Face Hub model "
+                            "repository (made if needed; needs the hub extra and a token: huggingface-cli login).")
+    parser.add_argument("export", type=Path, help="a folder cvaezoo-export wrote")
+    parser.add_argument("repo_id", metavar="ORG/NAME", help="the model repository")
+    parser.add_argument("--private", action="store_true", help="make a new repository private")
+    parser.add_argument("--revision", default=None, help="the branch to commit to (default: main)")
+    _run(lambda args: print(push_export(args.export, args.repo_id, args.private, args.revision)), parser, argv)
+
+
+def models_main(argv: list[str] | None = None) -> None:
+    parser = ArgumentParser(prog="cvaezoo-models", description="The pretrained models that ship with cvaezoo: name, "
+                            "what it is, and its card's headline metrics. Use a name wherever a tool takes a model.")
+    parser.parse_args(argv)
+    for name, folder in pretrained_models().items():
+        config = read_export_config(folder)
+        metrics = json.loads((folder / METRICS_FILE).read_text())
+        shown = ", ".join(f"{key.removeprefix('test/')} {value:.4g}" for key, value in headline_metrics(metrics).items())
+        print(f"{name:<18} {config['display_name']:<10} {shown}")

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import signal
+import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -175,11 +176,12 @@ def saved_overrides(run_dir: Path | None) -> list[str]:
     return yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
 
 
-def run_data_config(run_dir: Path | None, overrides: Sequence[str] = ()) -> DictConfig:
-    """The data config a run was trained with (plus ``overrides``), composed but not instantiated; an override
-    that does not parse or names no config is a UserError (Hydra's message, on one line)."""
+def run_data_config(saved: Sequence[str], overrides: Sequence[str] = ()) -> DictConfig:
+    """The data config of a run trained with the overrides ``saved`` (its Hydra record's, or its export's), plus
+    ``overrides``, composed but not instantiated; an override that does not parse or names no config is a
+    UserError (Hydra's message, on one line)."""
     try:
-        return compose_config([*merge_overrides(saved_overrides(run_dir), list(overrides)), "run_dir=."]).data
+        return compose_config([*merge_overrides(list(saved), list(overrides)), "run_dir=."]).data
     except HydraException as exc:
         given = " ".join(overrides) if overrides else "(none: the run's own)"
         raise UserError(f"override {given}: {hydra_message(exc)}") from None
@@ -197,8 +199,14 @@ def hydra_message(exc: Exception) -> str:
 
 
 def load_run_data(run_dir: Path | None, overrides: list[str], x_shape: Sequence[int], y_dim: int):
-    """The data a run was trained with (plus ``overrides``), checked against the model's sizes."""
-    datamodule = instantiate_checked(run_data_config(run_dir, overrides))
+    """The data the run in ``run_dir`` was trained with (plus ``overrides``), checked against the model's sizes."""
+    return load_data(saved_overrides(run_dir), overrides, x_shape, y_dim)
+
+
+def load_data(saved: Sequence[str], overrides: Sequence[str], x_shape: Sequence[int], y_dim: int):
+    """The data of a run trained with the overrides ``saved`` (plus ``overrides``), checked against the model's
+    sizes."""
+    datamodule = instantiate_checked(run_data_config(saved, overrides))
     spec = datamodule.spec
     if tuple(spec.x_shape) != tuple(x_shape) or spec.y_dim != y_dim:
         raise UserError(
@@ -235,6 +243,22 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     if "global_step" not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"ckpt_path={ckpt_path}: {path} is not a training checkpoint (no global_step or weights)")
     return checkpoint
+
+
+def source_commit() -> str | None:
+    """The git commit of the cvaezoo source that runs (suffixed "-dirty" with uncommitted changes), or None for an
+    installed copy outside a checkout; a run's results.json records it, and its exports' model cards."""
+    source = Path(__file__).resolve().parent.parent
+    if not (source / ".git").exists():
+        return None
+    try:
+        head = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("-dirty" if dirty else "")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:
@@ -275,7 +299,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
         metrics["objective"] = -best if checkpointing.mode == "max" else best
     if trainer.is_global_zero:
         results = {"model": model.model_name, "seed": cfg.seed, **metrics,
-                   "fit_seconds": round(fit_seconds, 1)}
+                   "fit_seconds": round(fit_seconds, 1), "commit": source_commit()}
         write_json_atomic(run_dir / "results.json", results)
         grid = summary_grid(model, datamodule, cfg.n_samples_per_class) if isinstance(model, ConditionalModel) else None
         if grid is not None:

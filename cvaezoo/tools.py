@@ -180,7 +180,7 @@ def evaluation(run: TrainedRun, split: str = "test", iwae_samples: int = 100, re
     given: ReferenceClassifier | None = None if reference is None else load_reference(reference)  # fails early
     datamodule = run.data()
     x, y = datamodule.split_tensors(split)
-    result: dict[str, object] = {"model": model.model_name, "split": split, "checkpoint": str(run.checkpoint)}
+    result: dict[str, object] = {"model": model.model_name, "split": split, "checkpoint": str(run.source)}
     control_split = "train" if split != "train" else "val"  # other real data for the sample scores' floors
     result.update({f"{split}/{k}": v for k, v in evaluate_bound(model, x, y, iwae_samples).items()})
     if model.y_kind == "class" and model.classifies:

@@ -10,7 +10,6 @@ import torch
 
 from cvaezoo.errors import UserError
 from cvaezoo.inference import (
-    samples_for,
     attribute_generation_accuracy,
     classification_metrics,
     conditional_generation_accuracy,
@@ -18,6 +17,7 @@ from cvaezoo.inference import (
     evaluate_bound,
     predict_proba,
     prior_calibration,
+    samples_for,
 )
 from cvaezoo.models import ClassifierMode
 from cvaezoo.sample_quality import (

@@ -9,6 +9,7 @@ import torch
 from conftest import MODEL_NAMES, SMALL_MNIST
 
 from cvaezoo.cli import classify_main, evaluate_main, generate_main
+from cvaezoo.runs import saved_overrides
 from cvaezoo.tools import classification, evaluation
 from cvaezoo.trained_run import TrainedRun
 
@@ -24,7 +25,7 @@ def assert_same(returned: dict, written: dict) -> None:
 def test_every_tool_runs_on_the_model_and_the_command_line_writes_what_the_library_returns(fitted, tmp_path, name):
     run_dir = fitted[name]
     run = TrainedRun.open(run_dir, SMALL_MNIST)
-    assert run.checkpoint == run_dir / "checkpoints" / "best.ckpt" and run.model.model_name == name
+    assert run.source == run_dir / "checkpoints" / "best.ckpt" and run.model.model_name == name
 
     classify_main([str(run_dir), *SMALL_MNIST, "--out", str(tmp_path / "classify")])
     written = json.loads((tmp_path / "classify" / "metrics.json").read_text())
@@ -60,9 +61,10 @@ def test_the_reference_is_found_for_the_runs_data_in_the_folder_it_was_trained_f
     (run_dir / ".hydra" / "hydra.yaml").write_text(f"hydra:\n  runtime:\n    cwd: {project}\n")
     (run_dir / ".hydra" / "overrides.yaml").write_text("- model=cvae1\n- data=digits\n")
     monkeypatch.chdir(elsewhere)
-    run = TrainedRun(run_dir / "checkpoints" / "best.ckpt", run_dir, model=None)
+    run = TrainedRun(run_dir / "checkpoints" / "best.ckpt", run_dir, model=None,
+                     training_overrides=saved_overrides(run_dir))
     assert run.reference_dir() == project / "runs" / "reference" / "digits"
-    assert TrainedRun(run.checkpoint, run_dir, None, ["data=mnist5k"]).reference_dir() is None  # the user's data
+    assert TrainedRun(run.source, run_dir, None, ["data=mnist5k"], run.training_overrides).reference_dir() is None  # the user's data
     # a checkpoint without a record: the default data (mnist5k), in the current folder
     assert TrainedRun(tmp_path / "bare.ckpt", None, None, ["data=digits"]).reference_dir() == \
         elsewhere / "runs" / "reference" / "digits"

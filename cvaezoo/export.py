@@ -1,0 +1,185 @@
+"""``cvaezoo-export``'s work: a trained run -> an exported folder (:mod:`cvaezoo.exported`) with its model card.
+
+The metrics and the sample grid are computed on the *exported* weights, reloaded from the folder (so a card
+states what its weights do, in the dtype they are stored in), with the seed recorded in metrics.json; the folder
+is written under a temporary name and renamed into place at the end, so that a failure leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import shutil
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from cvaezoo.errors import UserError
+from cvaezoo.exported import CARD_FILE, METRICS_FILE, SAMPLES_FILE, WEIGHTS_FILE, write_export
+from cvaezoo.figures import summary_grid
+from cvaezoo.tools import evaluation
+from cvaezoo.trained_run import TrainedRun
+from cvaezoo.viz import save_image_grid
+
+#: the metrics a card's table shows, where the model has them (every other number is in metrics.json): the
+#: bounds (test/iwae_k<K>, test/bpd_<bound> are matched by their prefix), classifier and generation accuracy,
+#: and the Fréchet distance beside its real-vs-real floor
+HEADLINE_METRICS = ("test/elbo", "test/iwae_k", "test/bpd_", "test/accuracy", "generation_accuracy",
+                    "frechet_distance", "frechet_distance_floor")
+
+
+def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numbers of ``metrics`` a card's table and ``cvaezoo-models`` show, in HEADLINE_METRICS' order."""
+    return {key: value for prefix in HEADLINE_METRICS for key, value in metrics.items()
+            if isinstance(value, float) and (key == prefix or (prefix.endswith(("_k", "_")) and key.startswith(prefix)))}
+#: Hugging Face dataset ids of the data configs whose data is a public dataset
+DATASET_IDS = {"mnist5k": "mnist", "mnist": "mnist", "idx": "mnist", "fashion_mnist": "fashion_mnist",
+               "cifar10": "cifar10", "celeba": "celeba"}
+
+
+def training_record(run: TrainedRun) -> dict[str, Any]:
+    """What a card says about how the run was trained: the Hydra overrides and the command they make, the group
+    choices (model, net, data), seed, epochs and the commit of cvaezoo it was trained with (from the run's
+    results.json), and the run's final test metrics."""
+    overrides = list(run.training_overrides or [])
+    record: dict[str, Any] = {"overrides": overrides, "command": " ".join(["cvaezoo-train", *overrides])}
+    if run.run_dir is None:
+        return record
+    hydra_file, config_file = run.run_dir / ".hydra" / "hydra.yaml", run.run_dir / ".hydra" / "config.yaml"
+    if hydra_file.is_file():
+        choices = yaml.safe_load(hydra_file.read_text())["hydra"]["runtime"]["choices"]
+        record["choices"] = {group: choices.get(group) for group in ("model", "net", "data", "experiment")}
+    if config_file.is_file():
+        config = yaml.safe_load(config_file.read_text())
+        record["seed"] = config.get("seed")
+        record["max_epochs"] = config.get("trainer", {}).get("max_epochs")
+    results_file = run.run_dir / "results.json"
+    if results_file.is_file():
+        results = json.loads(results_file.read_text())
+        record["commit"] = results.get("commit")
+        record["results"] = {key: value for key, value in results.items() if key.startswith("test/")}
+    return record
+
+
+def export_run(run: TrainedRun, out: Path, dtype: str = "float32", seed: int = 0, iwae_samples: int = 100,
+               reference: str | Path | None = None, n_per_class: int = 100, log=print) -> dict[str, Any]:
+    """Write the export of ``run`` into ``out`` (which must not exist, or be empty) and return its metrics."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} exists and is not an empty folder: export into a new one")
+    reference = reference or run.reference_dir()
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        write_export(run.model, staging, run.binarize(), training_record(run), dtype)
+        torch.manual_seed(seed)  # then open, as cvaezoo-evaluate EXPORT --seed SEED does: it reproduces the card
+        exported = TrainedRun.open(staging, run.overrides)
+        metrics = evaluation(exported, "test", iwae_samples, reference, n_per_class, log=log)
+        metrics = {key: value for key, value in metrics.items() if key != "checkpoint"}
+        metrics["evaluation"] = {"seed": seed, "iwae_samples": iwae_samples, "n_per_class": n_per_class,
+                                 "split": "test", "weights_dtype": dtype}
+        (staging / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        torch.manual_seed(seed)
+        grid = summary_grid(exported.model, exported.data())
+        if grid is not None:
+            save_image_grid(grid, staging / SAMPLES_FILE)
+        (staging / CARD_FILE).write_text(model_card(exported, metrics, samples=grid is not None))
+        os.chmod(staging / WEIGHTS_FILE, 0o644)  # safetensors writes it private; an export is for sharing
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return metrics
+
+
+def _front_matter(run: TrainedRun, data: str | None) -> str:
+    model = run.model
+    tags = ["cvaezoo", "conditional-vae" if model.has_latent else "classifier", model.model_name, "pytorch-lightning"]
+    if model.target_name == "x":
+        tags.append("image-generation")
+    if model.y_kind == "class" and model.classifies:
+        tags.append("image-classification")
+    metrics = ["elbo", "accuracy"] if model.y_kind == "class" and model.classifies else ["elbo"]
+    header = {"library_name": "cvaezoo", "tags": tags, "metrics": metrics}
+    if data in DATASET_IDS:
+        header["datasets"] = [DATASET_IDS[data]]
+    return "---\n" + yaml.safe_dump(header, sort_keys=False) + "---\n"
+
+
+def _limitations(run: TrainedRun) -> str:
+    """What the project's studies found about a model of this kind, by what the model declares."""
+    model = run.model
+    lines = ["- Trained and evaluated on the data named above only; its bound and its classifier are not "
+             "calibrated for other data (a bound on log p(x) is not an out-of-distribution detector you can "
+             "trust without a check on your data)."]
+    if model.y_kind == "class" and model.classifies and model.target_name == "x":
+        outlier = run.model.hparams.get("pixel_outlier_weight", 0.0)
+        lines.append(
+            "- Classifier mode is Bayes rule over the class-conditional bound. "
+            + (f"Its pixel likelihood mixes in a uniform outlier (weight {outlier:g}), which keeps it usable on "
+               "noisy, scanned or drawn digits (experiments/noise in the cvaezoo repository); "
+               if outlier else
+               "Its pixel likelihood has no outlier weight: invisible noise on the background can change its "
+               "answer (experiments/noise); ")
+            + "it is not robust to adversarial perturbations: an attacker with the gradient drives its accuracy "
+              "far down at L-inf 0.1-0.2 (experiments/robustness).")
+    elif model.y_kind == "class" and model.classifies:
+        lines.append("- Its classifier predicts y from x directly; like any network trained on clean digits it "
+                     "is not robust to adversarial perturbations (experiments/robustness).")
+    if model.target_name == "x":
+        lines.append("- Samples are of the training data's kind (here small grey or binary images); the bits per "
+                     "dimension of a model with an outlier weight are not comparable with papers' numbers.")
+    return "\n".join(lines)
+
+
+def model_card(run: TrainedRun, metrics: dict[str, Any], samples: bool) -> str:
+    """The README.md of an export: YAML front matter the Hub reads, then what the model is (its graph and bound),
+    how to use it, its data and training, its metrics, and its limitations."""
+    model = run.model
+    config = json.loads((run.source / "config.json").read_text())
+    training = config["training"]
+    data = (training.get("choices") or {}).get("data") or run.data_config().get("_target_", "?").rsplit(".", 1)[-1].lower()
+    data_config = run.data_config()
+    about = inspect.cleandoc(sys.modules[type(model).__module__].__doc__ or model.display_name)
+    table = "\n".join(["| metric | value |", "|---|---|",
+                       *[f"| {key} | {value:.4g} |" for key, value in headline_metrics(metrics).items()]])
+    settings = metrics.get("evaluation", {})
+    split = list(data_config.get("split") or [])
+    parts = [
+        _front_matter(run, data),
+        f"# {model.display_name} on {data}\n",
+        "A cvaezoo model, exported with `cvaezoo-export`.\n",
+        "```text\n" + about + "\n```\n",
+        "## Use\n",
+        "```bash\npip install cvaezoo\n"
+        + ("cvaezoo-generate MODEL --labels 3 7\n" if model.target_name == "x" and model.y_kind == "class" else "")
+        + ("cvaezoo-classify MODEL --images my_digit.png\n" if model.classifies and model.y_kind == "class" else "")
+        + "cvaezoo-evaluate MODEL\n```\n",
+        "where MODEL is this folder, or `hf://org/name` once it is on the Hugging Face Hub. In Python: "
+        "`cvaezoo.checkpoints.load_model(MODEL)`. The weights are `model.safetensors` "
+        f"({config['weights_dtype']}); `config.json` rebuilds the model.\n",
+        "## Data\n",
+        f"- data config `{data}`" + (f", split (train, val, test) = {tuple(split)}" if split else "")
+        + f", inputs preprocessed with `binarize: {config['input']['binarize']}`",
+        f"- x of shape {list(model.x_shape)}; condition: {model.y_kind} of size {model.y_dim}"
+        + (f" ({', '.join(model.class_names)})" if model.class_names else "") + "\n",
+        "## Training\n",
+        f"```bash\n{training['command']}\n```\n",
+        f"seed {training.get('seed', 'unknown')}, {training.get('max_epochs', '?')} epochs, cvaezoo commit "
+        f"{training.get('commit') or 'unknown'}; cvaezoo {config['versions']['cvaezoo']}, torch "
+        f"{config['versions']['torch']}.\n",
+        "## Metrics\n",
+        f"`cvaezoo-evaluate` on the {settings.get('split', 'test')} split, on the exported weights, seed "
+        f"{settings.get('seed')}, {settings.get('iwae_samples')} importance samples (every number is in "
+        "`metrics.json`; the Monte-Carlo estimates move with the seed):\n",
+        table + "\n",
+        "## Intended use and limitations\n",
+        _limitations(run) + "\n",
+    ]
+    if samples:
+        parts += ["## Samples\n", f"![samples]({SAMPLES_FILE})\n"]
+    return "\n".join(parts)

@@ -1,0 +1,120 @@
+"""An exported model: a folder in the layout the Hugging Face ecosystem reads, loaded without unpickling.
+
+    model.safetensors   the weights and buffers, nothing else (safetensors holds tensors only)
+    config.json         what rebuilds the model without its run directory (:data:`EXPORT_FORMAT`)
+    README.md           the model card (written by :mod:`cvaezoo.export`)
+    metrics.json        what ``cvaezoo-evaluate`` measured on the exported weights; samples.png, a sample grid
+
+config.json holds ``format``; ``model`` (the registry name) and ``model_class``; ``hyper_parameters``, the
+model's constructor arguments as its checkpoints record them (input shape ``x_shape``, condition kind ``y_kind``
+and size ``y_dim``, ``class_names`` or ``attribute_groups``, ``net``, ``likelihood`` ...); ``checkpoint_format``,
+what the weights mean (:data:`~cvaezoo.checkpoint_files.CHECKPOINT_FORMAT`); ``input``, how the tools preprocess
+a new image (``binarize``); ``training``, the run's Hydra overrides (the data is composed from them), seed,
+commit and command; and the cvaezoo and torch versions that wrote it. Below the tools in the import layers:
+:func:`cvaezoo.checkpoints.load_model` reads an export through :func:`load_export`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+import cvaezoo
+from cvaezoo.checkpoint_files import CHECKPOINT_FORMAT, CheckpointError, check_checkpoint_fits, check_checkpoint_format
+from cvaezoo.errors import UserError
+from cvaezoo.models import MODELS, ConditionalModel
+
+#: what an exported folder's config.json means; a reader refuses a newer one
+EXPORT_FORMAT = 1
+CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, METRICS_FILE, SAMPLES_FILE = (
+    "config.json", "model.safetensors", "README.md", "metrics.json", "samples.png")
+#: the keys every config.json has
+CONFIG_KEYS = ("format", "model", "hyper_parameters", "checkpoint_format", "input", "training")
+#: what the weights may be stored as (``cvaezoo-export --dtype``); they load into the model's float32 parameters
+WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def is_export(path: Path) -> bool:
+    """A folder with an exported model's config.json."""
+    return path.is_dir() and (path / CONFIG_FILE).is_file()
+
+
+def read_export_config(folder: Path) -> dict[str, Any]:
+    """config.json of an exported folder, checked: JSON, every key, a format this cvaezoo reads (else a
+    CheckpointError naming the file)."""
+    path = folder / CONFIG_FILE
+    try:
+        config = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not a readable export config: {exc}") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path} is not an export config: it holds a {type(config).__name__}")
+    missing = [key for key in CONFIG_KEYS if key not in config]
+    if missing:
+        raise CheckpointError(f"{path} is not a cvaezoo export config: it has no {', '.join(missing)}")
+    if not isinstance(config["format"], int) or config["format"] > EXPORT_FORMAT:
+        raise CheckpointError(f"{path} has export format {config['format']!r}, written by a newer cvaezoo "
+                              f"(this one reads up to {EXPORT_FORMAT}): upgrade cvaezoo")
+    return config
+
+
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file, on the CPU (a damaged file is a CheckpointError naming it)."""
+    if not path.is_file():
+        raise CheckpointError(f"{path} does not exist: an export holds its weights in {WEIGHTS_FILE}")
+    try:
+        return load_file(path, device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt?): {reason}") from None
+
+
+def load_export(folder: Path, map_location: str | torch.device = "cpu") -> ConditionalModel:
+    """The model of an exported folder, rebuilt from config.json and filled from model.safetensors, in eval mode;
+    a config that names another model, does not fit the weights or comes from a newer cvaezoo is a CheckpointError
+    naming the file."""
+    config = read_export_config(folder)
+    name = config["model"]
+    if name not in MODELS:
+        raise CheckpointError(f"{folder / CONFIG_FILE} holds a {name!r} model, which this cvaezoo does not have "
+                              f"(models: {', '.join(MODELS)}; a model of your own: register_model it first)")
+    stored = {"cvaezoo_model": name, "cvaezoo_format": config["checkpoint_format"]}
+    try:
+        model = MODELS[name](**config["hyper_parameters"])
+    except (TypeError, UserError) as exc:
+        raise CheckpointError(f"{folder / CONFIG_FILE}: its hyper_parameters do not build a {name}: {exc}") from None
+    check_checkpoint_format(stored, model.likelihood.oldest_checkpoint_format)
+    weights = read_weights(folder / WEIGHTS_FILE)
+    try:
+        check_checkpoint_fits({**stored, "state_dict": weights}, name, model.state_dict())
+    except CheckpointError as exc:
+        raise CheckpointError(f"{folder / WEIGHTS_FILE} and {CONFIG_FILE}: {exc}") from None
+    model.load_state_dict(weights)
+    return model.to(map_location).eval()
+
+
+def write_export(model: ConditionalModel, folder: Path, binarize: str, training: dict[str, Any], dtype: str = "float32") -> None:
+    """Write ``model``'s weights (as ``dtype``) and config.json into ``folder`` (made if needed)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = {key: (value.to(WEIGHT_DTYPES[dtype]) if value.is_floating_point() else value).contiguous().cpu()
+               for key, value in model.state_dict().items()}
+    save_file(weights, folder / WEIGHTS_FILE, metadata={"format": "pt", "cvaezoo_model": model.model_name})
+    config = {
+        "format": EXPORT_FORMAT,
+        "library": "cvaezoo",
+        "model": model.model_name,
+        "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
+        "display_name": model.display_name,
+        "hyper_parameters": json.loads(json.dumps(dict(model.hparams))),  # plain values only
+        "checkpoint_format": CHECKPOINT_FORMAT,
+        "weights_dtype": dtype,
+        "input": {"binarize": binarize},
+        "training": training,
+        "versions": {"cvaezoo": cvaezoo.__version__, "torch": torch.__version__.split("+")[0]},
+    }
+    (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
