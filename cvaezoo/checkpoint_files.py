@@ -61,24 +61,30 @@ def run_dir_of(checkpoint: Path) -> Path | None:
     return candidate if (candidate / ".hydra").is_dir() else None
 
 
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint dict saved at ``path``, on the CPU, read without unpickling anything but tensors and plain
     values (``weights_only=True``: a pickle can run code); a damaged file, one that holds other objects, or one
     that holds no checkpoint, is a CheckpointError naming it."""
     import pickle
+    import zipfile
 
     import torch
 
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if not zipfile.is_zipfile(path):  # not torch's archive: bytes that are no checkpoint
+            raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {_first_line(exc)}") from exc
         raise CheckpointError(
             f"{path} holds Python objects besides tensors and plain values, which cvaezoo does not unpickle (loading "
             "them can run code): export it where it was trained (cvaezoo-export) and load the export"
         ) from exc
     except Exception as exc:  # torch raises many types for a damaged file
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {reason}") from exc
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {_first_line(exc)}") from exc
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path} is not a checkpoint: it holds a {type(checkpoint).__name__}")
     return checkpoint

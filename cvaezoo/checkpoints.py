@@ -52,6 +52,9 @@ def load_model(path: str | Path, expected: str | None = None, map_location: str 
     source = resolve_source(path)
     if is_export(source):
         model = load_export(source, map_location)
+        if not isinstance(model, ConditionalModel):
+            raise CheckpointError(f"{source} holds the reference classifier, not a model of the zoo (the tools take "
+                                  "it as --reference)")
     else:
         name = read_checkpoint(source).get("cvaezoo_model")
         if name not in MODELS:

@@ -31,7 +31,7 @@ from cvaezoo.arguments import (
 )
 from cvaezoo.checkpoints import pretrained_models
 from cvaezoo.errors import one_line_errors
-from cvaezoo.export import export_run, headline_metrics
+from cvaezoo.export import export_any, headline_metrics
 from cvaezoo.exported import METRICS_FILE, WEIGHT_DTYPES, read_export_config
 from cvaezoo.hub import push_export
 from cvaezoo.runs import write_json_atomic
@@ -212,8 +212,8 @@ def evaluate_main(argv: list[str] | None = None) -> None:
 
 
 def export(args: argparse.Namespace) -> dict:
-    run = open_run(args)
-    metrics = export_run(run, args.out_dir, args.dtype, args.seed, args.iwae_samples, args.reference, args.n_per_class)
+    metrics = export_any(args.run, args.out_dir, args.dtype, args.seed, args.iwae_samples, args.reference,
+                         args.n_per_class, args.overrides)
     _print_table(f"exported {metrics['model']} to {args.out_dir} (metrics of the exported weights):",
                  headline_metrics(metrics))
     return metrics

@@ -18,9 +18,14 @@ from typing import Any
 import torch
 import yaml
 
+from cvaezoo.attributes import group_matches
+from cvaezoo.checkpoint_files import read_checkpoint, resolve_checkpoint, run_dir_of
+from cvaezoo.checkpoints import resolve_source
 from cvaezoo.errors import UserError
-from cvaezoo.exported import CARD_FILE, METRICS_FILE, SAMPLES_FILE, WEIGHTS_FILE, write_export
+from cvaezoo.exported import CARD_FILE, METRICS_FILE, SAMPLES_FILE, WEIGHTS_FILE, is_export, write_export
 from cvaezoo.figures import summary_grid
+from cvaezoo.models.reference import load_reference
+from cvaezoo.runs import compose_config, instantiate_checked, merge_overrides, saved_overrides
 from cvaezoo.tools import evaluation
 from cvaezoo.trained_run import TrainedRun
 from cvaezoo.viz import save_image_grid
@@ -94,6 +99,56 @@ def export_run(run: TrainedRun, out: Path, dtype: str = "float32", seed: int = 0
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return metrics
+
+
+def export_reference(path: str | Path, out: Path, dtype: str = "float32", overrides: list[str] | tuple = ()) -> dict:
+    """Write the export of a reference classifier (``cvaezoo-reference``'s run directory or .ckpt) into ``out``,
+    with its test accuracy on the data it was trained on (composed as ``cvaezoo-reference`` composes it)."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise UserError(f"{out} exists and is not an empty folder: export into a new one")
+    reference = load_reference(path)
+    run_dir = run_dir_of(resolve_checkpoint(path))
+    saved = saved_overrides(run_dir)
+    data_config = compose_config([*merge_overrides(saved, list(overrides)), "run_dir=."], config_name="reference").data
+    x, y = instantiate_checked(data_config).split_tensors("test")
+    staging = out.parent / f".{out.name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        training = {"overrides": saved, "command": " ".join(["cvaezoo-reference", *saved])}
+        write_export(reference, staging, str(data_config.get("binarize", "none")), training, dtype)
+        reloaded = load_reference(staging)
+        accuracy = float((reloaded.classify(x) == y).float().mean()) if reloaded.groups is None else \
+            float(group_matches(reloaded.classify(x), y, reloaded.groups).float().mean())
+        metrics = {"model": "reference", "split": "test", "test/accuracy": accuracy,
+                   "evaluation": {"split": "test", "weights_dtype": dtype, "config": "reference"}}
+        (staging / METRICS_FILE).write_text(json.dumps(metrics, indent=2, sort_keys=True) + "\n")
+        (staging / CARD_FILE).write_text(
+            "---\n" + yaml.safe_dump({"library_name": "cvaezoo", "tags": ["cvaezoo", "image-classification"],
+                                       "metrics": ["accuracy"]}, sort_keys=False) + "---\n\n"
+            "# The reference classifier\n\n"
+            "A plain network p(y|x) (cvaezoo/models/reference.py) that labels the generative models' samples for "
+            "their conditional-generation accuracy and sample-quality scores (`cvaezoo-evaluate --reference`).\n\n"
+            f"Trained by `{training['command']}` on grey levels; test accuracy {accuracy:.4f} "
+            f"({len(y)} digits), weights {dtype}.\n")
+        os.chmod(staging / WEIGHTS_FILE, 0o644)
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return metrics
+
+
+def export_any(name: str | Path, out: Path, dtype: str = "float32", seed: int = 0, iwae_samples: int = 100,
+               reference: str | Path | None = None, n_per_class: int = 100, overrides: list[str] | tuple = (),
+               log=print) -> dict[str, Any]:
+    """``cvaezoo-export``: a model of the zoo (:func:`export_run`) or a reference classifier
+    (:func:`export_reference`), told apart by what its checkpoint records."""
+    source = resolve_source(name)
+    if not is_export(source) and read_checkpoint(source).get("cvaezoo_model") is None:
+        return export_reference(source, out, dtype, overrides)
+    torch.manual_seed(seed)
+    return export_run(TrainedRun.open(name, overrides), out, dtype, seed, iwae_samples, reference, n_per_class, log)
 
 
 def _front_matter(run: TrainedRun, data: str | None) -> str:

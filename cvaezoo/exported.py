@@ -28,6 +28,7 @@ import cvaezoo
 from cvaezoo.checkpoint_files import CHECKPOINT_FORMAT, CheckpointError, check_checkpoint_fits, check_checkpoint_format
 from cvaezoo.errors import UserError
 from cvaezoo.models import MODELS, ConditionalModel
+from cvaezoo.models.reference import ReferenceClassifier
 
 #: what an exported folder's config.json means; a reader refuses a newer one
 EXPORT_FORMAT = 1
@@ -74,21 +75,29 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt?): {reason}") from None
 
 
-def load_export(folder: Path, map_location: str | torch.device = "cpu") -> ConditionalModel:
+def exportable_models() -> dict[str, type]:
+    """What an export may hold, by the name its config.json gives: every registered model and the reference
+    classifier (which scores the generative models' samples)."""
+    return {**MODELS, "reference": ReferenceClassifier}
+
+
+def load_export(folder: Path, map_location: str | torch.device = "cpu") -> ConditionalModel | ReferenceClassifier:
     """The model of an exported folder, rebuilt from config.json and filled from model.safetensors, in eval mode;
     a config that names another model, does not fit the weights or comes from a newer cvaezoo is a CheckpointError
     naming the file."""
     config = read_export_config(folder)
     name = config["model"]
-    if name not in MODELS:
+    classes = exportable_models()
+    if name not in classes:
         raise CheckpointError(f"{folder / CONFIG_FILE} holds a {name!r} model, which this cvaezoo does not have "
                               f"(models: {', '.join(MODELS)}; a model of your own: register_model it first)")
     stored = {"cvaezoo_model": name, "cvaezoo_format": config["checkpoint_format"]}
     try:
-        model = MODELS[name](**config["hyper_parameters"])
+        model = classes[name](**config["hyper_parameters"])
     except (TypeError, UserError) as exc:
         raise CheckpointError(f"{folder / CONFIG_FILE}: its hyper_parameters do not build a {name}: {exc}") from None
-    check_checkpoint_format(stored, model.likelihood.oldest_checkpoint_format)
+    likelihood = getattr(model, "likelihood", None)  # the reference classifier has none
+    check_checkpoint_format(stored, likelihood.oldest_checkpoint_format if likelihood is not None else 1)
     weights = read_weights(folder / WEIGHTS_FILE)
     try:
         check_checkpoint_fits({**stored, "state_dict": weights}, name, model.state_dict())
@@ -98,7 +107,7 @@ def load_export(folder: Path, map_location: str | torch.device = "cpu") -> Condi
     return model.to(map_location).eval()
 
 
-def write_export(model: ConditionalModel, folder: Path, binarize: str, training: dict[str, Any], dtype: str = "float32") -> None:
+def write_export(model: ConditionalModel | ReferenceClassifier, folder: Path, binarize: str, training: dict[str, Any], dtype: str = "float32") -> None:
     """Write ``model``'s weights (as ``dtype``) and config.json into ``folder`` (made if needed)."""
     folder.mkdir(parents=True, exist_ok=True)
     weights = {key: (value.to(WEIGHT_DTYPES[dtype]) if value.is_floating_point() else value).contiguous().cpu()
@@ -109,7 +118,7 @@ def write_export(model: ConditionalModel, folder: Path, binarize: str, training:
         "library": "cvaezoo",
         "model": model.model_name,
         "model_class": f"{type(model).__module__}.{type(model).__qualname__}",
-        "display_name": model.display_name,
+        "display_name": getattr(model, "display_name", model.model_name),
         "hyper_parameters": json.loads(json.dumps(dict(model.hparams))),  # plain values only
         "checkpoint_format": CHECKPOINT_FORMAT,
         "weights_dtype": dtype,

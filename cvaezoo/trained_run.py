@@ -81,7 +81,11 @@ class TrainedRun:
         """Where ``cvaezoo-reference`` puts the reference classifier for this run's data (its ``hydra.run.dir``,
         ``runs/reference/<data>``, for the run's data choice and the overrides), in the folder the run was trained
         from (its Hydra record's working directory; the current one for a checkpoint without a record); None if
-        no checkpoint is there."""
+        no checkpoint is there. An export's is the exported reference beside it (``<its folder>/../reference``,
+        as the pretrained models have theirs), if there is one."""
+        if is_export(self.source):
+            beside = self.source.parent / "reference"
+            return beside if is_export(beside) else None
         saved = self.training_overrides or []
         overrides = [item for item in merge_overrides(saved, self.overrides)
                      if item.split("=", 1)[0].lstrip("+~").split(".")[0] == "data"]

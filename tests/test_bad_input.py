@@ -106,7 +106,7 @@ def fill(args: list[str], inputs: dict[str, str], run: Path) -> list[str]:
 
 
 RUN_ARGUMENTS = [  # the run argument of classify, generate and evaluate
-    (["{nowhere}"], "nowhere does not exist"),
+    (["{nowhere}"], "nowhere is not a run directory, a checkpoint, an exported folder, a pretrained model"),
     (["{empty_dir}"], "no checkpoint in"),
     (["{not_a_run}"], "no checkpoint in"),
     (["{notes}"], "notes.txt is not a readable checkpoint"),

@@ -93,15 +93,22 @@ class ReferenceClassifier(L.LightningModule):
 
 
 def load_reference(path: str | Path) -> ReferenceClassifier:
-    """A trained reference classifier from its run directory or .ckpt, on the CPU, in eval mode; a damaged
-    checkpoint, or one of another model, is a CheckpointError naming the file."""
+    """A trained reference classifier from its run directory, .ckpt or exported folder, on the CPU, in eval mode; a
+    damaged checkpoint, or one of another model, is a CheckpointError naming the file."""
+    from cvaezoo.exported import is_export, load_export  # above the models in the import layers
+
+    if is_export(Path(path)):
+        model = load_export(Path(path))
+        if not isinstance(model, ReferenceClassifier):
+            raise CheckpointError(f"{path} holds a {model.model_name} model, not a reference classifier")
+        return model
     checkpoint_path = resolve_checkpoint(path)
     model_name = read_checkpoint(checkpoint_path).get("cvaezoo_model")  # the generative models note theirs
     if model_name is not None:
         raise CheckpointError(f"{checkpoint_path} holds a {model_name} model, not a reference classifier "
                               "(train one: cvaezoo-reference)")
     try:
-        return ReferenceClassifier.load_from_checkpoint(checkpoint_path, map_location="cpu").eval()
+        return ReferenceClassifier.load_from_checkpoint(checkpoint_path, map_location="cpu", weights_only=True).eval()
     except (KeyError, TypeError, RuntimeError) as exc:  # no hyper-parameters, other ones, other weights
         reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{checkpoint_path} is not a reference classifier checkpoint: {reason}") from exc
