@@ -48,8 +48,17 @@ def resolve_source(name: str | Path) -> Path:
 
 def load_model(path: str | Path, expected: str | None = None, map_location: str | torch.device = "cpu") -> ConditionalModel:
     """Load any cvaezoo model by any of the names :func:`resolve_source` takes, in eval mode; ``expected`` (e.g.
-    "cvae1") makes a different model type an error."""
+    "cvae1") makes a different model type an error. Loading leaves torch's random stream as it was, so a seed set
+    before or after it gives the same Monte-Carlo estimates."""
     source = resolve_source(path)
+    with torch.random.fork_rng(devices=[]):  # building the model draws initial weights: not from the caller's stream
+        model = _load(source, map_location)
+    if expected is not None and expected != model.model_name:
+        raise CheckpointError(f"{source} holds a {model.model_name} model, but {expected} was requested")
+    return model.eval()
+
+
+def _load(source: Path, map_location: str | torch.device) -> ConditionalModel:
     if is_export(source):
         model = load_export(source, map_location)
         if not isinstance(model, ConditionalModel):
@@ -60,6 +69,4 @@ def load_model(path: str | Path, expected: str | None = None, map_location: str 
         if name not in MODELS:
             raise CheckpointError(f"{source} is not a cvaezoo model checkpoint (model entry: {name!r})")
         model = MODELS[name].load_from_checkpoint(source, map_location=map_location, weights_only=True)
-    if expected is not None and expected != model.model_name:
-        raise CheckpointError(f"{source} holds a {model.model_name} model, but {expected} was requested")
-    return model.eval()
+    return model

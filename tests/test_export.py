@@ -53,7 +53,7 @@ def test_an_export_gives_the_checkpoints_bounds_and_predictions_and_its_card_its
     header = yaml.safe_load(card.split("---\n")[1])
     assert header["library_name"] == "cvaezoo" and name in header["tags"] and header["datasets"] == ["mnist"]
     metrics = json.loads((folder / "metrics.json").read_text())
-    assert f"| test/accuracy | {metrics['test/accuracy']:.4g} |" in card
+    assert f"| test/accuracy | {metrics['test/accuracy']:.4g} | {metrics['other_seed']['test/accuracy']:.4g} |" in card
     assert sys.modules[type(original).__module__].__doc__.splitlines()[0] in card  # what the model is
     # metrics.json states what the exported weights do: cvaezoo-evaluate with its seed gives its numbers
     settings = metrics["evaluation"]
@@ -147,6 +147,22 @@ def test_every_kind_of_name_loads_the_same_model(fitted, tmp_path, monkeypatch, 
     assert (tmp_path / "classify" / "mnist5k_cvae4" / "predictions.csv").is_file()
     with pytest.raises(CheckpointError, match="pretrained: mnist5k/cvae4"):
         load_model("mnist5k/cvae9")
+
+
+def test_loading_a_model_or_a_reference_leaves_the_random_stream_as_it_was(fitted, tmp_path):
+    """So that a seed set before or after loading gives the same estimates (a card's numbers reproduce whether the
+    tool finds the reference or is given it)."""
+    from cvaezoo.models.reference import load_reference
+
+    folder = export(fitted["cvae1"], tmp_path / "export")
+    reference = tmp_path / "reference"
+    export_main([str(fitted["reference"]), str(reference)])
+    for load in (lambda: load_model(fitted["cvae1"]), lambda: load_model(folder), lambda: load_reference(reference)):
+        torch.manual_seed(5)
+        load()
+        after = torch.rand(3)
+        torch.manual_seed(5)
+        assert torch.equal(torch.rand(3), after)
 
 
 class RunsCode:

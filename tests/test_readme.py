@@ -63,8 +63,8 @@ def test_readme_training_example_composes_and_builds(args):
 
 
 def test_readme_python_snippet_runs_on_a_trained_model(fitted):
-    (snippet,) = [block for block in code_blocks("python") if "load_model(" in block]
-    assert "runs/cvae1/<date_time>" in snippet
+    (snippet,) = [block for block in code_blocks("python") if "runs/cvae1/<date_time>" in block]
+    assert "load_model(" in snippet
     namespace: dict = {}
     run = str(fitted["cvae1"])
     small = f'TrainedRun.open("{run}", {SMALL_MNIST!r})'  # the run's own small split (it has no Hydra record)
@@ -97,3 +97,26 @@ def test_readme_command_line_examples_run(fitted, tmp_path):
     assert {"frechet_distance", "kernel_distance", "precision", "recall", "frechet_distance_floor", "kernel_distance_floor",
             "precision_ceiling", "recall_ceiling"} <= scores.keys()
     assert scores["frechet_distance_floor"] < scores["frechet_distance"]  # one epoch: far from the data
+
+
+def test_readme_pretrained_snippet_loads_the_shipped_model():
+    (snippet,) = [block for block in code_blocks("python") if '"mnist5k/' in block]
+    namespace: dict = {}
+    exec(snippet, namespace)
+    assert namespace["model"].model_name == "cvae3"
+
+
+@pytest.mark.slow
+def test_readme_pretrained_model_commands_run_from_an_empty_folder(tmp_path):
+    """Every line of the 'Pretrained models' block, in a folder that holds only the digit the block classifies."""
+    from PIL import Image
+
+    (block,) = [b for b in code_blocks("bash") if b.startswith("cvaezoo-models")]
+    examples = commands(block, "cvaezoo-")
+    assert {args[0] for args in examples} == {"cvaezoo-models", "cvaezoo-generate", "cvaezoo-classify", "cvaezoo-evaluate"}
+    Image.new("L", (28, 28), 0).save(tmp_path / "my_digit.png")
+    for args in examples:
+        done = subprocess.run(args, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, (args, done.stderr[-3000:])
+    assert (tmp_path / "generate" / "mnist5k_cvae1" / "samples.png").is_file()
+    assert "generation_accuracy" in (tmp_path / "evaluate" / "mnist5k_cvae2" / "evaluation.json").read_text()

@@ -94,7 +94,13 @@ class ReferenceClassifier(L.LightningModule):
 
 def load_reference(path: str | Path) -> ReferenceClassifier:
     """A trained reference classifier from its run directory, .ckpt or exported folder, on the CPU, in eval mode; a
-    damaged checkpoint, or one of another model, is a CheckpointError naming the file."""
+    damaged checkpoint, or one of another model, is a CheckpointError naming the file. Loading leaves torch's random
+    stream as it was (the initial weights it draws are overwritten)."""
+    with torch.random.fork_rng(devices=[]):
+        return _load_reference(path)
+
+
+def _load_reference(path: str | Path) -> ReferenceClassifier:
     from cvaezoo.exported import is_export, load_export  # above the models in the import layers
 
     if is_export(Path(path)):
