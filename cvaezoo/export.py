@@ -33,14 +33,14 @@ from cvaezoo.viz import save_image_grid
 #: the metrics a card's table shows, where the model has them (every other number is in metrics.json): the
 #: bounds (test/iwae_k<K>, test/bpd_<bound> are matched by their prefix), classifier and generation accuracy,
 #: and the Fréchet distance beside its real-vs-real floor
-HEADLINE_METRICS = ("test/elbo", "test/iwae_k", "test/bpd_", "test/accuracy", "generation_accuracy",
+HEADLINE_METRICS = ("test/elbo", "test/iwae_k", "test/bpd_", "test/accuracy", "images/", "generation_accuracy",
                     "frechet_distance", "frechet_distance_floor")
 
 
 def headline_metrics(metrics: dict[str, Any]) -> dict[str, float]:
     """The numbers of ``metrics`` a card's table and ``cvaezoo-models`` show, in HEADLINE_METRICS' order."""
     return {key: value for prefix in HEADLINE_METRICS for key, value in metrics.items()
-            if isinstance(value, float) and (key == prefix or (prefix.endswith(("_k", "_")) and key.startswith(prefix)))}
+            if isinstance(value, float) and (key == prefix or (prefix.endswith(("_k", "_", "/")) and key.startswith(prefix)))}
 #: Hugging Face dataset ids of the data configs whose data is a public dataset
 DATASET_IDS = {"mnist5k": "mnist", "mnist": "mnist", "idx": "mnist", "fashion_mnist": "fashion_mnist",
                "cifar10": "cifar10", "celeba": "celeba"}

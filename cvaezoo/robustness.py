@@ -47,6 +47,22 @@ def fixed_noise(seed: int | None, device: torch.device) -> Iterator[None]:
         yield
 
 
+#: the pixel noises every classifier is scored under (cvaezoo-evaluate, model cards, experiments/noise): name ->
+#: (kind, size); uniform noise of +-size, or Gaussian of standard deviation size
+PIXEL_NOISES = {"uniform_0.05": ("uniform", 0.05), "gaussian_0.05": ("gaussian", 0.05), "uniform_0.1": ("uniform", 0.1)}
+
+
+def random_noise(x: Tensor, kind: str, size: float, seed: int = 1) -> Tensor:
+    """``x`` plus ``kind`` ("uniform": +-size, "gaussian": standard deviation size) noise, clipped to [0, 1], from its
+    own generator. Not seed 0 by default: the binarisation of new inputs draws from seed 0, and noise from the same
+    stream would be the Bernoulli draw's own uniforms (a background pixel would never flip)."""
+    if kind not in ("uniform", "gaussian"):
+        raise UserError(f"noise kind must be uniform or gaussian, got {kind!r}")
+    generator = torch.Generator().manual_seed(seed)
+    noise = 2 * torch.rand(x.shape, generator=generator) - 1 if kind == "uniform" else torch.randn(x.shape, generator=generator)
+    return (x + size * noise).clamp(0, 1)
+
+
 def margin(log_probs: Tensor, y: Tensor) -> Tensor:
     """Carlini & Wagner's margin, (B,): the best other class's log-probability minus the true class's (positive
     exactly when the example is misclassified). On log p(y|x) it is the difference of the class scores (logits,

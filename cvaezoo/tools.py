@@ -9,6 +9,7 @@ command-line tools (:mod:`cvaezoo.cli`) only parse arguments, call one of these 
 
 from __future__ import annotations
 
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from cvaezoo.inference import (
     predict_proba,
 )
 from cvaezoo.models.reference import ReferenceClassifier, load_reference
-from cvaezoo.robustness import detection_scores, rejection_threshold, score_names
+from cvaezoo.robustness import PIXEL_NOISES, detection_scores, random_noise, rejection_threshold, score_names
 from cvaezoo.sample_quality import attribute_sample_quality, class_sample_quality, completion_diversity
 from cvaezoo.trained_run import TrainedRun
 
@@ -172,7 +173,8 @@ def generation(run: TrainedRun, labels: list[int] | None = None, attributes: lis
 def evaluation(run: TrainedRun, split: str = "test", iwae_samples: int = 100, reference: str | Path | None = None,
                n_per_class: int = 100, n_completions: int = 16, log=print) -> dict:
     """The dictionary ``cvaezoo-evaluate`` writes: the ELBO terms and the importance-weighted bound on ``split``;
-    classifier-mode accuracy (the model's default mode); for a model of x, with a reference classifier
+    classifier-mode accuracy (the model's default mode), and for image data the same on the split's images as new
+    inputs, clean and noisy (:func:`noisy_image_accuracy`); for a model of x, with a reference classifier
     (``reference``, default the one :meth:`TrainedRun.reference_dir` finds for the run's data), the
     conditional-generation accuracy and the sample-quality scores beside their real-vs-real floors; for
     structured outputs, the completions' diversity. ``log`` receives a line for each part that is skipped."""
@@ -185,6 +187,8 @@ def evaluation(run: TrainedRun, split: str = "test", iwae_samples: int = 100, re
     result.update({f"{split}/{k}": v for k, v in evaluate_bound(model, x, y, iwae_samples).items()})
     if model.y_kind == "class" and model.classifies:
         result[f"{split}/accuracy"] = classification_metrics(predict_proba(model, x), y)["accuracy"]
+        if run.data_config().get("binarize") is not None:  # image data the tools preprocess
+            result.update(noisy_image_accuracy(run, split))
     reference_path = reference or run.reference_dir()
     scorer = None
     if model.target_name == "x" and reference_path is not None:
@@ -205,6 +209,21 @@ def evaluation(run: TrainedRun, split: str = "test", iwae_samples: int = 100, re
             control = None
         diversity = completion_diversity(model, x, y, n_completions, datamodule.complete, given, control=control)
         result.update({key: value for key, value in diversity.items() if key != "per_input"})
+    return result
+
+
+def noisy_image_accuracy(run: TrainedRun, split: str = "test") -> dict[str, float]:
+    """Classifier mode on the split's grey images as new inputs (``cvaezoo-classify --images``: the run's own
+    preprocessing, its default classifier mode), clean and under each of PIXEL_NOISES (one draw, seed 1): what a
+    user classifying a scan or a drawing can expect. Keys ``images/clean``, ``images/<noise>``."""
+    x, y = run.data("data.binarize=none").split_tensors(split)
+    result = {}
+    with tempfile.TemporaryDirectory() as folder:
+        for name, images in {"clean": x, **{n: random_noise(x, *noise) for n, noise in PIXEL_NOISES.items()}}.items():
+            path = Path(folder) / f"{name}.npy"
+            np.save(path, images.numpy())
+            probs = classification(run, images=[str(path)]).probs
+            result[f"images/{name}"] = float((probs.argmax(1) == y).float().mean())
     return result
 
 

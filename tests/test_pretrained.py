@@ -24,7 +24,6 @@ def test_the_promised_models_ship_in_under_ten_megabytes():
     assert size < 10e6, size
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(SHIPPED - {"mnist5k/reference"}))
 def test_a_shipped_model_gives_the_numbers_its_card_states(name, tmp_path):
     folder = PRETRAINED[name]

@@ -24,19 +24,13 @@ import numpy as np
 import torch
 
 from cvaezoo.collect import mean_std, seed_dirs, write_dicts_csv
+from cvaezoo.robustness import PIXEL_NOISES, random_noise
 from cvaezoo.tools import classification
 from cvaezoo.trained_run import TrainedRun
 
-NOISES = {"uniform ±0.05": ("uniform", 0.05), "Gaussian σ 0.05": ("gaussian", 0.05), "uniform ±0.1": ("uniform", 0.1)}
+NOISES = {"uniform ±0.05": PIXEL_NOISES["uniform_0.05"], "Gaussian σ 0.05": PIXEL_NOISES["gaussian_0.05"],
+          "uniform ±0.1": PIXEL_NOISES["uniform_0.1"]}
 MECHANISM_NOISE = "uniform ±0.05"
-
-
-def noisy(x: torch.Tensor, kind: str, size: float, seed: int = 1) -> torch.Tensor:
-    """``x`` plus noise, clipped to [0, 1]. Not seed 0: the binarisation of new inputs draws from seed 0, and noise
-    from the same stream would be the Bernoulli draw's own uniforms (a background pixel would never flip)."""
-    generator = torch.Generator().manual_seed(seed)
-    noise = 2 * torch.rand(x.shape, generator=generator) - 1 if kind == "uniform" else torch.randn(x.shape, generator=generator)
-    return (x + size * noise).clamp(0, 1)
 
 
 def accuracy(run: TrainedRun, images: torch.Tensor, labels: torch.Tensor, folder: Path) -> float:
@@ -87,8 +81,8 @@ def main() -> None:
                        "test −ELBO (nats)": -json.loads((path / "results.json").read_text())["test/elbo"],
                        "clean": accuracy(run, x, y, Path(tmp))}
                 for label, (kind, size) in NOISES.items():
-                    row[label] = accuracy(run, noisy(x, kind, size), y, Path(tmp))
-                row.update(mechanism(run, x, noisy(x, *NOISES[MECHANISM_NOISE]), y, Path(tmp)))
+                    row[label] = accuracy(run, random_noise(x, kind, size), y, Path(tmp))
+                row.update(mechanism(run, x, random_noise(x, *NOISES[MECHANISM_NOISE]), y, Path(tmp)))
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
