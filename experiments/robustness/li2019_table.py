@@ -5,7 +5,9 @@ Usage: python experiments/robustness/li2019_table.py DIR     (reads DIR/*.json, 
 
 Every accuracy carries its standard error: the binomial error of the attacked images, combined with the seeds'
 spread when there are several seeds (var = spread^2 / seeds + mean binomial variance / seeds). A detection rate
-carries its binomial error over the successful attacks it is a fraction of (their count in brackets).
+carries its binomial error over the successful attacks it is a fraction of (their count in brackets). Binomial
+errors are Agresti and Coull's (one standard error: p~ = (k + 1/2) / (n + 1), var = p~ (1 - p~) / (n + 1)), so that
+0 of 50 is 0.000 ± 0.014, not an exact 0.000 ± 0.000.
 """
 
 from __future__ import annotations
@@ -24,10 +26,17 @@ DETECTORS = {"log_px": "marginal log p(x)", "log_px_given_y": "logit log p(x, ŷ
              "kl": "KL(m_ŷ ‖ p(y|x)), per class"}
 
 
+def binomial_variance(p: float, n: int) -> float:
+    """The variance of a rate p measured on n examples, Agresti-Coull adjusted for one standard error (z = 1): never
+    0 at p = 0 or 1."""
+    adjusted = (p * n + 0.5) / (n + 1)
+    return adjusted * (1 - adjusted) / (n + 1)
+
+
 def accuracy_cell(values: list[float], n: int) -> str:
     """Mean over seeds ± its standard error (seeds' spread and binomial error of n images)."""
     mean = sum(values) / len(values)
-    binomial = sum(v * (1 - v) / n for v in values) / len(values)
+    binomial = sum(binomial_variance(v, n) for v in values) / len(values)
     spread = sum((v - mean) ** 2 for v in values) / (len(values) - 1) if len(values) > 1 else 0.0
     return f"{mean:.3f} ± {math.sqrt((spread + binomial) / len(values)):.3f}"
 
@@ -38,7 +47,7 @@ def rate_cell(rates: list[float | None], counts: list[int]) -> str:
     if total == 0:
         return "– (0)"
     p = sum((r or 0.0) * k for r, k in zip(rates, counts)) / total
-    return f"{p:.2f} ± {math.sqrt(p * (1 - p) / total):.2f} ({total})"
+    return f"{p:.2f} ± {math.sqrt(binomial_variance(p, total)):.2f} ({total})"
 
 
 def tables(results: list[dict]) -> str:
