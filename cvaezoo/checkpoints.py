@@ -66,7 +66,11 @@ def _load(source: Path, map_location: str | torch.device) -> ConditionalModel:
                                   "it as --reference)")
     else:
         name = read_checkpoint(source).get("cvaezoo_model")
-        if name not in MODELS:
+        if not isinstance(name, str) or name not in MODELS:
             raise CheckpointError(f"{source} is not a cvaezoo model checkpoint (model entry: {name!r})")
-        model = MODELS[name].load_from_checkpoint(source, map_location=map_location, weights_only=True)
+        try:
+            model = MODELS[name].load_from_checkpoint(source, map_location=map_location, weights_only=True)
+        except (KeyError, TypeError) as exc:  # a hand-made file without Lightning's entries or hyper-parameters
+            raise CheckpointError(f"{source} is not a Lightning checkpoint of a {name}: {type(exc).__name__} "
+                                  f"{exc}") from None
     return model

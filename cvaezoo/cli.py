@@ -202,9 +202,10 @@ def evaluate_main(argv: list[str] | None = None) -> None:
                          "ELBO terms, importance-weighted bound, classifier and generation accuracy.")
     parser.add_argument("--iwae-samples", type=positive_int, default=100,
                         help="importance samples K of the IWAE bound (and of CVAE-3's estimate of log p(y|x))")
-    parser.add_argument("--reference", type=Path, default=None,
-                        help="reference classifier: its run directory or .ckpt (default: the one cvaezoo-reference "
-                             "trained for the run's data, runs/reference/<data> in the folder the run was trained from)")
+    parser.add_argument("--reference", default=None,
+                        help="reference classifier: its run directory, .ckpt, export or name (mnist5k/reference; default: "
+                             "the one cvaezoo-reference trained for the run's data, runs/reference/<data> in the folder "
+                             "the run was trained from, or an export's beside it)")
     parser.add_argument("--n-per-class", type=positive_int, default=100,
                         help="generated samples per class (or per attribute combination) to score")
     parser.add_argument("--n-completions", type=count(2), default=16,
@@ -232,8 +233,9 @@ def export_main(argv: list[str] | None = None) -> None:
                              "those of the stored weights)")
     parser.add_argument("--seed", type=seed, default=0, help="seed for the card's Monte-Carlo estimates")
     parser.add_argument("--iwae-samples", type=positive_int, default=100, help="importance samples of the IWAE bound")
-    parser.add_argument("--reference", type=Path, default=None,
-                        help="reference classifier for the generation scores (default: the run's, if it has one)")
+    parser.add_argument("--reference", default=None,
+                        help="reference classifier for the generation scores, by any name (default: the run's, if it "
+                             "has one)")
     parser.add_argument("--n-per-class", type=positive_int, default=100, help="generated samples per class to score")
     _run(export, parser, argv)
 

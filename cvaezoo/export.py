@@ -148,7 +148,7 @@ def export_any(name: str | Path, out: Path, dtype: str = "float32", seed: int = 
     """``cvaezoo-export``: a model of the zoo (:func:`export_run`) or a reference classifier
     (:func:`export_reference`), told apart by what its checkpoint records."""
     source = resolve_source(name)
-    if not is_export(source) and read_checkpoint(source).get("cvaezoo_model") is None:
+    if not is_export(source) and "cvaezoo_model" not in read_checkpoint(source):  # cvaezoo-reference's checkpoints
         return export_reference(source, out, dtype, overrides)
     return export_run(TrainedRun.open(name, overrides), out, dtype, seed, iwae_samples, reference, n_per_class, log)
 

@@ -25,8 +25,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import cvaezoo
-from cvaezoo.checkpoint_files import CHECKPOINT_FORMAT, CheckpointError, check_checkpoint_fits, check_checkpoint_format
-from cvaezoo.errors import UserError
+from cvaezoo.checkpoint_files import CHECKPOINT_FORMAT, CheckpointError, check_checkpoint_fits
 from cvaezoo.models import MODELS, ConditionalModel
 from cvaezoo.models.reference import ReferenceClassifier
 
@@ -36,6 +35,8 @@ CONFIG_FILE, WEIGHTS_FILE, CARD_FILE, METRICS_FILE, SAMPLES_FILE = (
     "config.json", "model.safetensors", "README.md", "metrics.json", "samples.png")
 #: the keys every config.json has
 CONFIG_KEYS = ("format", "model", "hyper_parameters", "checkpoint_format", "input", "training")
+#: how the tools may binarise a new image (``data.binarize``)
+BINARIZE_MODES = ("none", "threshold", "dynamic")
 #: what the weights may be stored as (``cvaezoo-export --dtype``); they load into the model's float32 parameters
 WEIGHT_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -58,9 +59,28 @@ def read_export_config(folder: Path) -> dict[str, Any]:
     missing = [key for key in CONFIG_KEYS if key not in config]
     if missing:
         raise CheckpointError(f"{path} is not a cvaezoo export config: it has no {', '.join(missing)}")
-    if not isinstance(config["format"], int) or config["format"] > EXPORT_FORMAT:
-        raise CheckpointError(f"{path} has export format {config['format']!r}, written by a newer cvaezoo "
+    stated = config["format"]
+    if not isinstance(stated, int) or isinstance(stated, bool) or stated < 1:
+        raise CheckpointError(f"{path}: format must be a positive integer, got {stated!r}")
+    if stated > EXPORT_FORMAT:
+        raise CheckpointError(f"{path} has export format {stated}, written by a newer cvaezoo "
                               f"(this one reads up to {EXPORT_FORMAT}): upgrade cvaezoo")
+    training, checkpoint_format = config["training"], config["checkpoint_format"]
+    problems = [
+        (isinstance(config["model"], str), "model must be a model's name"),
+        (isinstance(config["hyper_parameters"], dict), "hyper_parameters must be a mapping"),
+        (isinstance(checkpoint_format, int) and not isinstance(checkpoint_format, bool) and checkpoint_format >= 1,
+         "checkpoint_format must be a positive integer"),
+        (isinstance(config["input"], dict) and config["input"].get("binarize") in BINARIZE_MODES,
+         f"input.binarize must be one of {list(BINARIZE_MODES)}"),
+        (isinstance(training, dict) and isinstance(training.get("overrides", []), list)
+         and all(isinstance(item, str) for item in training.get("overrides", [])),
+         "training.overrides must be a list of strings"),
+        (config.get("weights_dtype", "float32") in WEIGHT_DTYPES, f"weights_dtype must be one of {list(WEIGHT_DTYPES)}"),
+    ]
+    wrong = [message for fine, message in problems if not fine]
+    if wrong:
+        raise CheckpointError(f"{path} is not a valid export config: {'; '.join(wrong)}")
     return config
 
 
@@ -94,15 +114,24 @@ def load_export(folder: Path, map_location: str | torch.device = "cpu") -> Condi
     stored = {"cvaezoo_model": name, "cvaezoo_format": config["checkpoint_format"]}
     try:
         model = classes[name](**config["hyper_parameters"])
-    except (TypeError, UserError) as exc:
+    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # UserError is a ValueError
         raise CheckpointError(f"{folder / CONFIG_FILE}: its hyper_parameters do not build a {name}: {exc}") from None
-    likelihood = getattr(model, "likelihood", None)  # the reference classifier has none
-    check_checkpoint_format(stored, likelihood.oldest_checkpoint_format if likelihood is not None else 1)
     weights = read_weights(folder / WEIGHTS_FILE)
+    checkpoint = {**stored, "state_dict": weights}
     try:
-        check_checkpoint_fits({**stored, "state_dict": weights}, name, model.state_dict())
+        check_checkpoint_fits(checkpoint, name, model.state_dict())
+        model.on_load_checkpoint(checkpoint)  # what the format's weights mean (a model of the zoo checks it)
     except CheckpointError as exc:
         raise CheckpointError(f"{folder / WEIGHTS_FILE} and {CONFIG_FILE}: {exc}") from None
+    dtype = config.get("weights_dtype", "float32")
+    own = model.state_dict()
+    odd = sorted(key for key, value in weights.items()
+                 if value.dtype != (WEIGHT_DTYPES[dtype] if own[key].is_floating_point() else own[key].dtype))
+    if odd:
+        raise CheckpointError(f"{folder / WEIGHTS_FILE}: {', '.join(odd[:3])} are not of the dtype {CONFIG_FILE} "
+                              f"states ({dtype} for floating-point weights, the model's own for the others)")
+    if not all(torch.isfinite(value).all() for value in weights.values() if value.is_floating_point()):
+        raise CheckpointError(f"{folder / WEIGHTS_FILE} holds non-finite weights")
     model.load_state_dict(weights)
     return model.to(map_location).eval()
 

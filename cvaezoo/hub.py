@@ -8,6 +8,7 @@ server. :func:`push_export` uploads an export (``cvaezoo-push``).
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from cvaezoo.checkpoint_files import CheckpointError
@@ -15,6 +16,8 @@ from cvaezoo.errors import UserError
 from cvaezoo.exported import CARD_FILE, CONFIG_FILE, METRICS_FILE, SAMPLES_FILE, WEIGHTS_FILE, read_export_config
 
 HUB_PREFIX = "hf://"
+#: one part of a repository id or a revision: no "." or ".." (a path out of the cache), nothing but these characters
+_NAME_PART = re.compile(r"^(?!\.{1,2}$)[A-Za-z0-9][A-Za-z0-9._-]*$")
 #: what a download fetches: the two files a model needs, then those that describe it (fetched if present)
 REQUIRED_FILES = (CONFIG_FILE, WEIGHTS_FILE)
 DESCRIBING_FILES = (CARD_FILE, METRICS_FILE, SAMPLES_FILE)
@@ -25,8 +28,12 @@ def parse_hub_name(name: str) -> tuple[str, str | None]:
     rest = name.removeprefix(HUB_PREFIX)
     repo_id, _, revision = rest.partition("@")
     parts = repo_id.split("/")
-    if len(parts) != 2 or not all(parts) or (revision == "" and "@" in rest):
-        raise UserError(f"{name}: a Hub model is named {HUB_PREFIX}org/name or {HUB_PREFIX}org/name@revision")
+    if len(parts) != 2 or not all(_NAME_PART.match(part) for part in parts) or (revision == "" and "@" in rest):
+        raise UserError(f"{name}: a Hub model is named {HUB_PREFIX}org/name or {HUB_PREFIX}org/name@revision (letters, "
+                        "digits, '.', '_' and '-')")
+    if revision and not all(_NAME_PART.match(part) for part in revision.split("/")):
+        raise UserError(f"{name}: a revision is a branch, tag or commit of letters, digits, '.', '_', '-' and '/', "
+                        "without '.' or '..' parts")
     return repo_id, revision or None
 
 
@@ -46,6 +53,7 @@ def download_export(name: str, cache_dir: str | Path | None = None, endpoint: st
     hub = _hub()
     from huggingface_hub.errors import (
         EntryNotFoundError,
+        HfHubHTTPError,
         LocalEntryNotFoundError,
         RepositoryNotFoundError,
         RevisionNotFoundError,
@@ -63,6 +71,8 @@ def download_export(name: str, cache_dir: str | Path | None = None, endpoint: st
         except RepositoryNotFoundError:
             raise CheckpointError(f"{at}: no such model repository on {endpoint or hub.constants.ENDPOINT} (or it is "
                                   "private)") from None
+        except HfHubHTTPError as exc:  # any other answer of the server
+            raise CheckpointError(f"{at}: the Hub answered {_first_line(exc)}") from None
         except LocalEntryNotFoundError:  # (a kind of EntryNotFoundError)
             raise CheckpointError(f"{at}: {filename} is not in the Hub cache and the Hub cannot be reached "
                                   "(offline: HF_HUB_OFFLINE=1, or no connection)") from None
@@ -88,8 +98,19 @@ def push_export(folder: Path, repo_id: str, private: bool = False, revision: str
     if not (folder / WEIGHTS_FILE).is_file():
         raise CheckpointError(f"{folder} has no {WEIGHTS_FILE}: push a folder cvaezoo-export wrote")
     parse_hub_name(HUB_PREFIX + repo_id)
+    if revision is not None:
+        parse_hub_name(f"{HUB_PREFIX}{repo_id}@{revision}")
+    from huggingface_hub.errors import HfHubHTTPError
+
     api = hub.HfApi()
-    api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-    commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", revision=revision,
-                               commit_message="cvaezoo-export")
+    try:
+        api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
+        commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", revision=revision,
+                                   commit_message="cvaezoo-export")
+    except (HfHubHTTPError, OSError) as exc:  # refused, no token, no connection
+        raise UserError(f"pushing to {repo_id}: {_first_line(exc)}") from None
     return str(commit.commit_url)
+
+
+def _first_line(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

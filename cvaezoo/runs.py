@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -176,12 +177,40 @@ def saved_overrides(run_dir: Path | None) -> list[str]:
     return yaml.safe_load((run_dir / ".hydra" / "overrides.yaml").read_text()) or []
 
 
-def run_data_config(saved: Sequence[str], overrides: Sequence[str] = ()) -> DictConfig:
-    """The data config of a run trained with the overrides ``saved`` (its Hydra record's, or its export's), plus
-    ``overrides``, composed but not instantiated; an override that does not parse or names no config is a
-    UserError (Hydra's message, on one line)."""
+#: the config groups whose choice decides a run's data (the other groups' saved overrides are not composed for it)
+DATA_GROUPS = ("data", "experiment")
+_SAVED_KEY = re.compile(r"^data(\.[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*)+$")
+
+
+def data_overrides(saved: Sequence[str], source: str = "the run's record") -> list[str]:
+    """The saved overrides that decide a run's data (a choice of a data or experiment config the package ships, a
+    plain value of a data key), the others dropped. They come from a file (a run directory's Hydra record, an
+    export's config.json) that may have been sent by someone else, and Hydra instantiates what a config names: one
+    that deletes or adds a key, names a ``_target_`` or any other underscored key, interpolates (``${...}``) or holds
+    a mapping is a UserError naming ``source`` (composing it could run code)."""
+    kept = []
+    for item in saved:
+        if not isinstance(item, str):
+            raise UserError(f"{source}: an override must be a string, got {item!r}")
+        key, _, value = item.partition("=")
+        if key.lstrip("+~").split(".")[0] not in DATA_GROUPS:
+            continue
+        if key in DATA_GROUPS:
+            if not (Path(CONFIG_DIR) / key / f"{value}.yaml").is_file():
+                raise UserError(f"{source}: {item}: no such {key} config in cvaezoo")
+        elif not _SAVED_KEY.match(key) or "{" in value or "$" in value:
+            raise UserError(f"{source}: {item} is not a plain data value (a key deleted, added or underscored, an "
+                            "interpolation or a mapping): refused, composing it could run code")
+        kept.append(item)
+    return kept
+
+
+def run_data_config(saved: Sequence[str], overrides: Sequence[str] = (), source: str = "the run's record") -> DictConfig:
+    """The data config of a run trained with the overrides ``saved`` (its Hydra record's, or its export's: only
+    those :func:`data_overrides` lets through), plus the user's ``overrides``, composed but not instantiated; an
+    override that does not parse or names no config is a UserError (Hydra's message, on one line)."""
     try:
-        return compose_config([*merge_overrides(list(saved), list(overrides)), "run_dir=."]).data
+        return compose_config([*merge_overrides(data_overrides(saved, source), list(overrides)), "run_dir=."]).data
     except HydraException as exc:
         given = " ".join(overrides) if overrides else "(none: the run's own)"
         raise UserError(f"override {given}: {hydra_message(exc)}") from None
@@ -203,10 +232,11 @@ def load_run_data(run_dir: Path | None, overrides: list[str], x_shape: Sequence[
     return load_data(saved_overrides(run_dir), overrides, x_shape, y_dim)
 
 
-def load_data(saved: Sequence[str], overrides: Sequence[str], x_shape: Sequence[int], y_dim: int):
+def load_data(saved: Sequence[str], overrides: Sequence[str], x_shape: Sequence[int], y_dim: int,
+              source: str = "the run's record"):
     """The data of a run trained with the overrides ``saved`` (plus ``overrides``), checked against the model's
     sizes."""
-    datamodule = instantiate_checked(run_data_config(saved, overrides))
+    datamodule = instantiate_checked(run_data_config(saved, overrides, source))
     spec = datamodule.spec
     if tuple(spec.x_shape) != tuple(x_shape) or spec.y_dim != y_dim:
         raise UserError(

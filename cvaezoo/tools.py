@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from cvaezoo.checkpoints import resolve_source
 from cvaezoo.errors import UserError
 from cvaezoo.figures import figures
 from cvaezoo.inference import (
@@ -59,15 +60,22 @@ def abstentions(run: TrainedRun, x: Tensor, method: str | None, samples: int | N
     that share of the run's clean validation images), and how the threshold was set."""
     if reject is None:
         return torch.zeros(len(x), dtype=torch.bool), {}
+    score, threshold = rejection_rule(run, method, samples, reject, reject_score)
+    rejected = detection_scores(run.model, x, method, samples)[score] < threshold
+    return rejected, {"reject_score": score, "false_rejection": reject, "threshold": threshold,
+                      "abstained": float(rejected.float().mean())}
+
+
+def rejection_rule(run: TrainedRun, method: str | None, samples: int | None, reject: float,
+                   reject_score: str | None) -> tuple[str, float]:
+    """The score an input is rejected by (``reject_score``, default the model's first) and the threshold below which
+    it is: the one that rejects the share ``reject`` of the run's clean validation images."""
     available = score_names(run.model)
     score = reject_score or available[0]
     if score not in available:
         raise UserError(f"--reject-score {score}: {run.model.model_name} scores inputs by {' or '.join(available)}")
     val_x, _ = run.data().split_tensors("val")
-    threshold = rejection_threshold(detection_scores(run.model, val_x, method, samples)[score], reject)
-    rejected = detection_scores(run.model, x, method, samples)[score] < threshold
-    return rejected, {"reject_score": score, "false_rejection": reject, "threshold": threshold,
-                      "abstained": float(rejected.float().mean())}
+    return score, rejection_threshold(detection_scores(run.model, val_x, method, samples)[score], reject)
 
 
 def check_rejection(reject: float | None, reject_score: str | None) -> None:
@@ -179,7 +187,7 @@ def evaluation(run: TrainedRun, split: str = "test", iwae_samples: int = 100, re
     conditional-generation accuracy and the sample-quality scores beside their real-vs-real floors; for
     structured outputs, the completions' diversity. ``log`` receives a line for each part that is skipped."""
     model = run.model
-    given: ReferenceClassifier | None = None if reference is None else load_reference(reference)  # fails early
+    given = None if reference is None else load_reference(resolve_source(reference))  # fails early
     datamodule = run.data()
     x, y = datamodule.split_tensors(split)
     result: dict[str, object] = {"model": model.model_name, "split": split, "checkpoint": str(run.source)}
@@ -192,7 +200,7 @@ def evaluation(run: TrainedRun, split: str = "test", iwae_samples: int = 100, re
     reference_path = reference or run.reference_dir()
     scorer = None
     if model.target_name == "x" and reference_path is not None:
-        scorer = given or load_reference(reference_path)
+        scorer = given or load_reference(resolve_source(reference_path))
         fits = tuple(scorer.hparams.x_shape) == model.x_shape and scorer.hparams.y_dim == model.y_dim
         if not fits and reference is None:  # the default one belongs to other data: skip it
             log(f"{reference_path} was trained on other data (x {tuple(scorer.hparams.x_shape)}); pass --reference")

@@ -19,7 +19,7 @@ from cvaezoo.data.images import load_inputs
 from cvaezoo.errors import UserError
 from cvaezoo.exported import is_export, read_export_config
 from cvaezoo.models import ConditionalModel
-from cvaezoo.runs import compose_config, load_data, merge_overrides, run_data_config, saved_overrides
+from cvaezoo.runs import compose_config, data_overrides, load_data, merge_overrides, run_data_config, saved_overrides
 
 
 @dataclass
@@ -56,12 +56,18 @@ class TrainedRun:
         the model's sizes (built once per set of overrides)."""
         if extra not in self._data:
             self._data[extra] = load_data(self.training_overrides or [], [*self.overrides, *extra],
-                                          self.model.x_shape, self.model.y_dim)
+                                          self.model.x_shape, self.model.y_dim, self.record())
         return self._data[extra]
 
     def data_config(self) -> DictConfig:
         """The run's data config with the overrides, composed but not built."""
-        return run_data_config(self.training_overrides or [], self.overrides)
+        return run_data_config(self.training_overrides or [], self.overrides, self.record())
+
+    def record(self) -> str:
+        """The file the training overrides were read from (what an error in one names)."""
+        if is_export(self.source):
+            return str(self.source / "config.json")
+        return str(self.run_dir / ".hydra" / "overrides.yaml") if self.run_dir is not None else "the run's record"
 
     def binarize(self) -> str:
         """How the run binarised its images (``data.binarize``); a bare .ckpt: "threshold" for a model of binary
@@ -86,7 +92,7 @@ class TrainedRun:
         if is_export(self.source):
             beside = self.source.parent / "reference"
             return beside if is_export(beside) else None
-        saved = self.training_overrides or []
+        saved = data_overrides(self.training_overrides or [], self.record())
         overrides = [item for item in merge_overrides(saved, self.overrides)
                      if item.split("=", 1)[0].lstrip("+~").split(".")[0] == "data"]
         cfg = compose_config([*overrides, "run_dir=."], config_name="reference", return_hydra_config=True)

@@ -179,7 +179,7 @@ EVALUATE = [
     (["--n-per-class", "0"], "argument --n-per-class: must be a positive integer, got '0'"),
     (["--n-per-class", "-5"], "argument --n-per-class: must be a positive integer, got '-5'"),
     (["--n-completions", "1"], "argument --n-completions: must be an integer >= 2, got '1'"),
-    (["--reference", "{nowhere}"], "nowhere does not exist"),
+    (["--reference", "{nowhere}"], "nowhere is not a run directory, a checkpoint"),
     (["--reference", "{empty_dir}"], "no checkpoint in"),
     (["--reference", "{notes}"], "notes.txt is not a readable checkpoint"),
     (["--reference", "{run}"], "holds a cvae1 model, not a reference classifier"),

@@ -190,4 +190,40 @@ def test_load_export_rebuilds_the_model_from_its_config_alone(fitted, tmp_path):
     moved = shutil.copytree(folder, tmp_path / "elsewhere" / "copy")
     model = load_export(moved)
     assert model.model_name == "cvae3" and not model.training
-    assert json.loads((moved / "config.json").read_text())["hyper_parameters"]["x_shape"] == [1, 28, 28]
+    original = load_model(fitted["cvae3"]).state_dict()
+    assert all(torch.equal(value, original[key]) for key, value in model.state_dict().items())
+
+
+def test_saved_overrides_that_could_run_code_are_refused(fitted, tmp_path):
+    """Hydra instantiates what a config names: overrides read from a file someone sent (an export's config.json, a
+    run's record) may only choose shipped configs and set plain data values."""
+    folder = export(fitted["cvae1"], tmp_path / "export")
+    marker = tmp_path / "ran.txt"
+    config = json.loads((folder / "config.json").read_text())
+    attacks = [["~data=mnist5k", "+data._target_=pathlib.Path.touch", f"+data.self={marker}"],
+               ["data._target_=pathlib.Path.touch"], ["data.split={_target_:pathlib.Path.touch}"],
+               ["data.root=${oc.env:HOME}"], ["data=../../etc"], ["+data.extra=1"], ["hydra.run.dir=x", "data=nope"]]
+    for overrides in attacks:
+        (folder / "config.json").write_text(json.dumps({**config, "training": {**config["training"], "overrides": overrides}}))
+        with pytest.raises(UserError) as error:
+            TrainedRun.open(folder).data()
+        assert "config.json" in str(error.value) and "\n" not in str(error.value), overrides
+    assert not marker.exists()
+    (folder / "config.json").write_text(json.dumps({**config, "training": {**config["training"], "overrides": [
+        "model=cvae2", "~model.likelihood_kwargs", "trainer.max_epochs=3", "data.split=[4000,500,500]"]}}))
+    assert len(TrainedRun.open(folder).data().split_tensors("test")[0]) == 500  # the others are fine, or not composed
+
+
+def test_weights_of_another_dtype_or_not_finite_are_refused(fitted, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    folder = export(fitted["cvae2"], tmp_path / "export")
+    weights = load_file(folder / "model.safetensors")
+    first = next(key for key, value in weights.items() if value.is_floating_point())
+    for name, changed in {"int": weights[first].to(torch.int32), "double": weights[first].double(),
+                          "nan": torch.full_like(weights[first], float("nan"))}.items():
+        save_file({**weights, first: changed}, folder / "model.safetensors")
+        with pytest.raises(CheckpointError, match="model.safetensors"):
+            load_model(folder)
+    save_file(weights, folder / "model.safetensors")
+    load_model(folder)

@@ -93,6 +93,8 @@ def test_a_revision_a_commit_and_the_one_line_errors(exports, hub, tmp_path):
         "hf://zoo/newer": f"has export format {EXPORT_FORMAT + 1}, written by a newer cvaezoo",
         "hf://zoo": "a Hub model is named hf://org/name or hf://org/name@revision",
         "hf://zoo/m@": "a Hub model is named hf://org/name or hf://org/name@revision",
+        "hf://../x": "a Hub model is named",
+        "hf://zoo/m@../../../../escaped": "a revision is a branch, tag or commit",
     }
     for name, message in errors.items():
         with pytest.raises(UserError) as error:

@@ -35,7 +35,8 @@ def test_a_shipped_model_gives_the_numbers_its_card_states(name, tmp_path):
     stated = headline_metrics(metrics)
     assert stated and set(headline_metrics(again)) == set(stated)
     for key, value in stated.items():  # the same seed: the same numbers, up to another machine's rounding
-        assert again[key] == pytest.approx(value, rel=2e-3, abs=2e-3), key
+        tolerance = {"abs": 1e-3} if "accuracy" in key or key.startswith(("images/", "test/")) else {"rel": 1e-4}
+        assert again[key] == pytest.approx(value, **tolerance), key  # an accuracy: less than one digit of 500
         assert f"| {key} | {value:.4g} |" in card
 
 

@@ -1,10 +1,13 @@
 """Run with the code of commit 378172a (before models/base.py was split): tiny checkpoints of each model and their outputs
 on fixed inputs, for tests/test_old_checkpoints.py:  python tests/data/old_checkpoints/make.py tests/data/old_checkpoints"""
-import json, sys
+import json
+import sys
 from pathlib import Path
+
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, TensorDataset
+
 from cvaezoo.models import MODELS
 
 out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
