@@ -228,8 +228,9 @@ def model_card(run: TrainedRun, metrics: dict[str, Any], samples: bool) -> str:
         + (f" ({', '.join(model.class_names)})" if model.class_names else "") + "\n",
         "## Training\n",
         f"```bash\n{training['command']}\n```\n",
-        f"seed {training.get('seed', 'unknown')}, {training.get('max_epochs', '?')} epochs, cvaezoo commit "
-        f"{training.get('commit') or 'unknown'}; cvaezoo {config['versions']['cvaezoo']}, torch "
+        f"seed {training.get('seed', 'unknown')}, {training.get('max_epochs', '?')} epochs, trained with cvaezoo commit "
+        f"{training.get('commit') or 'unknown'}, exported and evaluated with commit "
+        f"{config['versions'].get('exported_by_commit') or 'unknown'}; cvaezoo {config['versions']['cvaezoo']}, torch "
         f"{config['versions']['torch']}.\n",
         "## Metrics\n",
         f"`cvaezoo-evaluate` on the {settings.get('split', 'test')} split, on the exported weights, seed "

@@ -28,6 +28,7 @@ import cvaezoo
 from cvaezoo.checkpoint_files import CHECKPOINT_FORMAT, CheckpointError, check_checkpoint_fits
 from cvaezoo.models import MODELS, ConditionalModel
 from cvaezoo.models.reference import ReferenceClassifier
+from cvaezoo.runs import source_commit
 
 #: what an exported folder's config.json means; a reader refuses a newer one
 EXPORT_FORMAT = 1
@@ -153,6 +154,7 @@ def write_export(model: ConditionalModel | ReferenceClassifier, folder: Path, bi
         "weights_dtype": dtype,
         "input": {"binarize": binarize},
         "training": training,
-        "versions": {"cvaezoo": cvaezoo.__version__, "torch": torch.__version__.split("+")[0]},
+        "versions": {"cvaezoo": cvaezoo.__version__, "torch": torch.__version__.split("+")[0],
+                     "exported_by_commit": source_commit()},
     }
     (folder / CONFIG_FILE).write_text(json.dumps(config, indent=2) + "\n")
