@@ -276,7 +276,8 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
 
 
 def source_commit() -> str | None:
-    """The git commit of the cvaezoo source that runs (suffixed "-dirty" with uncommitted changes), or None for an
+    """The git commit of the cvaezoo source that runs (suffixed "-dirty" with uncommitted changes to its code, the
+    shipped models aside), or None for an
     installed copy outside a checkout; a run's results.json records it, and its exports' model cards."""
     source = Path(__file__).resolve().parent.parent
     if not (source / ".git").exists():
@@ -284,7 +285,8 @@ def source_commit() -> str | None:
     try:
         head = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no"],
+        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no", "--", ".",
+                                ":!cvaezoo/pretrained"],  # the exports it writes are not its code
                                capture_output=True, text=True, timeout=10, check=True).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
