@@ -8,6 +8,8 @@ computes, callable without HTTP.
                         normal draws ("eps") behind the first one
     POST /api/decode    {"model", "label", "eps": [...]}  the image of z = mean + std * eps under p(z|y) (the sliders)
     POST /api/restyle   {"model", "image"}  the drawing's z decoded with every label (models whose decoder sees y)
+    POST /api/complete  {"model", "image" or "test_index", "n"}  completions of the quadrants a quadrant model
+                        (CVAE-3 on Sohn et al.'s task) is not given
     GET  /api/models    what each loaded model can do
 
 Every answer is JSON; a bad request is a 4xx with ``{"error": "<one line>"}``, never a traceback.
@@ -122,6 +124,8 @@ class Served:
     binarize: str = "none"
     reject_score: str | None = None
     threshold: float | None = None
+    #: for a model of the missing quadrants (Sohn et al.'s task): how many quadrants of a digit it is given
+    given_quadrants: int | None = None
 
     @property
     def model(self):
@@ -140,6 +144,8 @@ class ModelServer:
             if run.model.y_kind == "class" and run.model.classifies:
                 torch.manual_seed(seed)
                 served.reject_score, served.threshold = rejection_rule(run, None, None, reject, None)
+            if run.model.target_name == "y" and run.model.y_kind == "vector" and hasattr(run.data(), "complete"):
+                served.given_quadrants = int(run.data().given_quadrants)
             self.models[name] = served
         if not self.models:
             raise UserError("no model to serve: name at least one (cvaezoo-models lists the pretrained ones)")
@@ -158,6 +164,7 @@ class ModelServer:
                 and model.has_latent,
                 "labels": [str(c) for c in (model.class_names or range(model.y_dim))] if model.y_kind == "class" else [],
                 "sliders": min(SLIDERS, getattr(model, "latent_dim", 0)) if model.target_name == "x" else 0,
+                "completes": served.given_quadrants is not None, "given_quadrants": served.given_quadrants,
                 "reject_score": served.reject_score, "threshold": served.threshold,
                 "false_rejection": self.reject,
             })
@@ -257,6 +264,30 @@ class ModelServer:
         images = model.decode(z.expand(model.y_dim, -1), model.encode_condition(labels))
         return {"images": [png_data_url(image) for image in images], "predicted": predicted}
 
+    @torch.no_grad()
+    def complete(self, name: Any, picture: Image.Image | None = None, test_index: Any = None, n: Any = 6) -> dict:
+        """``n`` completions of the quadrants a quadrant model is not given, of the drawing or of test digit
+        ``test_index``: the image it is given, and each completion."""
+        served = self.served(name)
+        if served.given_quadrants is None:
+            raise RequestError(422, f"{name} does not complete quadrants (a CVAE-3 trained with experiment=quadrants does)")
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_SAMPLES:
+            raise RequestError(422, f"n must be an integer in [1, {MAX_SAMPLES}], got {n!r}")
+        data = served.run.data()
+        if picture is None:
+            test_x = data.split_tensors("test")[0]
+            if not isinstance(test_index, int) or isinstance(test_index, bool) or not 0 <= test_index < len(test_x):
+                raise RequestError(422, f"test_index must be an integer in [0, {len(test_x)}), got {test_index!r}")
+            given = test_x[test_index: test_index + 1]
+        else:
+            grey = binarize_fixed(centred_digit(picture)[None], served.binarize, self.seed)
+            given = data.make_pairs(grey, torch.zeros(1))[0]
+        torch.manual_seed(self.seed)
+        missing = served.model.sample(given, n)[0]  # (n, missing pixels)
+        images = data.complete(given.expand(n, -1, -1, -1), missing)
+        return {"given": png_data_url(given[0]), "images": [png_data_url(image) for image in images],
+                "given_quadrants": served.given_quadrants}
+
 
 def build_app(server: ModelServer):
     """The Starlette app: the page's static files and the JSON API over ``server``."""
@@ -313,6 +344,14 @@ def build_app(server: ModelServer):
         keys(payload, {"model", "image"}, {"model", "image"})
         return JSONResponse(server.restyle(payload["model"], read_image(payload["image"])))
 
+    async def complete(request: Request) -> JSONResponse:
+        payload = await body(request)
+        keys(payload, {"model", "image", "test_index", "n"}, {"model"})
+        if ("image" in payload) == ("test_index" in payload):
+            raise RequestError(422, "give either image or test_index")
+        picture = read_image(payload["image"]) if "image" in payload else None
+        return JSONResponse(server.complete(payload["model"], picture, payload.get("test_index"), payload.get("n", 6)))
+
     async def models(request: Request) -> JSONResponse:
         return JSONResponse(server.describe())
 
@@ -336,6 +375,7 @@ def build_app(server: ModelServer):
     routes = [Route("/", page), Route("/api/models", models),
               Route("/api/classify", classify, methods=["POST"]), Route("/api/generate", generate, methods=["POST"]),
               Route("/api/decode", decode, methods=["POST"]), Route("/api/restyle", restyle, methods=["POST"]),
+              Route("/api/complete", complete, methods=["POST"]),
               Mount("/static", StaticFiles(directory=PAGE_DIR), name="static")]
     handlers = {RequestError: request_error, UserError: user_error, 404: not_found, 405: not_found,
                 Exception: server_error}

@@ -1,10 +1,12 @@
 """cvaezoo as a package: the wheel carries the configs, and an installed copy trains from any folder."""
 
 import csv
+import json
 import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -59,6 +61,9 @@ def test_wheel_holds_every_pretrained_model(wheel):
         in_wheel = {name.removeprefix("cvaezoo/pretrained/") for name in archive.namelist()
                     if name.startswith("cvaezoo/pretrained/")}
     assert shipped == in_wheel, sorted(shipped ^ in_wheel)
+    with zipfile.ZipFile(wheel) as archive:
+        page = {name for name in archive.namelist() if name.startswith("cvaezoo/page/")}
+    assert {"cvaezoo/page/index.html", "cvaezoo/page/app.js", "cvaezoo/page/style.css"} <= page
 
 
 @pytest.fixture(scope="session")
@@ -94,6 +99,20 @@ def test_installed_wheel_generates_and_classifies_with_a_shipped_model_from_any_
         predicted = {row["file"]: row["predicted"] for row in csv.DictReader(f)}
     right = sum(predicted[name] == str(int(label)) for name, label in zip(sorted(predicted), y[:20]))
     assert right >= 15, (right, predicted)  # its card: about 0.9 on the test split
+    # the page, with the shipped models, from the installed copy
+    server = subprocess.Popen([sys.executable, str(installed / "bin" / "cvaezoo-serve"), "--port", "0"], cwd=elsewhere,
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        url = server.stdout.readline().rsplit(" on ", 1)[-1].strip()
+        assert url.startswith("http://127.0.0.1:"), server.stderr.read()[-2000:]
+        with urllib.request.urlopen(url + "api/models", timeout=60) as answer:
+            assert [m["name"] for m in json.loads(answer.read())] == [
+                f"mnist5k/{m}" for m in ("cvae1", "cvae2", "cvae3", "cvae4", "m2", "vae")]
+        with urllib.request.urlopen(url, timeout=60) as page:
+            assert b'<canvas id="canvas"' in page.read()
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
     assert not any(p.name in ("generate", "classify") for p in (installed / "cvaezoo" / "pretrained").rglob("*"))
 
 

@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 pytest.importorskip("starlette")
@@ -75,6 +76,8 @@ def test_bad_requests_are_4xx_with_one_line(server):
         ("/api/classify", json.dumps({"image": BLANK, "models": ["nope"]}), 404, "model 'nope' is not loaded"),
         ("/api/classify", json.dumps({"image": BLANK, "models": "mnist5k/cvae1"}), 422, "models must be a list"),
         ("/api/restyle", json.dumps({"model": "mnist5k/cvae4", "image": BLANK}), 422, "cannot restyle"),
+        ("/api/complete", json.dumps({"model": "mnist5k/cvae3", "test_index": 0}), 422, "does not complete quadrants"),
+        ("/api/complete", json.dumps({"model": "mnist5k/cvae3"}), 422, "give either image or test_index"),
         ("/api/generate", '{"model": "nope", "label": 1}', 404, "model 'nope' is not loaded"),
         ("/api/generate", '{"model": "mnist5k/cvae1", "label": 10}', 422, "label must be an integer in [0, 10)"),
         ("/api/generate", '{"model": "mnist5k/cvae1", "label": "3"}', 422, "label must be an integer"),
@@ -102,6 +105,28 @@ def test_bad_requests_are_4xx_with_one_line(server):
     with pytest.raises(urllib.error.HTTPError) as missing:
         urllib.request.urlopen(server + "api/nothing", timeout=30)
     assert missing.value.code == 404 and "error" in json.loads(missing.value.read())
+
+
+def test_a_quadrant_model_completes_a_test_digit_and_a_drawing(tmp_path):
+    """CVAE-3 on Sohn et al.'s task (one epoch: the test checks the plumbing, not the quality)."""
+    from cvaezoo.serve import ModelServer, read_image
+
+    run = tmp_path / "quadrants"
+    done = subprocess.run(["cvaezoo-train", "experiment=quadrants", "data.given_quadrants=2", "data.split=[400,100,100]",
+                           "trainer.max_epochs=1", f"hydra.run.dir={run}"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    server = ModelServer([str(run)])
+    (described,) = server.describe()
+    assert described["completes"] and described["given_quadrants"] == 2 and not described["classifies"]
+    x, _ = instantiate_checked(compose_config(["run_dir=.", "data.binarize=none"]).data).split_tensors("test")
+    for answer in (server.complete(str(run), test_index=3, n=5), server.complete(str(run), read_image(png_data_url(x[7])), n=5)):
+        given = torch.tensor(np.asarray(read_image(answer["given"]).convert("L"), dtype=np.float32) / 255)
+        assert len(answer["images"]) == 5 and given[:, 14:].abs().max() == 0  # the right half is not given
+        for completion in answer["images"]:
+            pixels = torch.tensor(np.asarray(read_image(completion).convert("L"), dtype=np.float32) / 255)
+            assert torch.equal(pixels[:, :14], given[:, :14]) and pixels[:, 14:].max() > 0  # keeps the left, draws the right
+    with pytest.raises(Exception, match="test_index must be an integer in"):
+        server.complete(str(run), test_index=10_000)
 
 
 def test_a_broken_model_at_start_up_is_one_line_naming_it(tmp_path):

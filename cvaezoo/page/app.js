@@ -232,6 +232,25 @@ $("restyle").addEventListener("click", async () => {
   }
 });
 
+// ----- complete ---------------------------------------------------------------------------------
+async function complete(body) {
+  const grid = $("complete-grid");
+  grid.dataset.pending = "1";
+  try {
+    const answer = await api("/api/complete", {model: $("complete-model").value, n: 8, ...body});
+    grid.replaceChildren(image(answer.given, "given"), ...answer.images.map((src, i) => image(src, `completion ${i}`)));
+  } catch (error) {
+    status(`complete: ${error.message}`);
+  } finally {
+    delete grid.dataset.pending;
+  }
+}
+$("complete-test").addEventListener("click", () => complete({test_index: Math.floor(Math.random() * 500)}));
+$("complete-drawing").addEventListener("click", () => {
+  if (!drawn) { status("complete: draw a digit first"); return; }
+  complete({image: canvas.toDataURL("image/png")});
+});
+
 // ----- start -----------------------------------------------------------------------------------
 async function start() {
   clearCanvas();
@@ -243,6 +262,9 @@ async function start() {
   }
   fill($("gen-model"), models.filter((m) => m.generates).map((m) => [m.name, `${m.display_name} (${m.name})`]));
   fill($("restyle-model"), models.filter((m) => m.restyles).map((m) => [m.name, `${m.display_name} (${m.name})`]));
+  const completing = models.filter((m) => m.completes);
+  fill($("complete-model"), completing.map((m) => [m.name, `${m.given_quadrants} (${m.name})`]));
+  $("complete-section").hidden = completing.length === 0;
   fillLabels();
   status(`${models.length} models loaded: ${models.map((m) => m.display_name).join(", ")}`);
   document.body.dataset.ready = "1";
