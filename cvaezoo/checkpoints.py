@@ -13,6 +13,7 @@ from cvaezoo.checkpoint_files import CheckpointError, read_checkpoint, resolve_c
 from cvaezoo.exported import is_export, load_export
 from cvaezoo.hub import HUB_PREFIX, download_export
 from cvaezoo.models import MODELS, ConditionalModel
+from cvaezoo.models.reference import ReferenceClassifier, load_reference_checkpoint
 
 #: the pretrained models that ship with the package, one exported folder each: <data>/<model> under this folder
 PRETRAINED_DIR = Path(__file__).resolve().parent / "pretrained"
@@ -73,4 +74,18 @@ def _load(source: Path, map_location: str | torch.device) -> ConditionalModel:
         except (KeyError, TypeError) as exc:  # a hand-made file without Lightning's entries or hyper-parameters
             raise CheckpointError(f"{source} is not a Lightning checkpoint of a {name}: {type(exc).__name__} "
                                   f"{exc}") from None
+    return model
+
+
+def load_reference(name: str | Path) -> ReferenceClassifier:
+    """A trained reference classifier by any name :func:`resolve_source` takes (``cvaezoo-reference``'s run
+    directory or .ckpt, an export, ``mnist5k/reference``, ``hf://...``), on the CPU, in eval mode; loading leaves
+    torch's random stream as it was."""
+    source = resolve_source(name)
+    with torch.random.fork_rng(devices=[]):
+        if not is_export(source):
+            return load_reference_checkpoint(source)
+        model = load_export(source)
+    if not isinstance(model, ReferenceClassifier):
+        raise CheckpointError(f"{source} holds a {model.model_name} model, not a reference classifier")
     return model

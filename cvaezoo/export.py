@@ -20,11 +20,10 @@ import yaml
 
 from cvaezoo.attributes import group_matches
 from cvaezoo.checkpoint_files import read_checkpoint, resolve_checkpoint, run_dir_of
-from cvaezoo.checkpoints import resolve_source
+from cvaezoo.checkpoints import load_reference, resolve_source
 from cvaezoo.errors import UserError
 from cvaezoo.exported import CARD_FILE, METRICS_FILE, SAMPLES_FILE, WEIGHTS_FILE, is_export, write_export
 from cvaezoo.figures import summary_grid
-from cvaezoo.models.reference import load_reference
 from cvaezoo.runs import compose_config, instantiate_checked, merge_overrides, saved_overrides
 from cvaezoo.tools import evaluation
 from cvaezoo.trained_run import TrainedRun

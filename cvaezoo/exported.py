@@ -26,9 +26,9 @@ from safetensors.torch import load_file, save_file
 
 import cvaezoo
 from cvaezoo.checkpoint_files import CHECKPOINT_FORMAT, CheckpointError, check_checkpoint_fits
+from cvaezoo.commit import source_commit
 from cvaezoo.models import MODELS, ConditionalModel
 from cvaezoo.models.reference import ReferenceClassifier
-from cvaezoo.runs import source_commit
 
 #: what an exported folder's config.json means; a reader refuses a newer one
 EXPORT_FORMAT = 1

@@ -71,13 +71,13 @@ def download_export(name: str, cache_dir: str | Path | None = None, endpoint: st
         except RepositoryNotFoundError:
             raise CheckpointError(f"{at}: no such model repository on {endpoint or hub.constants.ENDPOINT} (or it is "
                                   "private)") from None
-        except HfHubHTTPError as exc:  # any other answer of the server
-            raise CheckpointError(f"{at}: the Hub answered {_first_line(exc)}") from None
         except LocalEntryNotFoundError:  # (a kind of EntryNotFoundError)
             raise CheckpointError(f"{at}: {filename} is not in the Hub cache and the Hub cannot be reached "
                                   "(offline: HF_HUB_OFFLINE=1, or no connection)") from None
         except EntryNotFoundError:
             raise CheckpointError(f"{at} has no {filename}: it is not a cvaezoo export") from None
+        except HfHubHTTPError as exc:  # any other answer of the server (the ones above are kinds of it)
+            raise CheckpointError(f"{at}: the Hub answered {_first_line(exc)}") from None
 
     folder = fetch(CONFIG_FILE).parent
     read_export_config(folder)

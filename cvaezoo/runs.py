@@ -14,7 +14,6 @@ import os
 import re
 import shutil
 import signal
-import subprocess
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from omegaconf import DictConfig, OmegaConf
 from PIL import Image
 
 from cvaezoo.checkpoint_files import CheckpointError, read_checkpoint
+from cvaezoo.commit import source_commit
 from cvaezoo.config_types import check_config, check_node
 from cvaezoo.errors import UserError
 from cvaezoo.figures import summary_grid
@@ -273,24 +273,6 @@ def resume_checkpoint(cfg: DictConfig, run_dir: Path) -> dict[str, Any] | None:
     if "global_step" not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"ckpt_path={ckpt_path}: {path} is not a training checkpoint (no global_step or weights)")
     return checkpoint
-
-
-def source_commit() -> str | None:
-    """The git commit of the cvaezoo source that runs (suffixed "-dirty" with uncommitted changes to its code, the
-    shipped models aside), or None for an
-    installed copy outside a checkout; a run's results.json records it, and its exports' model cards."""
-    source = Path(__file__).resolve().parent.parent
-    if not (source / ".git").exists():
-        return None
-    try:
-        head = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(source), "status", "--porcelain", "--untracked-files=no", "--", ".",
-                                ":!cvaezoo/pretrained"],  # the exports it writes are not its code
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return head + ("-dirty" if dirty else "")
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

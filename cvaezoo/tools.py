@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cvaezoo.checkpoints import resolve_source
+from cvaezoo.checkpoints import load_reference
 from cvaezoo.errors import UserError
 from cvaezoo.figures import figures
 from cvaezoo.inference import (
@@ -28,7 +28,7 @@ from cvaezoo.inference import (
     evaluate_bound,
     predict_proba,
 )
-from cvaezoo.models.reference import ReferenceClassifier, load_reference
+from cvaezoo.models.reference import ReferenceClassifier
 from cvaezoo.robustness import PIXEL_NOISES, detection_scores, random_noise, rejection_threshold, score_names
 from cvaezoo.sample_quality import attribute_sample_quality, class_sample_quality, completion_diversity
 from cvaezoo.trained_run import TrainedRun
@@ -187,7 +187,7 @@ def evaluation(run: TrainedRun, split: str = "test", iwae_samples: int = 100, re
     conditional-generation accuracy and the sample-quality scores beside their real-vs-real floors; for
     structured outputs, the completions' diversity. ``log`` receives a line for each part that is skipped."""
     model = run.model
-    given = None if reference is None else load_reference(resolve_source(reference))  # fails early
+    given = None if reference is None else load_reference(reference)  # fails early
     datamodule = run.data()
     x, y = datamodule.split_tensors(split)
     result: dict[str, object] = {"model": model.model_name, "split": split, "checkpoint": str(run.source)}
@@ -200,7 +200,7 @@ def evaluation(run: TrainedRun, split: str = "test", iwae_samples: int = 100, re
     reference_path = reference or run.reference_dir()
     scorer = None
     if model.target_name == "x" and reference_path is not None:
-        scorer = given or load_reference(resolve_source(reference_path))
+        scorer = given or load_reference(reference_path)
         fits = tuple(scorer.hparams.x_shape) == model.x_shape and scorer.hparams.y_dim == model.y_dim
         if not fits and reference is None:  # the default one belongs to other data: skip it
             log(f"{reference_path} was trained on other data (x {tuple(scorer.hparams.x_shape)}); pass --reference")

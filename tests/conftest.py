@@ -132,6 +132,19 @@ class FittedRuns(dict):
         return run_dir
 
 
+def bare_export(run_dir: Path, out: Path, dtype: str = "float32") -> Path:
+    """An exported folder with what loading needs (weights, config.json) and a sample image, without the card and
+    metrics that cvaezoo-export measures (tests of loading need not wait for an evaluation)."""
+    from cvaezoo.exported import write_export
+    from cvaezoo.trained_run import TrainedRun
+    from cvaezoo.viz import save_image_grid
+
+    run = TrainedRun.open(run_dir)
+    write_export(run.model, out, run.binarize(), {"overrides": run.training_overrides or []}, dtype)
+    save_image_grid(torch.rand(1, 1, 1, 28, 28).round(), out / "samples.png")
+    return out
+
+
 @pytest.fixture(scope="session")
 def fitted(tmp_path_factory) -> FittedRuns:
     """Run directories of the zoo's models (and any other registered model) after a short fit, made on demand."""

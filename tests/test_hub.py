@@ -13,12 +13,13 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("huggingface_hub")
+from conftest import bare_export  # noqa: E402
 from hub_server import HubServer  # noqa: E402
 from huggingface_hub import constants  # noqa: E402
 
 from cvaezoo.checkpoint_files import CheckpointError  # noqa: E402
 from cvaezoo.checkpoints import load_model  # noqa: E402
-from cvaezoo.cli import export_main, push_main  # noqa: E402
+from cvaezoo.cli import push_main  # noqa: E402
 from cvaezoo.errors import UserError  # noqa: E402
 from cvaezoo.exported import EXPORT_FORMAT  # noqa: E402
 from cvaezoo.hub import download_export  # noqa: E402
@@ -27,9 +28,8 @@ from cvaezoo.hub import download_export  # noqa: E402
 @pytest.fixture(scope="module")
 def exports(fitted, tmp_path_factory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("exports")
-    export_main([str(fitted["cvae1"]), str(root / "cvae1"), "--iwae-samples", "2"])
-    export_main([str(fitted["cvae2"]), str(root / "cvae2"), "--iwae-samples", "2", "--dtype", "float16"])
-    return {"cvae1": root / "cvae1", "cvae2": root / "cvae2"}
+    return {"cvae1": bare_export(fitted["cvae1"], root / "cvae1"),
+            "cvae2": bare_export(fitted["cvae2"], root / "cvae2", "float16")}
 
 
 @pytest.fixture

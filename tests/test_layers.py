@@ -14,16 +14,18 @@ PACKAGE = Path(cvaezoo.__file__).resolve().parent  # the package under test (tes
 # lowest first; a module may import from its own layer and the ones below it. A layer names modules and packages:
 # a module of a package (models.cvae1, data.idx) is in its package's layer, so adding one needs no entry here.
 LAYERS: list[tuple[str, set[str]]] = [
-    ("basics", {"errors", "arguments", "checkpoint_files", "attributes", "viz"}),
+    ("basics", {"errors", "arguments", "checkpoint_files", "attributes", "viz", "commit"}),
     ("distributions and nets", {"distributions", "nets"}),
     ("data", {"data"}),
     ("models", {"models"}),
-    ("using models", {"checkpoints", "inference", "sample_quality", "robustness", "loggers", "callbacks", "collect"}),
+    ("using models", {"checkpoints", "exported", "hub", "inference", "sample_quality", "robustness", "loggers",
+                      "callbacks", "collect"}),
     ("figures", {"figures"}),
     ("run library", {"config_types", "runs"}),
     ("trained runs", {"trained_run"}),
     ("tools", {"tools"}),
-    ("entry points", {"train", "cli", "reference"}),
+    ("sharing", {"export"}),
+    ("entry points", {"train", "cli", "reference", "serve"}),
 ]
 NAMED = {name: depth for depth, (_, names) in enumerate(LAYERS) for name in names}
 

@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from cvaezoo.checkpoints import load_model, pretrained_models
+from cvaezoo.checkpoints import load_model, load_reference, pretrained_models
 from cvaezoo.cli import evaluate_main
 from cvaezoo.export import headline_metrics
-from cvaezoo.models.reference import load_reference
 from cvaezoo.runs import compose_config, instantiate_checked
 
 PRETRAINED = pretrained_models()

@@ -92,22 +92,10 @@ class ReferenceClassifier(L.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
 
 
-def load_reference(path: str | Path) -> ReferenceClassifier:
-    """A trained reference classifier from its run directory, .ckpt or exported folder, on the CPU, in eval mode; a
-    damaged checkpoint, or one of another model, is a CheckpointError naming the file. Loading leaves torch's random
-    stream as it was (the initial weights it draws are overwritten)."""
-    with torch.random.fork_rng(devices=[]):
-        return _load_reference(path)
-
-
-def _load_reference(path: str | Path) -> ReferenceClassifier:
-    from cvaezoo.exported import is_export, load_export  # above the models in the import layers
-
-    if is_export(Path(path)):
-        model = load_export(Path(path))
-        if not isinstance(model, ReferenceClassifier):
-            raise CheckpointError(f"{path} holds a {model.model_name} model, not a reference classifier")
-        return model
+def load_reference_checkpoint(path: str | Path) -> ReferenceClassifier:
+    """A trained reference classifier from its run directory or .ckpt, on the CPU, in eval mode; a damaged
+    checkpoint, or one of another model, is a CheckpointError naming the file. (Any name, an export's included:
+    :func:`cvaezoo.checkpoints.load_reference`.)"""
     checkpoint_path = resolve_checkpoint(path)
     model_name = read_checkpoint(checkpoint_path).get("cvaezoo_model")  # the generative models note theirs
     if model_name is not None:

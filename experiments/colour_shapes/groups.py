@@ -17,11 +17,10 @@ from pathlib import Path
 import torch
 
 from cvaezoo.attributes import group_matches
-from cvaezoo.checkpoints import load_model
+from cvaezoo.checkpoints import load_model, load_reference
 from cvaezoo.collect import mean_std, registered_models_in, seed_dirs
 from cvaezoo.data.shapes import combination_vector
 from cvaezoo.inference import distinct_rows, samples_for
-from cvaezoo.models.reference import load_reference
 from cvaezoo.runs import load_run_data
 
 NEAREST_SAMPLES = 20

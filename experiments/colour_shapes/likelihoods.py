@@ -13,9 +13,8 @@ from pathlib import Path
 
 import torch
 
-from cvaezoo.checkpoints import load_model
+from cvaezoo.checkpoints import load_model, load_reference
 from cvaezoo.inference import attribute_generation_accuracy, distinct_rows
-from cvaezoo.models.reference import load_reference
 from cvaezoo.runs import load_run_data
 
 

@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 from hydra.utils import instantiate
 
+from cvaezoo.checkpoints import load_reference
 from cvaezoo.inference import distinct_rows
-from cvaezoo.models.reference import load_reference
 from cvaezoo.runs import compose_config
 from cvaezoo.sample_quality import control_images, frechet_distance, sample_quality
 

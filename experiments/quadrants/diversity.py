@@ -22,10 +22,9 @@ from pathlib import Path
 
 import torch
 
-from cvaezoo.checkpoints import load_model
+from cvaezoo.checkpoints import load_model, load_reference
 from cvaezoo.collect import mean_std
 from cvaezoo.inference import batches, prior_calibration
-from cvaezoo.models.reference import load_reference
 from cvaezoo.runs import load_run_data
 from cvaezoo.sample_quality import completion_diversity
 from cvaezoo.viz import save_image_grid
