@@ -24,7 +24,7 @@ from cvaezoo.checkpoints import load_reference, resolve_source
 from cvaezoo.errors import UserError
 from cvaezoo.exported import CARD_FILE, METRICS_FILE, SAMPLES_FILE, WEIGHTS_FILE, is_export, write_export
 from cvaezoo.figures import summary_grid
-from cvaezoo.runs import compose_config, instantiate_checked, merge_overrides, saved_overrides
+from cvaezoo.runs import compose_config, data_overrides, instantiate_checked, merge_overrides, saved_overrides
 from cvaezoo.tools import evaluation
 from cvaezoo.trained_run import TrainedRun
 from cvaezoo.viz import save_image_grid
@@ -111,7 +111,9 @@ def export_reference(path: str | Path, out: Path, dtype: str = "float32", overri
     reference = load_reference(path)
     run_dir = run_dir_of(resolve_checkpoint(path))
     saved = saved_overrides(run_dir)
-    data_config = compose_config([*merge_overrides(saved, list(overrides)), "run_dir=."], config_name="reference").data
+    record = str(run_dir / ".hydra" / "overrides.yaml") if run_dir is not None else "the run's record"
+    data_config = compose_config([*merge_overrides(data_overrides(saved, record), list(overrides)), "run_dir=."],
+                                 config_name="reference").data
     x, y = instantiate_checked(data_config).split_tensors("test")
     staging = out.parent / f".{out.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)

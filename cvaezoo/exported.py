@@ -115,8 +115,10 @@ def load_export(folder: Path, map_location: str | torch.device = "cpu") -> Condi
     stored = {"cvaezoo_model": name, "cvaezoo_format": config["checkpoint_format"]}
     try:
         model = classes[name](**config["hyper_parameters"])
-    except (TypeError, ValueError, KeyError, AttributeError) as exc:  # UserError is a ValueError
-        raise CheckpointError(f"{folder / CONFIG_FILE}: its hyper_parameters do not build a {name}: {exc}") from None
+    except (TypeError, ValueError, KeyError, AttributeError, RuntimeError, MemoryError) as exc:  # UserError is a
+        # ValueError; RuntimeError: sizes torch cannot allocate
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CheckpointError(f"{folder / CONFIG_FILE}: its hyper_parameters do not build a {name}: {reason}") from None
     weights = read_weights(folder / WEIGHTS_FILE)
     checkpoint = {**stored, "state_dict": weights}
     try:

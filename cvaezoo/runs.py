@@ -179,6 +179,15 @@ def saved_overrides(run_dir: Path | None) -> list[str]:
 
 #: the config groups whose choice decides a run's data (the other groups' saved overrides are not composed for it)
 DATA_GROUPS = ("data", "experiment")
+#: data keys that say where a download comes from and where it is kept: never taken from a saved record
+DOWNLOAD_KEYS = ("mirrors", "sha256", "dataset", "url", "urls", "cache_dir")
+
+
+def shipped_options(group: str) -> set[str]:
+    """The configs a group of the shipped config folder offers (its top-level YAML files' names)."""
+    return {path.stem for path in (Path(CONFIG_DIR) / group).glob("*.yaml")}
+
+
 _SAVED_KEY = re.compile(r"^data(\.[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*)+$")
 
 
@@ -196,11 +205,14 @@ def data_overrides(saved: Sequence[str], source: str = "the run's record") -> li
         if key.lstrip("+~").split(".")[0] not in DATA_GROUPS:
             continue
         if key in DATA_GROUPS:
-            if not (Path(CONFIG_DIR) / key / f"{value}.yaml").is_file():
-                raise UserError(f"{source}: {item}: no such {key} config in cvaezoo")
+            if value not in shipped_options(key):
+                raise UserError(f"{source}: {item}: no such {key} config in cvaezoo (options: "
+                                f"{', '.join(sorted(shipped_options(key)))})")
         elif not _SAVED_KEY.match(key) or "{" in value or "$" in value:
             raise UserError(f"{source}: {item} is not a plain data value (a key deleted, added or underscored, an "
                             "interpolation or a mapping): refused, composing it could run code")
+        elif key.split(".")[-1] in DOWNLOAD_KEYS:
+            raise UserError(f"{source}: {item}: where data is downloaded from is not taken from a file")
         kept.append(item)
     return kept
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 import base64
 import io
 import json
-import math
 import socket
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +43,8 @@ from cvaezoo.trained_run import TrainedRun
 PAGE_DIR = Path(__file__).resolve().parent / "page"
 #: the largest request body read, in bytes (a PNG of a drawing is a few kB)
 MAX_BODY = 1_000_000
+#: the largest side of an image a request may send (a drawing is 280 pixels)
+MAX_SIDE = 2048
 #: the largest count of samples one generate request may ask for
 MAX_SAMPLES = 64
 #: latent dimensions the page shows a slider for
@@ -71,12 +73,16 @@ def read_image(data_url: Any) -> Image.Image:
     if not isinstance(data_url, str) or "," not in data_url or not data_url.startswith("data:image/"):
         raise RequestError(422, "image must be a data:image/...;base64 URL")
     try:
-        picture = Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1], validate=True)))
-        picture.load()
-    except (ValueError, UnidentifiedImageError, OSError) as exc:
+        picture = Image.open(io.BytesIO(base64.b64decode(data_url.split(",", 1)[1], validate=True)),
+                             formats=["PNG", "JPEG"])
+    except (ValueError, UnidentifiedImageError, OSError, Image.DecompressionBombError) as exc:
         raise RequestError(422, f"image is not a readable PNG or JPEG ({type(exc).__name__})") from None
-    if picture.width * picture.height > 4096 * 4096:
-        raise RequestError(413, f"image is {picture.width}x{picture.height}: at most 4096x4096")
+    if picture.width > MAX_SIDE or picture.height > MAX_SIDE:  # checked on the header, before decoding
+        raise RequestError(413, f"image is {picture.width}x{picture.height}: at most {MAX_SIDE}x{MAX_SIDE}")
+    try:
+        picture.load()
+    except (ValueError, OSError, Image.DecompressionBombError) as exc:
+        raise RequestError(422, f"image is not a readable PNG or JPEG ({type(exc).__name__})") from None
     return picture
 
 
@@ -216,13 +222,12 @@ class ModelServer:
         served = self._generator(self.served(name))
         model = served.model
         y = self._label(served, label)
-        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or \
-                not (math.isfinite(temperature) and 0 < temperature <= 3):
+        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 < temperature <= 3:
             raise RequestError(422, f"temperature must be a number in (0, 3], got {temperature!r}")
         if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_SAMPLES:
             raise RequestError(422, f"n must be an integer in [1, {MAX_SAMPLES}], got {n!r}")
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise RequestError(422, f"seed must be an integer >= 0, got {seed!r}")
+        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
+            raise RequestError(422, f"seed must be an integer in [0, 2**63), got {seed!r}")
         eps = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed)) * temperature
         images = self._decode(served, y, eps)
         return {"images": [png_data_url(image) for image in images], "eps": eps[0, :SLIDERS].tolist(),
@@ -234,7 +239,7 @@ class ModelServer:
         model = served.model
         y = self._label(served, label)
         if not isinstance(eps, list) or not 1 <= len(eps) <= model.latent_dim or not all(
-                isinstance(e, (int, float)) and not isinstance(e, bool) and math.isfinite(e) and abs(e) <= 10 for e in eps):
+                isinstance(e, (int, float)) and not isinstance(e, bool) and -10 <= e <= 10 for e in eps):
             raise RequestError(422, f"eps must be a list of 1 to {model.latent_dim} numbers in [-10, 10]")
         full = torch.zeros(1, model.latent_dim)
         full[0, : len(eps)] = torch.tensor(eps, dtype=torch.float32)
@@ -292,6 +297,7 @@ class ModelServer:
 def build_app(server: ModelServer):
     """The Starlette app: the page's static files and the JSON API over ``server``."""
     from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse
     from starlette.routing import Mount, Route
@@ -308,8 +314,9 @@ def build_app(server: ModelServer):
                 raise RequestError(413, f"request body larger than {MAX_BODY} bytes")
         try:
             payload = json.loads(data)
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise RequestError(400, "request body must be JSON") from None
+        except (ValueError, RecursionError):  # not JSON, not UTF-8, a number of too many digits, too deep
+            raise RequestError(400, "request body must be JSON (UTF-8, numbers of at most 4300 digits, not too deeply "
+                                    "nested)") from None
         if not isinstance(payload, dict):
             raise RequestError(400, "request body must be a JSON object")
         return payload
@@ -320,29 +327,38 @@ def build_app(server: ModelServer):
             raise RequestError(422, "; ".join([*([f"unknown keys {unknown}"] if unknown else []),
                                                *([f"missing keys {missing}"] if missing else [])]))
 
+    computing = threading.Lock()  # one computation at a time, off the event loop: the page stays responsive
+
+    async def compute(function, *args):
+        def locked():
+            with computing:
+                return function(*args)
+        return JSONResponse(await run_in_threadpool(locked))
+
     async def classify(request: Request) -> JSONResponse:
         payload = await body(request)
         keys(payload, {"image", "models"}, {"image"})
         names = payload.get("models")
-        if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)):
-            raise RequestError(422, "models must be a list of model names")
-        return JSONResponse(server.classify(read_image(payload["image"]), names))
+        if names is not None and (not isinstance(names, list) or not all(isinstance(n, str) for n in names)
+                                  or len(set(names)) != len(names) or len(names) > len(server.models)):
+            raise RequestError(422, "models must be a list of distinct names of loaded models")
+        return await compute(server.classify, read_image(payload["image"]), names)
 
     async def generate(request: Request) -> JSONResponse:
         payload = await body(request)
         keys(payload, {"model", "label", "temperature", "n", "seed"}, {"model", "label"})
-        return JSONResponse(server.generate(payload["model"], payload["label"], payload.get("temperature", 1.0),
-                                            payload.get("n", 8), payload.get("seed", 0)))
+        return await compute(server.generate, payload["model"], payload["label"], payload.get("temperature", 1.0),
+                             payload.get("n", 8), payload.get("seed", 0))
 
     async def decode(request: Request) -> JSONResponse:
         payload = await body(request)
         keys(payload, {"model", "label", "eps"}, {"model", "label", "eps"})
-        return JSONResponse(server.decode(payload["model"], payload["label"], payload["eps"]))
+        return await compute(server.decode, payload["model"], payload["label"], payload["eps"])
 
     async def restyle(request: Request) -> JSONResponse:
         payload = await body(request)
         keys(payload, {"model", "image"}, {"model", "image"})
-        return JSONResponse(server.restyle(payload["model"], read_image(payload["image"])))
+        return await compute(server.restyle, payload["model"], read_image(payload["image"]))
 
     async def complete(request: Request) -> JSONResponse:
         payload = await body(request)
@@ -350,7 +366,7 @@ def build_app(server: ModelServer):
         if ("image" in payload) == ("test_index" in payload):
             raise RequestError(422, "give either image or test_index")
         picture = read_image(payload["image"]) if "image" in payload else None
-        return JSONResponse(server.complete(payload["model"], picture, payload.get("test_index"), payload.get("n", 6)))
+        return await compute(server.complete, payload["model"], picture, payload.get("test_index"), payload.get("n", 6))
 
     async def models(request: Request) -> JSONResponse:
         return JSONResponse(server.describe())

@@ -19,7 +19,7 @@ from cvaezoo.checkpoint_files import CheckpointError
 from cvaezoo.checkpoints import load_model, load_reference
 from cvaezoo.cli import classify_main, evaluate_main, export_main, models_main
 from cvaezoo.errors import UserError
-from cvaezoo.export import export_run
+from cvaezoo.export import export_reference, export_run
 from cvaezoo.exported import EXPORT_FORMAT, load_export
 from cvaezoo.inference import predict_proba
 from cvaezoo.trained_run import TrainedRun
@@ -202,7 +202,9 @@ def test_saved_overrides_that_could_run_code_are_refused(fitted, tmp_path):
     config = json.loads((folder / "config.json").read_text())
     attacks = [["~data=mnist5k", "+data._target_=pathlib.Path.touch", f"+data.self={marker}"],
                ["data._target_=pathlib.Path.touch"], ["data.split={_target_:pathlib.Path.touch}"],
-               ["data.root=${oc.env:HOME}"], ["data=../../etc"], ["+data.extra=1"], ["hydra.run.dir=x", "data=nope"]]
+               ["data.root=${oc.env:HOME}"], ["data=../../etc"], ["+data.extra=1"], ["hydra.run.dir=x", "data=nope"],
+               ["data=" + "../" * 30 + "proc/self/cwd/evil"], ["experiment=../data/mnist5k"], ["data=common/loader"],
+               ["data=mnist", "data.mirrors=[http://127.0.0.1:9/beacon]"]]
     for overrides in attacks:
         (folder / "config.json").write_text(json.dumps({**config, "training": {**config["training"], "overrides": overrides}}))
         with pytest.raises(UserError) as error:
@@ -212,6 +214,14 @@ def test_saved_overrides_that_could_run_code_are_refused(fitted, tmp_path):
     (folder / "config.json").write_text(json.dumps({**config, "training": {**config["training"], "overrides": [
         "model=cvae2", "~model.likelihood_kwargs", "trainer.max_epochs=3", "data.split=[4000,500,500]"]}}))
     assert len(TrainedRun.open(folder).data().split_tensors("test")[0]) == 500  # the others are fine, or not composed
+    # the same rule for a reference classifier's run record, which cvaezoo-export composes
+    reference = shutil.copytree(fitted["reference"], tmp_path / "reference")
+    (reference / ".hydra").mkdir(exist_ok=True)
+    (reference / ".hydra" / "overrides.yaml").write_text(
+        f"- ~data=mnist5k\n- +data={{_target_:pathlib.Path.touch,self:{marker}}}\n")
+    with pytest.raises(UserError, match="overrides.yaml"):
+        export_reference(reference, tmp_path / "reference_export")
+    assert not marker.exists()
 
 
 def test_weights_of_another_dtype_or_not_finite_are_refused(fitted, tmp_path):

@@ -161,14 +161,17 @@ function labelsOf(name) { return (models.find((m) => m.name === name) || {labels
 
 function fillLabels() { fill($("gen-label"), labelsOf($("gen-model").value).map((l, i) => [String(i), l])); }
 
+let generating = 0;
 async function generate() {
   const name = $("gen-model").value;
   if (!name) return;
+  const mine = ++generating;
   const grid = $("grid");
   grid.dataset.pending = "1";
   try {
     const answer = await api("/api/generate", {model: name, label: Number($("gen-label").value || 0),
       temperature: Number($("gen-temperature").value), n: Number($("gen-n").value), seed: 0});
+    if (mine !== generating) return;  // a later choice's grid is coming
     grid.replaceChildren(...answer.images.map((src, i) => image(src, `sample ${i}`)));
     grid.dataset.label = $("gen-label").value;
     eps = answer.eps;
@@ -177,7 +180,7 @@ async function generate() {
   } catch (error) {
     status(`generate: ${error.message}`);
   } finally {
-    delete grid.dataset.pending;
+    if (mine === generating) delete grid.dataset.pending;
   }
 }
 
