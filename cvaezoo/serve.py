@@ -17,11 +17,12 @@ Every answer is JSON; a bad request is a 4xx with ``{"error": "<one line>"}``, n
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
 import socket
-import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -294,10 +295,10 @@ class ModelServer:
                 "given_quadrants": served.given_quadrants}
 
 
-def build_app(server: ModelServer):
-    """The Starlette app: the page's static files and the JSON API over ``server``."""
+def build_app(server: ModelServer, worker: ThreadPoolExecutor):
+    """The Starlette app: the page's static files and the JSON API over ``server``, whose computations run one at a
+    time on ``worker``, off the event loop (the page and GET requests stay responsive)."""
     from starlette.applications import Starlette
-    from starlette.concurrency import run_in_threadpool
     from starlette.requests import Request
     from starlette.responses import FileResponse, JSONResponse
     from starlette.routing import Mount, Route
@@ -327,13 +328,8 @@ def build_app(server: ModelServer):
             raise RequestError(422, "; ".join([*([f"unknown keys {unknown}"] if unknown else []),
                                                *([f"missing keys {missing}"] if missing else [])]))
 
-    computing = threading.Lock()  # one computation at a time, off the event loop: the page stays responsive
-
     async def compute(function, *args):
-        def locked():
-            with computing:
-                return function(*args)
-        return JSONResponse(await run_in_threadpool(locked))
+        return JSONResponse(await asyncio.get_running_loop().run_in_executor(worker, function, *args))
 
     async def classify(request: Request) -> JSONResponse:
         payload = await body(request)
@@ -414,7 +410,10 @@ def main(argv: list[str] | None = None) -> None:
         except ImportError:
             raise UserError("cvaezoo-serve needs the serve extra: pip install 'cvaezoo[serve]'") from None
         names = args.models or [name for name in pretrained_models() if not name.endswith("/reference")]
-        server = ModelServer(names, reject=args.reject)
+        # every torch call on one thread, the models' loading included: torch's OpenMP workers belong to the thread
+        # that calls it, and a second thread's workers make every call about twice as slow on two cores
+        worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="cvaezoo-serve")
+        server = worker.submit(ModelServer, names, args.reject).result()
         listening = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
@@ -424,4 +423,4 @@ def main(argv: list[str] | None = None) -> None:
             raise UserError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}") from None
         host, port = listening.getsockname()[:2]
         print(f"cvaezoo-serve: {', '.join(server.models)} on http://{host}:{port}/", flush=True)
-        uvicorn.Server(uvicorn.Config(build_app(server), log_level="warning")).run(sockets=[listening])
+        uvicorn.Server(uvicorn.Config(build_app(server, worker), log_level="warning")).run(sockets=[listening])
