@@ -12,6 +12,8 @@ import json
 import os
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -69,15 +71,35 @@ def training_record(run: TrainedRun) -> dict[str, Any]:
     return record
 
 
-def export_run(run: TrainedRun, out: Path, dtype: str = "float32", seed: int = 0, iwae_samples: int = 100,
-               reference: str | Path | None = None, n_per_class: int = 100, log=print) -> dict[str, Any]:
-    """Write the export of ``run`` into ``out`` (which must not exist, or be empty) and return its metrics."""
+def check_new_folder(out: Path) -> None:
+    """An export goes into a new folder, or an empty one (else a UserError, before anything is written)."""
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(f"{out} exists and is not an empty folder: export into a new one")
-    reference = reference or run.reference_dir()
+
+
+@contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A staging folder beside ``out`` (checked by :func:`check_new_folder`) to write an export into: renamed to
+    ``out`` when the block ends, its weights readable by all (safetensors writes them private; an export is for
+    sharing); removed if the block fails, so that a failed export leaves nothing."""
+    check_new_folder(out)
     staging = out.parent / f".{out.name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     try:
+        yield staging
+        os.chmod(staging / WEIGHTS_FILE, 0o644)
+        if out.exists():
+            out.rmdir()
+        os.replace(staging, out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def export_run(run: TrainedRun, out: Path, dtype: str = "float32", seed: int = 0, iwae_samples: int = 100,
+               reference: str | Path | None = None, n_per_class: int = 100, log=print) -> dict[str, Any]:
+    """Write the export of ``run`` into ``out`` (which must not exist, or be empty) and return its metrics."""
+    reference = reference or run.reference_dir()
+    with staged(out) as staging:
         write_export(run.model, staging, run.binarize(), training_record(run), dtype)
         measured = []
         for draw in (seed, seed + 1):  # the card's numbers, and the same with other noise beside them
@@ -94,20 +116,13 @@ def export_run(run: TrainedRun, out: Path, dtype: str = "float32", seed: int = 0
         if grid is not None:
             save_image_grid(grid, staging / SAMPLES_FILE)
         (staging / CARD_FILE).write_text(model_card(exported, metrics, samples=grid is not None))
-        os.chmod(staging / WEIGHTS_FILE, 0o644)  # safetensors writes it private; an export is for sharing
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return metrics
 
 
 def export_reference(path: str | Path, out: Path, dtype: str = "float32", overrides: list[str] | tuple = ()) -> dict:
     """Write the export of a reference classifier (``cvaezoo-reference``'s run directory or .ckpt) into ``out``,
     with its test accuracy on the data it was trained on (composed as ``cvaezoo-reference`` composes it)."""
-    if out.exists() and (not out.is_dir() or any(out.iterdir())):
-        raise UserError(f"{out} exists and is not an empty folder: export into a new one")
+    check_new_folder(out)
     reference = load_reference(path)
     run_dir = run_dir_of(resolve_checkpoint(path))
     saved = saved_overrides(run_dir)
@@ -115,9 +130,7 @@ def export_reference(path: str | Path, out: Path, dtype: str = "float32", overri
     data_config = compose_config([*merge_overrides(data_overrides(saved, record), list(overrides)), "run_dir=."],
                                  config_name="reference").data
     x, y = instantiate_checked(data_config).split_tensors("test")
-    staging = out.parent / f".{out.name}.partial"
-    shutil.rmtree(staging, ignore_errors=True)
-    try:
+    with staged(out) as staging:
         training = {"overrides": saved, "command": " ".join(["cvaezoo-reference", *saved])}
         write_export(reference, staging, str(data_config.get("binarize", "none")), training, dtype)
         reloaded = load_reference(staging)
@@ -134,12 +147,6 @@ def export_reference(path: str | Path, out: Path, dtype: str = "float32", overri
             "their conditional-generation accuracy and sample-quality scores (`cvaezoo-evaluate --reference`).\n\n"
             f"Trained by `{training['command']}` on grey levels; test accuracy {accuracy:.4f} "
             f"({len(y)} digits), weights {dtype}.\n")
-        os.chmod(staging / WEIGHTS_FILE, 0o644)
-        if out.exists():
-            out.rmdir()
-        os.replace(staging, out)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return metrics
 
 
