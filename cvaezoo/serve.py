@@ -120,6 +120,14 @@ def centred_digit(picture: Image.Image, size: int = 28, box: int = 20) -> Tensor
     return torch.from_numpy(canvas.clip(0, 1))[None]
 
 
+def integer_in(name: str, value: Any, low: int, high: int, shown: str | None = None) -> int:
+    """A request's integer ``value`` in [low, high) (not a bool, not a float), or a RequestError naming it and the
+    range (``shown``, default "[low, high)")."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value < high:
+        raise RequestError(422, f"{name} must be an integer in {shown or f'[{low}, {high})'}, got {value!r}")
+    return value
+
+
 @dataclass
 class Served:
     """A loaded model, the rule its abstentions follow (the ``cvaezoo-classify --reject`` logic) and its prior's
@@ -138,6 +146,25 @@ class Served:
     def model(self):
         return self.run.model
 
+    @property
+    def classifies(self) -> bool:
+        return self.model.y_kind == "class" and self.model.classifies
+
+    @property
+    def generates(self) -> bool:
+        """Draws images from a prior over z (the sliders move that z)."""
+        return self.model.target_name == "x" and self.model.has_latent
+
+    @property
+    def restyles(self) -> bool:
+        """Decodes one z with another label: the decoder sees the class label."""
+        return self.generates and self.model.decoder_sees_condition and self.model.y_kind == "class"
+
+    def as_seen(self, grey: Tensor, seed: int) -> Tensor:
+        """A centred grey digit (1, H, W) as the model sees it: (1, *x_shape), binarised as it was trained (a
+        Bernoulli draw seeded by ``seed`` for a dynamically binarised run)."""
+        return binarize_fixed(grey[None].expand(-1, *self.model.x_shape).clone(), self.binarize, seed)
+
 
 class ModelServer:
     """The loaded models and what the API computes with them."""
@@ -148,7 +175,7 @@ class ModelServer:
         for name in names:
             run = TrainedRun.open(name)
             served = Served(name, run, run.binarize())
-            if run.model.y_kind == "class" and run.model.classifies:
+            if served.classifies:
                 torch.manual_seed(seed)
                 served.reject_score, served.threshold = rejection_rule(run, None, None, reject, None)
             if run.model.target_name == "y" and run.model.y_kind == "vector" and hasattr(run.data(), "complete"):
@@ -165,10 +192,7 @@ class ModelServer:
             model = served.model
             rows.append({
                 "name": name, "display_name": model.display_name, "x_shape": list(model.x_shape),
-                "classifies": model.y_kind == "class" and model.classifies,
-                "generates": model.target_name == "x" and model.has_latent,
-                "restyles": model.target_name == "x" and model.decoder_sees_condition and model.y_kind == "class"
-                and model.has_latent,
+                "classifies": served.classifies, "generates": served.generates, "restyles": served.restyles,
                 "labels": [str(c) for c in (model.class_names or range(model.y_dim))] if model.y_kind == "class" else [],
                 "sliders": min(SLIDERS, getattr(model, "latent_dim", 0)) if model.target_name == "x" else 0,
                 "completes": served.given_quadrants is not None, "given_quadrants": served.given_quadrants,
@@ -190,9 +214,9 @@ class ModelServer:
         answers = []
         for served in chosen:
             model = served.model
-            if not (model.y_kind == "class" and model.classifies):
+            if not served.classifies:
                 continue
-            seen = binarize_fixed(grey[None].expand(-1, *model.x_shape).clone(), served.binarize, self.seed)
+            seen = served.as_seen(grey, self.seed)
             torch.manual_seed(self.seed)
             probs = predict_proba(model, seen)[0]
             torch.manual_seed(self.seed)
@@ -201,20 +225,14 @@ class ModelServer:
             answer = {"model": served.name, "display_name": model.display_name, "probs": probs.tolist(),
                       "predicted": predicted, "abstain": score < served.threshold, "score": score,
                       "score_name": served.reject_score, "threshold": served.threshold, "input": png_data_url(seen[0])}
-            if model.target_name == "x" and model.has_latent:
+            if served.generates:
                 c = model.encode_condition(torch.tensor([predicted]))
                 answer["reconstruction"] = png_data_url(model.decode(model.posterior(seen, c).mean, c)[0])
             answers.append(answer)
         return {"input": png_data_url(grey), "results": answers}
 
-    def _label(self, served: Served, label: Any) -> Tensor:
-        model = served.model
-        if not isinstance(label, int) or isinstance(label, bool) or not 0 <= label < model.y_dim:
-            raise RequestError(422, f"label must be an integer in [0, {model.y_dim}), got {label!r}")
-        return torch.tensor([label])
-
     def _generator(self, served: Served) -> Served:
-        if not (served.model.target_name == "x" and served.model.has_latent):
+        if not served.generates:
             raise RequestError(422, f"{served.name} does not generate images")
         return served
 
@@ -222,13 +240,11 @@ class ModelServer:
     def generate(self, name: Any, label: Any, temperature: Any = 1.0, n: Any = 8, seed: Any = 0) -> dict:
         served = self._generator(self.served(name))
         model = served.model
-        y = self._label(served, label)
+        y = torch.tensor([integer_in("label", label, 0, model.y_dim)])
         if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not 0 < temperature <= 3:
             raise RequestError(422, f"temperature must be a number in (0, 3], got {temperature!r}")
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_SAMPLES:
-            raise RequestError(422, f"n must be an integer in [1, {MAX_SAMPLES}], got {n!r}")
-        if not isinstance(seed, int) or isinstance(seed, bool) or not 0 <= seed < 2**63:
-            raise RequestError(422, f"seed must be an integer in [0, 2**63), got {seed!r}")
+        n = integer_in("n", n, 1, MAX_SAMPLES + 1, f"[1, {MAX_SAMPLES}]")
+        seed = integer_in("seed", seed, 0, 2**63, "[0, 2**63)")
         eps = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed)) * temperature
         images = self._decode(served, y, eps)
         return {"images": [png_data_url(image) for image in images], "eps": eps[0, :SLIDERS].tolist(),
@@ -238,7 +254,7 @@ class ModelServer:
     def decode(self, name: Any, label: Any, eps: Any) -> dict:
         served = self._generator(self.served(name))
         model = served.model
-        y = self._label(served, label)
+        y = torch.tensor([integer_in("label", label, 0, model.y_dim)])
         if not isinstance(eps, list) or not 1 <= len(eps) <= model.latent_dim or not all(
                 isinstance(e, (int, float)) and not isinstance(e, bool) and -10 <= e <= 10 for e in eps):
             raise RequestError(422, f"eps must be a list of 1 to {model.latent_dim} numbers in [-10, 10]")
@@ -258,11 +274,9 @@ class ModelServer:
     def restyle(self, name: Any, picture: Image.Image) -> dict:
         served = self.served(name)
         model = served.model
-        if not (model.target_name == "x" and model.decoder_sees_condition and model.y_kind == "class"
-                and model.has_latent):
+        if not served.restyles:
             raise RequestError(422, f"{name}'s decoder never sees the label: it cannot restyle")
-        grey = centred_digit(picture)
-        seen = binarize_fixed(grey[None].expand(-1, *model.x_shape).clone(), served.binarize, self.seed)
+        seen = served.as_seen(centred_digit(picture), self.seed)
         torch.manual_seed(self.seed)
         predicted = int(predict_proba(model, seen).argmax()) if model.classifies else 0
         z = model.posterior(seen, model.encode_condition(torch.tensor([predicted]))).mean
@@ -277,17 +291,14 @@ class ModelServer:
         served = self.served(name)
         if served.given_quadrants is None:
             raise RequestError(422, f"{name} does not complete quadrants (a CVAE-3 trained with experiment=quadrants does)")
-        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= MAX_SAMPLES:
-            raise RequestError(422, f"n must be an integer in [1, {MAX_SAMPLES}], got {n!r}")
+        n = integer_in("n", n, 1, MAX_SAMPLES + 1, f"[1, {MAX_SAMPLES}]")
         data = served.run.data()
         if picture is None:
             test_x = data.split_tensors("test")[0]
-            if not isinstance(test_index, int) or isinstance(test_index, bool) or not 0 <= test_index < len(test_x):
-                raise RequestError(422, f"test_index must be an integer in [0, {len(test_x)}), got {test_index!r}")
-            given = test_x[test_index: test_index + 1]
+            index = integer_in("test_index", test_index, 0, len(test_x))
+            given = test_x[index: index + 1]
         else:
-            grey = binarize_fixed(centred_digit(picture)[None], served.binarize, self.seed)
-            given = data.make_pairs(grey, torch.zeros(1))[0]
+            given = data.make_pairs(served.as_seen(centred_digit(picture), self.seed), torch.zeros(1))[0]
         torch.manual_seed(self.seed)
         missing = served.model.sample(given, n)[0]  # (n, missing pixels)
         images = data.complete(given.expand(n, -1, -1, -1), missing)
