@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from cvaezoo.errors import UserError
+from cvaezoo.errors import UserError, first_line
 
 
 class CheckpointError(UserError):
@@ -61,9 +61,6 @@ def run_dir_of(checkpoint: Path) -> Path | None:
     return candidate if (candidate / ".hydra").is_dir() else None
 
 
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
 
 def read_checkpoint(path: Path) -> dict[str, Any]:
     """The checkpoint dict saved at ``path``, on the CPU, read without unpickling anything but tensors and plain
@@ -78,13 +75,13 @@ def read_checkpoint(path: Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if not zipfile.is_zipfile(path):  # not torch's archive: bytes that are no checkpoint
-            raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {_first_line(exc)}") from exc
+            raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {first_line(exc)}") from exc
         raise CheckpointError(
             f"{path} holds Python objects besides tensors and plain values, which cvaezoo does not unpickle (loading "
             "them can run code): export it where it was trained (cvaezoo-export) and load the export"
         ) from exc
     except Exception as exc:  # torch raises many types for a damaged file
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {_first_line(exc)}") from exc
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt?): {first_line(exc)}") from exc
     if not isinstance(checkpoint, dict):
         raise CheckpointError(f"{path} is not a checkpoint: it holds a {type(checkpoint).__name__}")
     return checkpoint

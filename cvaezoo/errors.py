@@ -21,6 +21,13 @@ class MissingFileError(UserError, FileNotFoundError):
     """A file or folder the config points at does not exist."""
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message on one line (its first), or its type's name when it has none: what a one-line error
+    quotes of a library's exception."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 @contextmanager
 def one_line_errors(program: str) -> Iterator[None]:
     """End ``program`` with ``<program>: error: <message>`` and exit status 2 on a :class:`UserError`.

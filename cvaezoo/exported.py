@@ -27,6 +27,7 @@ from safetensors.torch import load_file, save_file
 import cvaezoo
 from cvaezoo.checkpoint_files import CHECKPOINT_FORMAT, CheckpointError, check_checkpoint_fits
 from cvaezoo.commit import source_commit
+from cvaezoo.errors import first_line
 from cvaezoo.models import MODELS, ConditionalModel
 from cvaezoo.models.reference import ReferenceClassifier
 
@@ -92,7 +93,7 @@ def read_weights(path: Path) -> dict[str, torch.Tensor]:
     try:
         return load_file(path, device="cpu")
     except (SafetensorError, OSError, ValueError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise CheckpointError(f"{path} is not a readable safetensors file (truncated or corrupt?): {reason}") from None
 
 
@@ -117,7 +118,7 @@ def load_export(folder: Path, map_location: str | torch.device = "cpu") -> Condi
         model = classes[name](**config["hyper_parameters"])
     except (TypeError, ValueError, KeyError, AttributeError, RuntimeError, MemoryError) as exc:  # UserError is a
         # ValueError; RuntimeError: sizes torch cannot allocate
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise CheckpointError(f"{folder / CONFIG_FILE}: its hyper_parameters do not build a {name}: {reason}") from None
     weights = read_weights(folder / WEIGHTS_FILE)
     checkpoint = {**stored, "state_dict": weights}

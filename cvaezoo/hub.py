@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 
 from cvaezoo.checkpoint_files import CheckpointError
-from cvaezoo.errors import UserError
+from cvaezoo.errors import UserError, first_line
 from cvaezoo.exported import CARD_FILE, CONFIG_FILE, METRICS_FILE, SAMPLES_FILE, WEIGHTS_FILE, read_export_config
 
 HUB_PREFIX = "hf://"
@@ -77,7 +77,7 @@ def download_export(name: str, cache_dir: str | Path | None = None, endpoint: st
         except EntryNotFoundError:
             raise CheckpointError(f"{at} has no {filename}: it is not a cvaezoo export") from None
         except HfHubHTTPError as exc:  # any other answer of the server (the ones above are kinds of it)
-            raise CheckpointError(f"{at}: the Hub answered {_first_line(exc)}") from None
+            raise CheckpointError(f"{at}: the Hub answered {first_line(exc)}") from None
 
     folder = fetch(CONFIG_FILE).parent
     read_export_config(folder)
@@ -108,9 +108,6 @@ def push_export(folder: Path, repo_id: str, private: bool = False, revision: str
         commit = api.upload_folder(folder_path=str(folder), repo_id=repo_id, repo_type="model", revision=revision,
                                    commit_message="cvaezoo-export")
     except (HfHubHTTPError, OSError) as exc:  # refused, no token, no connection
-        raise UserError(f"pushing to {repo_id}: {_first_line(exc)}") from None
+        raise UserError(f"pushing to {repo_id}: {first_line(exc)}") from None
     return str(commit.commit_url)
 
-
-def _first_line(exc: Exception) -> str:
-    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from cvaezoo.errors import MissingFileError, UserError
+from cvaezoo.errors import MissingFileError, UserError, first_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 #: Pillow modes of up to 8 bits per channel, which Pillow converts to 8-bit grey ("L") or "RGB" itself
@@ -199,7 +199,7 @@ def read_npy(path: Path) -> np.ndarray:
     try:
         return np.load(path, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise UserError(f"{path} is not a readable .npy file ({reason})") from None
 
 

@@ -17,7 +17,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from cvaezoo.attributes import attribute_loss, attributes_from_scores, group_matches
 from cvaezoo.checkpoint_files import CheckpointError, read_checkpoint, resolve_checkpoint
-from cvaezoo.errors import UserError
+from cvaezoo.errors import UserError, first_line
 from cvaezoo.nets import Encoder, NetConfig
 
 
@@ -104,5 +104,5 @@ def load_reference_checkpoint(path: str | Path) -> ReferenceClassifier:
     try:
         return ReferenceClassifier.load_from_checkpoint(checkpoint_path, map_location="cpu", weights_only=True).eval()
     except (KeyError, TypeError, RuntimeError) as exc:  # no hyper-parameters, other ones, other weights
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first_line(exc)
         raise CheckpointError(f"{checkpoint_path} is not a reference classifier checkpoint: {reason}") from exc
