@@ -9,6 +9,8 @@ classifier mode) inside the L-infinity ball of radius eps around x, within the p
   (Madry et al., 2018);
 - :func:`mim`: the momentum iterative method (Dong et al., 2018): signed steps along an accumulated, L1-normalised
   gradient, from x itself;
+- :func:`latent_descent`: signed steps towards the model's own reconstruction of x as another class (Schott et
+  al., 2019), for the generative models: no gradient of the classifier at all;
 - :func:`spsa`: the same steps with the gradient estimated from loss differences along random +-1 directions
   (Uesato et al., 2018): no backpropagation, so a classifier whose gradient is noisy or uninformative does not
   look robust for that reason alone.
@@ -80,9 +82,12 @@ LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
 
 
 def classifier_loss(model: ConditionalModel, method: str | None = None, samples: int | None = None,
-                    seed: int | None = 0, objective: str = "cross_entropy", eot: int = 1) -> Loss:
+                    seed: int | None = 0, objective: str = "cross_entropy", eot: int = 1,
+                    confidence: float | None = None) -> Loss:
     """The attacker's loss on the model's classifier mode with these options (``method`` and ``samples``),
-    differentiable in x: ``objective`` "cross_entropy" (-log p(y|x)) or "margin" (:func:`margin`).
+    differentiable in x: ``objective`` "cross_entropy" (-log p(y|x)) or "margin" (:func:`margin`), capped at
+    ``confidence`` when given (Carlini & Wagner's kappa: past it, misclassifying further earns nothing, so an
+    attacker that adds another term, :func:`with_detector_hinge`, spends the rest of its steps on that term).
 
     The model's noise: with ``seed``, fixed on every call (common random numbers: a deterministic loss); with
     ``eot`` > 1, the loss is averaged over ``eot`` draws (expectation over transformation, Athalye et al. 2018):
@@ -99,7 +104,7 @@ def classifier_loss(model: ConditionalModel, method: str | None = None, samples:
         for draw in range(eot):
             with fixed_noise(None if seed is None else seed + draw, x.device):
                 total = total + score(model.log_predictive(x, method, samples), y)
-        return total / eot
+        return total / eot if confidence is None else (total / eot).clamp(max=confidence)
 
     return loss
 
@@ -287,6 +292,29 @@ def spsa(loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 20, step_siz
     """:func:`pgd` with :func:`spsa_gradient` in place of the true gradient (a gradient-free check)."""
     return _signed_ascent(loss, x, y, eps, steps, step_size,
                           lambda adv: (None, spsa_gradient(loss, adv, y, directions, delta, generator)), generator)
+
+
+def latent_descent(model: ConditionalModel, loss: Loss, x: Tensor, y: Tensor, eps: float, steps: int = 50,
+                   step_size: float | None = None, method: str | None = None, samples: int | None = None,
+                   seed: int | None = 0) -> Tensor:
+    """Latent descent (Schott et al., 2019's attack on their analysis-by-synthesis model), for a model of x
+    given the class: no gradient of the classifier; from x, signed steps of ``step_size`` (default 2.5 eps /
+    steps) towards the model's reconstruction of the iterate as its best-scoring wrong class (the mean of
+    p(x | z, y') at z = the mean of q(z | x, y'), y' the wrong class of highest :func:`class_scores` with
+    ``method`` and ``samples``, noise fixed by ``seed``), kept in the eps-ball and [0, 1]; each example's
+    highest-``loss`` iterate."""
+    if not has_marginal(model):
+        raise UserError(f"{model.model_name} has no class-conditional model of x to reconstruct with")
+
+    def rule(adv: Tensor) -> tuple[None, Tensor]:
+        with torch.no_grad(), fixed_noise(seed, adv.device):
+            scores = class_scores(model, adv, method, samples)
+            wrong = scores.scatter(1, y[:, None], -torch.inf).argmax(1)
+            c = model.encode_condition(wrong)
+            reconstruction = model.decode(model.posterior(adv, c).mean, c).view_as(adv)
+        return None, reconstruction - adv
+
+    return _signed_ascent(loss, x, y, eps, steps, step_size, rule, None, random_start=False)
 
 
 # ----- scores that flag unusual inputs --------------------------------------------------------------------

@@ -23,6 +23,7 @@ from cvaezoo.robustness import (
     fixed_noise,
     kl_from_class_softmax,
     kl_margin,
+    latent_descent,
     log_px_margin,
     logit_matching_loss,
     margin,
@@ -187,6 +188,41 @@ def test_the_margin_loss_is_positive_exactly_when_the_example_is_misclassified()
     assert torch.allclose(classifier_loss(model, samples=1, seed=7, objective="margin")(x, y), expected)
     with pytest.raises(UserError, match="objective must be one of"):
         classifier_loss(model, objective="hinge")
+
+
+def test_confidence_caps_the_margin_at_kappa():
+    model = small_model("cvae1")
+    x, y = torch.rand(6, 1, 8, 8), torch.arange(6)
+    uncapped = classifier_loss(model, samples=1, seed=7, objective="margin")(x, y)
+    kappa = float(uncapped.detach().median())
+    capped = classifier_loss(model, samples=1, seed=7, objective="margin", confidence=kappa)(x, y)
+    assert torch.equal(capped, uncapped.clamp(max=kappa)) and (capped < uncapped).any()
+
+
+@pytest.mark.parametrize("name", ["cvae1", "cvae4"])
+def test_latent_descent_steps_towards_the_reconstruction_as_the_best_wrong_class(name):
+    """One step of latent descent from x: the sign of (reconstruction as the top wrong class - x), times the
+    step, clipped; a loss that prefers any move keeps that iterate."""
+    torch.manual_seed(0)
+    model = small_model(name).eval()
+    x, y = torch.rand(4, 1, 8, 8), torch.tensor([0, 1, 2, 3])
+    with torch.no_grad(), fixed_noise(3, x.device):
+        scores = class_scores(model, x, samples=1)
+    wrong = scores.scatter(1, y[:, None], -torch.inf).argmax(1)
+    c = model.encode_condition(wrong)
+    with torch.no_grad():
+        reconstruction = model.decode(model.posterior(x, c).mean, c).view_as(x)
+    expected = (x + 0.05 * (reconstruction - x).sign()).clamp(0, 1)
+
+    def moved(inputs, _):
+        return (inputs - x).abs().flatten(1).sum(1)
+
+    adv = latent_descent(model, moved, x, y, eps=0.1, steps=1, step_size=0.05, samples=1, seed=3)
+    assert torch.allclose(adv, expected)
+    far = latent_descent(model, moved, x, y, eps=0.1, steps=10, step_size=0.05, samples=1, seed=3)
+    assert (far - x).abs().max() <= 0.1 + 1e-6 and (far - x).abs().max() > 0.09
+    with pytest.raises(UserError, match="no class-conditional model of x"):
+        latent_descent(small_model("cvae3"), moved, x, y, eps=0.1)
 
 
 def test_eot_averages_the_loss_over_draws_of_the_models_noise():
