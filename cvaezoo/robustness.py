@@ -109,11 +109,16 @@ def classifier_loss(model: ConditionalModel, method: str | None = None, samples:
     return loss
 
 
+#: the classifier modes that are Bayes rule over a bound on log p(x, y) (ConditionalVAE.class_bounds' methods)
+BAYES_RULE_METHODS = ("elbo", "iwae", "optimise")
+
+
 def class_scores(model: ConditionalModel, x: Tensor, method: str | None = None, samples: int | None = None) -> Tensor:
     """The scores classifier mode takes the softmax of, (B, C), differentiable in x: the bound on log p(x, y) per
-    class for a model of x (unnormalised: they carry log p(x)), log p(y|x) for a predictive model."""
-    if has_marginal(model):
-        mode = model.classifier_mode(method, samples)
+    class for Bayes rule over a model of x (unnormalised: they carry log p(x)), log p(y|x) otherwise (a
+    predictive model, or M2's q(y|x))."""
+    mode = model.classifier_mode(method, samples)
+    if has_marginal(model) and mode.method in BAYES_RULE_METHODS:
         return model.class_log_joints(x, mode.samples, mode.method)
     return model.log_predictive(x, method, samples)
 

@@ -255,18 +255,22 @@ def test_the_detector_hinge_keeps_a_successful_attack_below_the_threshold():
     assert (detector_margin(aware) > -0.011).all() and (brightness(aware, y) > 0.58).all()
 
 
-@pytest.mark.parametrize("name", ["cvae1", "cvae3"])
+@pytest.mark.parametrize("name", ["cvae1", "cvae3", "m2"])
 def test_logit_matching_drives_the_class_scores_towards_another_images(name):
     """PGD on the logit-matching loss, targets the scores of other images: the distance to them falls, and the
-    scores are the bounds on log p(x, y) (unnormalised) for a model of x, log p(y|x) for a predictive one."""
+    scores are the bounds on log p(x, y) (unnormalised) for Bayes rule, log p(y|x) for a predictive model and
+    for M2's q(y|x) (whose bound classifier mode does not use)."""
     torch.manual_seed(0)
     model = small_model(name)
+    draws = {} if name == "m2" else {"samples": 1}  # M2's q(y|x) draws nothing
     x, others = torch.rand(4, 1, 8, 8) * 0.5 + 0.5, torch.zeros(4, 1, 8, 8)  # bright images, a black one
     with torch.no_grad(), fixed_noise(0, x.device):
-        targets = class_scores(model, others, samples=1)
+        targets = class_scores(model, others, **draws)
     if name == "cvae1":
         assert (targets.logsumexp(-1) < -1).all()  # log p(x), not a normalised distribution
-    loss = logit_matching_loss(model, samples=1, seed=0)
+    else:  # log p(y|x): CVAE-3's predictive, M2's q(y|x)
+        assert torch.allclose(targets.logsumexp(-1), torch.zeros(4), atol=1e-5)
+    loss = logit_matching_loss(model, seed=0, **draws)
     matched = pgd(loss, x, targets, eps=0.3, steps=30, step_size=0.02, generator=torch.Generator().manual_seed(0))
     assert (loss(matched, targets) > 0.5 * loss(x, targets)).all()
 
