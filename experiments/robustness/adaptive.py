@@ -3,15 +3,28 @@ each attack family, the per-example worst case over all of them, and the robust 
 or rejected) under the detection-aware attack.
 
 Usage: python experiments/robustness/adaptive.py RUN_DIR --out-dir DIR [--transfer-from BASELINE_RUN]
-          [--n-attack 100] [--steps 100] [--restarts 2] [--method M --samples K] [--fresh-draws 10]
+          [--n-attack 100] [--steps 100] [--restarts 2] [--method M --samples K] [--fresh-draws 10] [--spsa-eps 0.1 ...]
+          [--families NAME ...] [--tag TAG]
+          [--eps 0.05 0.1 ...]
 
 Attack families (cvaezoo/robustness.py), all L-infinity in [0, 1]:
-  fgsm; pgd (cross-entropy, --steps of 2.5 eps / steps, --restarts random starts, each example's worst);
+  fgsm; pgd_short (cross-entropy, steps / 5 from one start: the sanity row); pgd (cross-entropy, --steps of 2.5 eps / steps, --restarts random starts, each example's worst);
   pgd_margin (the same on Carlini & Wagner's margin); pgd_eot (stochastic classifiers: the gradient averaged over
   4 draws of the model's noise per step, fixed so the best iterate is not chosen by a lucky draw); aware (the margin minus a hinge on the default detector's margin,
   Carlini & Wagner 2017: it fools the classifier while keeping the score above the threshold); logit matching
   (Tramer et al. 2020: drive the class scores to those of a clean test image of another class); transfer (PGD
-  crafted on --transfer-from, the discriminative network, then classified here).
+  crafted on --transfer-from, the discriminative network, then classified here); latent_descent (models of x:
+  steps towards the model's reconstruction as the best wrong class, Schott et al. 2019; no gradient); spsa
+  (at --spsa-eps: gradient-free, 20 steps of 32 +-1 directions on the margin); pgd_strokes and aware_strokes (PGD
+  on the margin, and the detection-aware loss, perturbing only the digit's pixels, x > 0, the background left
+  exactly black: the attack of #29's report, which a density detector does not see).
+Budgets: pgd --steps from each of --restarts starts; aware --steps from one start; pgd_margin, logit matching and
+latent descent half the steps; pgd_eot a quarter (each step costs 4 draws). At eps 0.5 (the sanity row) only
+fgsm, pgd_short and pgd run.
+The aware attack's margin is capped at KAPPA, so that once the classifier is fooled the steps go to the hinge.
+Noise rows (uniform +-0.05, +-0.1, Gaussian 0.05): accuracy and right-or-flagged, no attacker.
+With --method optimise (analysis by synthesis), the detector is log p(x) of the optimised bound, and the
+attacker's gradient is that of the optimised objective at the optimum z* (Danskin), one prior draw per class.
 The detector is the model's default rejection score (log p(x) for models of x, max p(y|x) otherwise) at a
 threshold rejecting 5 % of clean validation images, as `cvaezoo-classify --reject 0.05` uses it.
 Accuracy of a stochastic classifier is its worst case over --fresh-draws fresh draws of its noise: an example
@@ -23,6 +36,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -37,24 +51,33 @@ from cvaezoo.robustness import (
     classifier_loss,
     fgsm,
     fixed_noise,
+    latent_descent,
     log_px_margin,
     logit_matching_loss,
     max_prob_margin,
     pgd,
+    random_noise,
     rejection_threshold,
     score_names,
     scores_and_predictions,
+    spsa,
     with_detector_hinge,
 )
 from cvaezoo.runs import load_run_data
 
-EPSILONS = (0.05, 0.1, 0.2, 0.3, 0.5)  # 0.5: the sanity row, where every classifier should be near 0
+EPSILONS = (0.05, 0.1, 0.2, 0.3, 0.5)
+SANITY_EPS = 0.5  # the sanity row, where every classifier should be near 0: FGSM and the two PGDs only
+SANITY_FAMILIES = ("fgsm", "pgd_short", "pgd")
 FALSE_REJECTION = 0.05
 HINGE_WEIGHT = 10.0
+KAPPA = 5.0  # the aware attack's margin is capped here (Carlini & Wagner's kappa): past it, only the hinge counts
+NOISE = (("uniform", 0.05), ("uniform", 0.1), ("gaussian", 0.05))
 
 
 def study(run_dir: Path, transfer_from: Path | None, n_attack: int, steps: int, restarts: int, method: str | None,
-          samples: int | None, fresh_draws: int) -> dict:
+          samples: int | None, fresh_draws: int, spsa_eps: tuple[float, ...] = (), n_val: int | None = None,
+          only: tuple[str, ...] = (),
+          epsilons: tuple[float, ...] = EPSILONS) -> dict:
     config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
     seed = int(config["seed"])
     model = load_model(run_dir).eval()
@@ -64,27 +87,41 @@ def study(run_dir: Path, transfer_from: Path | None, n_attack: int, steps: int, 
     stochastic = bool(mode.samples)
     attacker = {**predict, "samples": 1 if stochastic else None}  # one fixed draw per gradient
     detector = score_names(model)[0]
+    # log p(x) from the classifier's own bound: the encoder's ELBO, or the optimised bound for "optimise"
+    bound = ({"bound_method": "optimise", "bound_samples": mode.samples} if mode.method == "optimise"
+             else {"bound_method": "elbo", "bound_samples": 10})
     started = time.time()
 
     val_x, _ = data.split_tensors("val")
-    threshold = rejection_threshold(scores_and_predictions(model, val_x, **predict, seed=seed)[0][detector],
+    val_x = val_x if n_val is None else val_x[spread(n_val, len(val_x))]
+    threshold = rejection_threshold(scores_and_predictions(model, val_x, **predict, **bound, seed=seed)[0][detector],
                                     FALSE_REJECTION)
-    margin_of = (log_px_margin(model, threshold, samples=10, seed=seed) if detector == "log_px"
-                 else max_prob_margin(model, threshold, seed=seed, **predict))  # the detector as evaluated
+    margin_of = (log_px_margin(model, threshold, samples=1 if stochastic else bound["bound_samples"],
+                               method=bound["bound_method"], seed=seed) if detector == "log_px"
+                 else max_prob_margin(model, threshold, seed=seed, **attacker))  # the detector, as the attacker sees it
     x, y = data.split_tensors("test")
     pick = spread(n_attack, len(x))
     x, y = x[pick], y[pick]
 
     def right(inputs: torch.Tensor) -> torch.Tensor:
-        """Right under every one of the fresh draws (one for a deterministic classifier)."""
+        """Right under every one of the fresh draws (one for a deterministic classifier); each draw classifies
+        only the examples every earlier draw got right."""
         ok = torch.ones(len(inputs), dtype=torch.bool)
         for draw in range(fresh_draws if stochastic else 1):
+            if not ok.any():
+                break
             with fixed_noise(10_000 + draw, inputs.device):  # the evaluation's own noise, not the attacker's
-                ok &= predict_proba(model, inputs, **predict).argmax(1) == y
+                ok[ok.clone()] = predict_proba(model, inputs[ok], **predict).argmax(1) == y[ok]
         return ok
 
-    def flagged(inputs: torch.Tensor) -> torch.Tensor:
-        return scores_and_predictions(model, inputs, **predict, seed=seed)[0][detector] < threshold
+    def flagged(inputs: torch.Tensor, among: torch.Tensor | None = None) -> torch.Tensor:
+        """Rejected by the detector; with ``among``, scored there only (False elsewhere)."""
+        among = torch.ones(len(inputs), dtype=torch.bool) if among is None else among
+        caught = torch.zeros(len(inputs), dtype=torch.bool)
+        if among.any():
+            caught[among] = scores_and_predictions(model, inputs[among], **predict, **bound,
+                                                   seed=seed)[0][detector] < threshold
+        return caught
 
     # logit matching targets: the scores of a clean test image of the next class
     with torch.no_grad(), fixed_noise(seed, x.device):
@@ -94,43 +131,80 @@ def study(run_dir: Path, transfer_from: Path | None, n_attack: int, steps: int, 
 
     ce = classifier_loss(model, seed=seed, **attacker)
     margin = classifier_loss(model, seed=seed, objective="margin", **attacker)
-    aware = with_detector_hinge(margin, margin_of, HINGE_WEIGHT)
+    aware = with_detector_hinge(classifier_loss(model, seed=seed, objective="margin", confidence=KAPPA, **attacker),
+                                margin_of, HINGE_WEIGHT)
     matching = logit_matching_loss(model, seed=seed, **attacker)
     generator = torch.Generator().manual_seed(seed)
+    half = max(1, steps // 2)  # the budget of every family but PGD on the cross-entropy (steps x restarts) and aware
     families = {
         "fgsm": lambda eps: attacked(fgsm, ce, x, y, eps),
+        # the sanity row: fewer steps and one start must never leave the defender more than the full PGD
+        "pgd_short": lambda eps: attacked(pgd, ce, x, y, eps, steps=max(1, steps // 5), generator=generator),
         "pgd": lambda eps: attacked(pgd, ce, x, y, eps, steps=steps, restarts=restarts, generator=generator),
-        "pgd_margin": lambda eps: attacked(pgd, margin, x, y, eps, steps=steps, restarts=restarts,
-                                             generator=generator),
-        "aware": lambda eps: attacked(pgd, aware, x, y, eps, steps=steps, restarts=restarts, generator=generator),
-        "logit_matching": lambda eps: attacked(pgd, matching, x, targets, eps, steps=steps, generator=generator),
+        "pgd_margin": lambda eps: attacked(pgd, margin, x, y, eps, steps=half, generator=generator),
+        "aware": lambda eps: attacked(pgd, aware, x, y, eps, steps=steps, generator=generator),
+        "logit_matching": lambda eps: attacked(pgd, matching, x, targets, eps, steps=half, generator=generator),
     }
+    strokes = x > 0  # the digit's pixels; the stroke attacks leave the rest exactly black (the background)
+
+    def on_strokes(loss):
+        """``loss`` of the image whose stroke pixels are the iterate's and whose background is x's."""
+        return lambda iterate, labels: loss(torch.where(strokes, iterate, x), labels)
+
+    def stroke_attack(loss, budget: int):
+        return lambda eps: torch.where(strokes, pgd(on_strokes(loss), x, y, eps, steps=budget, generator=generator), x)
+
+    families["pgd_strokes"] = stroke_attack(margin, half)
+    families["aware_strokes"] = stroke_attack(aware, steps)
+    if detector == "log_px":  # a model of x given the class: its own reconstructions show the way
+        families["latent_descent"] = lambda eps: attacked(partial(latent_descent, model), margin, x, y, eps,
+                                                            steps=half, seed=seed, **attacker)
+    if spsa_eps:  # no gradient: 20 steps of 32 +-1 directions, 1 280 loss evaluations per image
+        families["spsa"] = lambda eps: attacked(spsa, margin, x, y, eps, steps=20, directions=32, generator=generator)
     if stochastic:
         # four fixed draws (seeds seed+100...): averaged, and deterministic so the best iterate is not a lucky draw
         eot = classifier_loss(model, seed=seed + 100, eot=4, **attacker)
-        families["pgd_eot"] = lambda eps: attacked(pgd, eot, x, y, eps, steps=steps, generator=generator)
+        families["pgd_eot"] = lambda eps: attacked(pgd, eot, x, y, eps, steps=max(1, steps // 4), generator=generator)
     if transfer_from is not None:
         source = load_model(transfer_from).eval()
         source_loss = classifier_loss(source, seed=seed)
         families["transfer"] = lambda eps: attacked(pgd, source_loss, x, y, eps, steps=steps, restarts=restarts,
                                                       generator=generator)
+    if only:
+        unknown = set(only) - set(families)
+        if unknown:
+            raise SystemExit(f"adaptive.py: no attack family {sorted(unknown)} for {model.model_name}: "
+                             f"choose from {sorted(families)}")
+        families = {name: attack for name, attack in families.items() if name in only}
 
     clean_right, clean_flagged = right(x), flagged(x)
     result: dict = {"model": model.model_name, "seed": seed, "run": str(run_dir), "n_attack": len(x),
                     "predict": predict, "attacker": attacker, "detector": detector, "threshold": threshold,
-                    "steps": steps, "restarts": restarts, "fresh_draws": fresh_draws if stochastic else 1,
+                    "steps": steps, "restarts": restarts, "n_val": len(val_x), "families": list(families), "spsa_eps": list(spsa_eps), "kappa": KAPPA, "hinge_weight": HINGE_WEIGHT, **bound, "fresh_draws": fresh_draws if stochastic else 1,
                     "transfer_from": str(transfer_from) if transfer_from else None,
                     "clean": {"accuracy": float(clean_right.float().mean()),
                               "flagged": float(clean_flagged.float().mean()),
                               "right_or_flagged": float((clean_right | clean_flagged).float().mean())},
-                    "rows": []}
-    for eps in EPSILONS:
+                    "noise": [], "rows": []}
+    timer = time.time()
+    right(x)
+    result["classify_ms_per_image"] = 1000 * (time.time() - timer) / (len(x) * (fresh_draws if stochastic else 1))
+    for kind, size in NOISE:
+        noisy = random_noise(x, kind, size, seed=seed)
+        ok, caught = right(noisy), flagged(noisy)
+        result["noise"].append({"kind": kind, "size": size, "accuracy": float(ok.float().mean()),
+                                "flagged": float(caught.float().mean()),
+                                "right_or_flagged": float((ok | caught).float().mean())})
+    for eps in epsilons:
         row: dict = {"eps": eps}
         worst = clean_right.clone()
         worst_with_detection = clean_right | clean_flagged
         for name, attack in families.items():
+            if (eps == SANITY_EPS and name not in SANITY_FAMILIES) or (name == "spsa" and eps not in spsa_eps):
+                continue
             adv = attack(eps)
-            ok, caught = right(adv), flagged(adv)
+            ok = right(adv)
+            caught = flagged(adv, among=~ok)
             row[name] = {"accuracy": float(ok.float().mean()),
                          "fooled_unflagged": int((clean_right & ~ok & ~caught).sum()),
                          "right_or_flagged": float((ok | caught).float().mean())}
@@ -156,12 +230,20 @@ def main() -> None:
     parser.add_argument("--method", default=None, help="classifier mode (default: the model's)")
     parser.add_argument("--samples", type=int, default=None)
     parser.add_argument("--fresh-draws", type=int, default=10)
+    parser.add_argument("--spsa-eps", type=float, nargs="*", default=[],
+                        help="eps at which to run the gradient-free SPSA (20 steps, 32 directions)")
+    parser.add_argument("--eps", type=float, nargs="+", default=EPSILONS)
+    parser.add_argument("--n-val", type=int, default=None, help="validation images the threshold is set on (all)")
+    parser.add_argument("--families", nargs="+", default=(), help="only these attack families (default: all)")
+    parser.add_argument("--tag", default="", help="suffix of the output file (a second pass over the same run)")
     args = parser.parse_args()
     result = study(args.run, args.transfer_from, args.n_attack, args.steps, args.restarts, args.method, args.samples,
-                   args.fresh_draws)
+                   args.fresh_draws, tuple(args.spsa_eps), args.n_val,
+                   tuple(args.families), tuple(args.eps))
     args.out_dir.mkdir(parents=True, exist_ok=True)
     method = result["predict"]["method"]
-    (args.out_dir / f"{result['model']}_{method}_s{result['seed']}.json").write_text(json.dumps(result, indent=1))
+    tag = f"_{args.tag}" if args.tag else ""
+    (args.out_dir / f"{result['model']}_{method}_s{result['seed']}{tag}.json").write_text(json.dumps(result, indent=1))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,222 @@
+"""The adaptive-attack tables (#29) from adaptive.py's JSON files: per attack family and eps, the accuracy of every
+classifier; the worst case over all families; the robust accuracy with detection (right or rejected) under the
+detection-aware attack and under the worst case; the noise controls; the cost of classifying.
+
+Usage: python experiments/robustness/adaptive_table.py DIR    (reads DIR/<variant>/*.json, writes DIR.md)
+
+A classifier is a variant (the folder: the training recipe or inference) and a model; its seeds are pooled as
+li2019_table.py pools them: mean ± standard error, the seeds' spread and the binomial error of the attacked images
+combined (Agresti-Coull, so 0 of 100 is 0.000 ± 0.007, not ± 0).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+from adaptive import SANITY_EPS  # this folder's scripts
+from li2019_table import accuracy_cell, binomial_variance
+
+VARIANTS = {"outlier": "noise-robust recipe (default)", "old": "old recipe (no outlier)",
+            "abs": "ABS inference (--method optimise)"}
+MODELS = {"cvae1": "CVAE-1", "cvae2": "CVAE-2", "cvae4": "CVAE-4", "cvae3": "CVAE-3", "m2": "M2", "baseline": "NN"}
+FAMILIES = {"fgsm": "FGSM", "pgd_short": "PGD, cross-entropy, steps / 5, one start (sanity row)",
+            "pgd": "PGD, cross-entropy", "pgd_margin": "PGD, margin (C&W)",
+            "pgd_eot": "PGD with EOT (4 draws)", "transfer": "transfer from the NN (PGD on the NN)",
+            "latent_descent": "latent descent (Schott et al.)", "spsa": "SPSA (gradient-free)",
+            "logit_matching": "logit matching (Tramer et al.)", "aware": "detection-aware PGD (margin + detector hinge)",
+            "pgd_strokes": "PGD on the stroke pixels only (margin; background left black)",
+            "aware_strokes": "detection-aware PGD on the stroke pixels only"}
+
+
+def merged(passes: list[dict]) -> dict:
+    """One run's result from the files of several passes over it (adaptive.py --families ... --tag): each eps row
+    holds every pass's families, and its worst case is the smallest of the passes' worst cases (an upper bound on
+    the per-example worst case over all of them, which needs the examples of both passes)."""
+    result = json.loads(json.dumps(passes[0]))
+    result["passes"] = len(passes)
+    for extra in passes[1:]:
+        for row in extra["rows"]:
+            mine = next((r for r in result["rows"] if r["eps"] == row["eps"]), None)
+            if mine is None:
+                continue
+            for family, value in row.items():
+                if family not in ("eps", "worst"):
+                    mine[family] = value
+            mine["worst"] = {k: min(mine["worst"][k], row["worst"][k]) for k in mine["worst"]}
+        result["seconds"] += extra["seconds"]
+    return result
+
+
+def read(folder: Path) -> dict[tuple[str, str], list[dict]]:
+    runs: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for variant in VARIANTS:
+        passes: dict[tuple[str, str, int], list[dict]] = defaultdict(list)
+        for path in sorted((folder / variant).glob("*.json")):  # the main pass sorts before its _<tag> passes
+            result = json.loads(path.read_text())
+            passes[(result["model"], result["predict"]["method"], result["seed"])].append(result)
+        for (model, _, _), results in sorted(passes.items()):
+            runs[(variant, model)].append(merged(results))
+    return {key: runs[key] for key in sorted(runs, key=lambda k: (list(VARIANTS).index(k[0]), list(MODELS).index(k[1])))}
+
+
+def name(key: tuple[str, str]) -> str:
+    return f"{MODELS.get(key[1], key[1])} · {VARIANTS[key[0]]}"
+
+
+def cell(results: list[dict], pick) -> str:
+    values = [pick(r) for r in results]
+    if any(v is None for v in values):
+        return "–"
+    return accuracy_cell(values, results[0]["n_attack"]) + ("" if len(values) == 3 else f" ({len(values)} s)")
+
+
+def row_at(result: dict, eps: float) -> dict:
+    return next(row for row in result["rows"] if row["eps"] == eps)
+
+
+def family_value(result: dict, eps: float, family: str, field: str) -> float | None:
+    entry = row_at(result, eps).get(family)
+    return None if entry is None else entry[field]
+
+
+def eps_columns(runs: dict) -> list[float]:
+    return sorted({row["eps"] for results in runs.values() for r in results for row in r["rows"]})
+
+
+def family_tables(runs: dict) -> str:
+    epsilons = eps_columns(runs)
+    header = "| classifier | clean | " + " | ".join(f"ε = {e}" for e in epsilons) + " |\n"
+    header += "|---|---|" + "---|" * len(epsilons) + "\n"
+    out = []
+    for family, title in FAMILIES.items():
+        rows = [key for key, results in runs.items() if any(family in row for r in results for row in r["rows"])]
+        if not rows:
+            continue
+        lines = [f"### {title}\n", "Accuracy.\n", header.rstrip("\n")]
+        for key in rows:
+            results = [r for r in runs[key] if any(family in row for row in r["rows"])]
+            lines.append(f"| {name(key)} | {cell(results, lambda r: r['clean']['accuracy'])} | " + " | ".join(
+                cell(results, lambda r, e=e: family_value(r, e, family, "accuracy")) if any(
+                    row["eps"] == e for row in results[0]["rows"]) else "–" for e in epsilons) + " |")
+        out.append("\n".join(lines) + "\n")
+    return "\n".join(out)
+
+
+def worst_table(runs: dict, field: str) -> str:
+    """The per-example worst case over every family, per eps; with detection, without the sanity eps (where only
+    FGSM and PGD, which ignore the detector, run)."""
+    epsilons = [e for e in eps_columns(runs) if field == "accuracy" or e != SANITY_EPS]
+    lines = ["| classifier | clean | " + " | ".join(f"ε = {e}" for e in epsilons) + " |",
+             "|---|---|" + "---|" * len(epsilons)]
+    for key, results in runs.items():
+        clean = cell(results, lambda r: r["clean"][field])
+        lines.append(f"| {name(key)} | {clean} | " + " | ".join(
+            cell(results, lambda r, e=e: row_at(r, e)["worst"][field]) if any(
+                row["eps"] == e for row in results[0]["rows"]) else "–" for e in epsilons) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def aware_table(runs: dict) -> str:
+    epsilons = [e for e in eps_columns(runs) if e != SANITY_EPS]
+    lines = ["| classifier | detector | clean: flagged | " + " | ".join(f"ε = {e}" for e in epsilons) + " |",
+             "|---|---|---|" + "---|" * len(epsilons)]
+    for key, results in runs.items():
+        lines.append(f"| {name(key)} | {results[0]['detector']} | {cell(results, lambda r: r['clean']['flagged'])} | "
+                     + " | ".join(cell(results, lambda r, e=e: family_value(r, e, "aware", "right_or_flagged"))
+                                  if any(row["eps"] == e for row in results[0]["rows"]) else "–"
+                                  for e in epsilons) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def noise_table(runs: dict) -> str:
+    kinds = [(n["kind"], n["size"]) for n in next(iter(runs.values()))[0]["noise"]]
+    label = {"uniform": "uniform ±", "gaussian": "Gaussian σ = "}
+    lines = ["| classifier | clean | " + " | ".join(f"{label[k]}{s}: accuracy | flagged" for k, s in kinds)
+             + " |", "|---|---|" + "---|---|" * len(kinds)]
+    for key, results in runs.items():
+        lines.append(f"| {name(key)} | {cell(results, lambda r: r['clean']['accuracy'])} | " + " | ".join(
+            f"{cell(results, lambda r, i=i: r['noise'][i]['accuracy'])} | "
+            f"{cell(results, lambda r, i=i: r['noise'][i]['flagged'])}" for i in range(len(kinds))) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def cost_table(runs: dict) -> str:
+    lines = ["| classifier | classifier mode | classify, ms per image (1 thread) | study, min per seed |", "|---|---|---|---|"]
+    for key, results in runs.items():
+        mode = results[0]["predict"]
+        ms = sum(r["classify_ms_per_image"] for r in results) / len(results)
+        minutes = sum(r["seconds"] for r in results) / len(results) / 60
+        lines.append(f"| {name(key)} | {mode['method']}, {mode['samples'] or '–'} draws | {ms:.1f} | {minutes:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def gap_lines(runs: dict, eps: float = 0.1) -> str:
+    """Each classifier's worst-case robust-with-detection accuracy at eps minus the NN's, seed by seed, with its
+    error (the seeds' spread of the paired differences and both binomial errors)."""
+    nn = {r["seed"]: r for r in runs.get(("outlier", "baseline"), [])}
+    lines = ["| classifier | minus the NN, worst case, right or flagged, ε = 0.1 |", "|---|---|"]
+    for key, results in runs.items():
+        if key[1] == "baseline":
+            continue
+        pairs = [(r, nn[r["seed"]]) for r in results if r["seed"] in nn and any(row["eps"] == eps for row in r["rows"])]
+        if not pairs:
+            continue
+        n = pairs[0][0]["n_attack"]
+        diffs = [row_at(a, eps)["worst"]["right_or_flagged"] - row_at(b, eps)["worst"]["right_or_flagged"] for a, b in pairs]
+        mean = sum(diffs) / len(diffs)
+        spread = sum((d - mean) ** 2 for d in diffs) / (len(diffs) - 1) if len(diffs) > 1 else 0.0
+        binomial = sum(binomial_variance(row_at(a, eps)["worst"]["right_or_flagged"], n)
+                       + binomial_variance(row_at(b, eps)["worst"]["right_or_flagged"], n) for a, b in pairs) / len(pairs)
+        lines.append(f"| {name(key)} | {mean:+.3f} ± {math.sqrt((spread + binomial) / len(pairs)):.3f} "
+                     f"({len(pairs)} seeds) |")
+    return "\n".join(lines) + "\n"
+
+
+def sanity_table(runs: dict) -> str:
+    """Per classifier, pooled over seeds: the largest eps's PGD accuracy (should be near 0), and the eps at which
+    PGD (full) leaves more than FGSM or than the short PGD (should be none: more steps never help the defender)."""
+    lines = ["| classifier | PGD at the largest ε | ε where PGD > FGSM | ε where PGD > PGD with steps / 5 |",
+             "|---|---|---|---|"]
+    for key, results in runs.items():
+        epsilons = [row["eps"] for row in results[0]["rows"]]
+
+        def mean(family: str, eps: float) -> float:
+            return sum(family_value(r, eps, family, "accuracy") for r in results) / len(results)
+
+        largest = epsilons[-1]
+        weaker = [e for e in epsilons if mean("pgd", e) > mean("fgsm", e)]
+        shorter = [e for e in epsilons if mean("pgd", e) > mean("pgd_short", e)]
+        lines.append(f"| {name(key)} | {mean('pgd', largest):.3f} (ε = {largest}) | "
+                     f"{', '.join(map(str, weaker)) or 'none'} | {', '.join(map(str, shorter)) or 'none'} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    folder = Path(sys.argv[1])
+    runs = read(folder)
+    first = next(iter(runs.values()))[0]
+    text = (f"# Adaptive attacks (generated by adaptive_table.py from {folder.name}/)\n\n"
+            f"{first['n_attack']} test images per run, PGD {first['steps']} steps × {first['restarts']} restarts "
+            "(ABS: see its rows' settings in the JSON), "
+            f"detector at 5 % clean validation false rejection, a stochastic classifier right only if right under "
+            f"each of {first['fresh_draws']} fresh draws. Cells: mean over seeds ± standard error (seeds' spread and "
+            "binomial error); \"(n s)\" marks a cell from fewer than 3 seeds.\n\n"
+            "## Worst case over every attack family: accuracy\n\n" + worst_table(runs, "accuracy") +
+            "\n## Worst case over every attack family: robust accuracy with detection (right or rejected)\n\n"
+            + worst_table(runs, "right_or_flagged") +
+            "\n## Under the detection-aware attack (all pixels): right or rejected\n\n" + aware_table(runs) +
+            "\n## The gap to the discriminative network\n\n" + gap_lines(runs) +
+            "\n## Sanity\n\n" + sanity_table(runs) +
+            "\n## Noise, no attacker\n\n" + noise_table(runs) +
+            "\n## Cost\n\n" + cost_table(runs) +
+            "\n## Per attack family\n\n" + family_tables(runs))
+    (folder.parent / f"{folder.name}.md").write_text(text)
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
