@@ -32,10 +32,23 @@ FAMILIES = {"fgsm": "FGSM", "pgd_short": "PGD, cross-entropy, steps / 5, one sta
             "aware_strokes": "detection-aware PGD on the stroke pixels only"}
 
 
+def combined_worst(a: dict, b: dict) -> dict:
+    """The per-example worst case of two passes: each example right (or flagged) under both; where a pass kept no
+    per-example masks, the smaller of the two rates, an upper bound on it, marked "bound"."""
+    out = {}
+    for field in ("accuracy", "right_or_flagged"):
+        key = f"{'right' if field == 'accuracy' else field}_mask"
+        if key in a and key in b:
+            mask = "".join("1" if p == q == "1" else "0" for p, q in zip(a[key], b[key]))
+            out[field], out[key] = mask.count("1") / len(mask), mask
+        else:
+            out[field], out["bound"] = min(a[field], b[field]), True
+    return out
+
+
 def merged(passes: list[dict]) -> dict:
     """One run's result from the files of several passes over it (adaptive.py --families ... --tag): each eps row
-    holds every pass's families, and its worst case is the smallest of the passes' worst cases (an upper bound on
-    the per-example worst case over all of them, which needs the examples of both passes)."""
+    holds every pass's families, and its worst case combines the passes' (:func:`combined_worst`)."""
     result = json.loads(json.dumps(passes[0]))
     result["passes"] = len(passes)
     for extra in passes[1:]:
@@ -46,7 +59,7 @@ def merged(passes: list[dict]) -> dict:
             for family, value in row.items():
                 if family not in ("eps", "worst"):
                     mine[family] = value
-            mine["worst"] = {k: min(mine["worst"][k], row["worst"][k]) for k in mine["worst"]}
+            mine["worst"] = combined_worst(mine["worst"], row["worst"])
         result["seconds"] += extra["seconds"]
     return result
 
@@ -115,8 +128,9 @@ def worst_table(runs: dict, field: str) -> str:
     for key, results in runs.items():
         clean = cell(results, lambda r: r["clean"][field])
         lines.append(f"| {name(key)} | {clean} | " + " | ".join(
-            cell(results, lambda r, e=e: row_at(r, e)["worst"][field]) if any(
-                row["eps"] == e for row in results[0]["rows"]) else "–" for e in epsilons) + " |")
+            (cell(results, lambda r, e=e: row_at(r, e)["worst"][field])
+             + (" ≤" if any(row_at(r, e)["worst"].get("bound") for r in results) else ""))
+            if any(row["eps"] == e for row in results[0]["rows"]) else "–" for e in epsilons) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -145,12 +159,16 @@ def noise_table(runs: dict) -> str:
 
 
 def cost_table(runs: dict) -> str:
-    lines = ["| classifier | classifier mode | classify, ms per image (1 thread) | study, min per seed |", "|---|---|---|---|"]
+    lines = ["| classifier | classifier mode | classify, ms per image (1 thread) | detector, ms per image | "
+             "study, min per seed |", "|---|---|---|---|---|"]
     for key, results in runs.items():
         mode = results[0]["predict"]
         ms = sum(r["classify_ms_per_image"] for r in results) / len(results)
+        timed = [r["detect_ms_per_image"] for r in results if "detect_ms_per_image" in r]
+        detect = f"{sum(timed) / len(timed):.1f}" if timed else "–"
         minutes = sum(r["seconds"] for r in results) / len(results) / 60
-        lines.append(f"| {name(key)} | {mode['method']}, {mode['samples'] or '–'} draws | {ms:.1f} | {minutes:.1f} |")
+        lines.append(f"| {name(key)} | {mode['method']}, {mode['samples'] or '–'} draws | {ms:.1f} | {detect} | "
+                     f"{minutes:.1f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -204,7 +222,8 @@ def main() -> None:
             "(ABS: see its rows' settings in the JSON), "
             f"detector at 5 % clean validation false rejection, a stochastic classifier right only if right under "
             f"each of {first['fresh_draws']} fresh draws. Cells: mean over seeds ± standard error (seeds' spread and "
-            "binomial error); \"(n s)\" marks a cell from fewer than 3 seeds.\n\n"
+            "binomial error); \"(n s)\" marks a cell from fewer than 3 seeds; \"≤\" a worst case combined from two "
+            "passes over a run, one without per-example records: the smaller of the two, an upper bound.\n\n"
             "## Worst case over every attack family: accuracy\n\n" + worst_table(runs, "accuracy") +
             "\n## Worst case over every attack family: robust accuracy with detection (right or rejected)\n\n"
             + worst_table(runs, "right_or_flagged") +
