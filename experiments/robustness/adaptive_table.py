@@ -213,6 +213,26 @@ def sanity_table(runs: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def summary_table(runs: dict, epsilons: tuple[float, ...] = (0.05, 0.1, 0.2)) -> str:
+    """The README's table: clean accuracy, the worst case without and with detection, and the noise control."""
+    head = " | ".join(f"ε = {e}" for e in epsilons)
+    lines = [f"| classifier | clean | worst case, accuracy: {head} | right or rejected: {head} | "
+             "uniform ±0.1: accuracy, flagged |", "|---|---|" + "---|" * (2 * len(epsilons)) + "---|"]
+    for key, results in runs.items():
+        def at(e: float, field: str) -> str:
+            if not any(row["eps"] == e for row in results[0]["rows"]):
+                return "–"
+            bound = " ≤" if any(row_at(r, e)["worst"].get("bound") for r in results) else ""
+            return cell(results, lambda r: row_at(r, e)["worst"][field]) + bound
+        noise = next(i for i, n in enumerate(results[0]["noise"]) if n["kind"] == "uniform" and n["size"] == 0.1)
+        lines.append(f"| {name(key)} | {cell(results, lambda r: r['clean']['accuracy'])} | "
+                     + " | ".join(at(e, "accuracy") for e in epsilons) + " | "
+                     + " | ".join(at(e, "right_or_flagged") for e in epsilons) + " | "
+                     + f"{cell(results, lambda r: r['noise'][noise]['accuracy'])}, "
+                       f"{cell(results, lambda r: r['noise'][noise]['flagged'])} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     folder = Path(sys.argv[1])
     runs = read(folder)
@@ -224,7 +244,8 @@ def main() -> None:
             f"each of {first['fresh_draws']} fresh draws. Cells: mean over seeds ± standard error (seeds' spread and "
             "binomial error); \"(n s)\" marks a cell from fewer than 3 seeds; \"≤\" a worst case combined from two "
             "passes over a run, one without per-example records: the smaller of the two, an upper bound.\n\n"
-            "## Worst case over every attack family: accuracy\n\n" + worst_table(runs, "accuracy") +
+            "## Summary\n\n" + summary_table(runs) +
+            "\n## Worst case over every attack family: accuracy\n\n" + worst_table(runs, "accuracy") +
             "\n## Worst case over every attack family: robust accuracy with detection (right or rejected)\n\n"
             + worst_table(runs, "right_or_flagged") +
             "\n## Under the detection-aware attack (all pixels): right or rejected\n\n" + aware_table(runs) +
