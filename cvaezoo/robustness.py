@@ -11,6 +11,8 @@ classifier mode) inside the L-infinity ball of radius eps around x, within the p
   gradient, from x itself;
 - :func:`latent_descent`: signed steps towards the model's own reconstruction of x as another class (Schott et
   al., 2019), for the generative models: no gradient of the classifier at all;
+- :func:`orthogonal_pgd`: a detection-aware attack (Bryniarski et al., 2022) that fools the classifier and the
+  detector in turn, each step orthogonal to the other's gradient;
 - :func:`spsa`: the same steps with the gradient estimated from loss differences along random +-1 directions
   (Uesato et al., 2018): no backpropagation, so a classifier whose gradient is noisy or uninformative does not
   look robust for that reason alone.
@@ -21,7 +23,7 @@ random numbers: every evaluation of the loss reseeds the noise, so the loss is a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -320,6 +322,66 @@ def latent_descent(model: ConditionalModel, loss: Loss, x: Tensor, y: Tensor, ep
         return None, reconstruction - adv
 
     return _signed_ascent(loss, x, y, eps, steps, step_size, rule, None, random_start=False)
+
+
+def _without_component_along(g: Tensor, other: Tensor) -> Tensor:
+    """Each example's ``g`` minus its projection on that example's ``other`` (orthogonal to it)."""
+    flat, along = g.flatten(1), other.flatten(1)
+    coefficient = (flat * along).sum(1, keepdim=True) / (along * along).sum(1, keepdim=True).clamp_min(1e-30)
+    return (flat - coefficient * along).view_as(g)
+
+
+def orthogonal_pgd(loss: Loss, detector_margin: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float,
+                   steps: int = 20, step_size: float | None = None, starts: Sequence[Tensor] = (),
+                   min_loss: float = 0.0, norm: str = "l2") -> Tensor:
+    """Orthogonal projected gradient descent (Bryniarski et al., 2022), the attack that broke detectors a sum
+    of the two losses does not: it fools the classifier and the detector in turn, each step orthogonal to the
+    other's gradient. ``loss`` is positive exactly where the classifier is fooled (:func:`margin`);
+    ``detector_margin`` is the detector's score minus its threshold (negative where it flags x).
+
+    Per step and example: while ``loss`` <= ``min_loss``, along grad loss minus its component along grad
+    detector_margin (the classifier is pushed without moving the detector, to first order); past it, along grad
+    detector_margin minus its component along grad loss (the detector is satisfied without undoing the
+    misclassification). A sum with a hinge (:func:`with_detector_hinge`) cannot do this when one gradient
+    dwarfs the other: a bound on log p(x) that is 1 000 nats below its threshold owns every sign. Steps of
+    ``step_size`` (default 2.5 eps / steps): "l2", the direction scaled to that root-mean-square pixel change
+    (the direction, and so the orthogonality, is kept), or "linf", its sign; kept in the eps-ball and [0, 1].
+    From x and from each of ``starts`` (e.g. another attack's adversarial images); each example's best iterate
+    over all of them: the one past ``min_loss`` with the highest detector margin, else the highest loss."""
+    _check_eps(eps)
+    if steps < 1:
+        raise UserError(f"an attack needs at least one step, got {steps}")
+    if norm not in ("l2", "linf"):
+        raise UserError(f"norm must be l2 or linf, got {norm!r}")
+    step_size = 2.5 * eps / steps if step_size is None else step_size
+    best = x.clone()
+    best_fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    best_value = torch.full((len(x),), -torch.inf, device=x.device)  # detector margin if fooled, else loss
+    for start in (x, *starts):
+        adv = _project(start.detach().clone(), x, eps)
+        for step in range(steps + 1):
+            if step < steps:
+                values, grad = loss_and_gradient(loss, adv, y)
+                margins, detector_grad = loss_and_gradient(lambda inputs, _: detector_margin(inputs), adv, y)
+            else:  # the last iterate is only scored
+                with torch.no_grad():
+                    values, margins = loss(adv, y), detector_margin(adv)
+            fooled = values > min_loss
+            value = torch.where(fooled, margins, values)
+            better = (fooled & ~best_fooled) | ((fooled == best_fooled) & (value > best_value))
+            best[better], best_fooled[better], best_value[better] = adv[better], fooled[better], value[better]
+            if step == steps:
+                break
+            shape = (-1, *[1] * (x.dim() - 1))
+            direction = torch.where(fooled.view(shape), _without_component_along(detector_grad, grad),
+                                    _without_component_along(grad, detector_grad))
+            if norm == "linf":
+                direction = direction.sign()
+            else:
+                rms = direction.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-30)
+                direction = direction / rms.view(shape)
+            adv = _project(adv + step_size * direction, x, eps)
+    return best
 
 
 # ----- scores that flag unusual inputs --------------------------------------------------------------------

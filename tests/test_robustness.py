@@ -30,6 +30,7 @@ from cvaezoo.robustness import (
     max_prob_margin,
     mean_class_softmax,
     mim,
+    orthogonal_pgd,
     pgd,
     rejected,
     rejection_threshold,
@@ -253,6 +254,49 @@ def test_the_detector_hinge_keeps_a_successful_attack_below_the_threshold():
     aware = pgd(hinged, x, y, eps=0.3, steps=80, step_size=0.01, generator=torch.Generator().manual_seed(0))
     assert (detector_margin(plain) < -0.19).all()
     assert (detector_margin(aware) > -0.011).all() and (brightness(aware, y) > 0.58).all()
+
+
+def conflicting_linear_pair():
+    """A linear classifier margin (fooled above 0) and a steep linear detector margin (flagged below 0) whose
+    gradient overlaps the classifier's: the classifier's direction is also the detector's."""
+    torch.manual_seed(0)
+    x, y = torch.full((6, 1, 4, 4), 0.5), torch.zeros(6, dtype=torch.long)
+    w = torch.randn(6, 16)
+    u = w + torch.randn(6, 16)
+
+    def classifier_margin(inputs, _):
+        return ((inputs - x).flatten(1) * w).sum(1) - 0.5
+
+    def detector_margin(inputs):
+        return 1000 * (0.2 - ((inputs - x).flatten(1) * u).sum(1))
+
+    return classifier_margin, detector_margin, x, y, w
+
+
+def test_orthogonal_pgd_fools_a_detector_that_the_hinged_sum_does_not():
+    """Every example fooled and unflagged by orthogonal PGD; the sum with a hinge (signed steps, the detector
+    1 000 times steeper) leaves some examples right."""
+    classifier_margin, detector_margin, x, y, _ = conflicting_linear_pair()
+    adv = orthogonal_pgd(classifier_margin, detector_margin, x, y, eps=0.1, steps=40)
+    assert (classifier_margin(adv, y) > 0).all() and (detector_margin(adv) >= 0).all()
+    assert (adv - x).abs().max() <= 0.1 + 1e-6
+    hinged = with_detector_hinge(lambda inputs, labels: classifier_margin(inputs, labels).clamp(max=5),
+                                 detector_margin, weight=10.0)
+    summed = pgd(hinged, x, y, eps=0.1, steps=40, generator=torch.Generator().manual_seed(0))
+    assert ((classifier_margin(summed, y) <= 0) | (detector_margin(summed) < 0)).any()
+
+
+def test_orthogonal_pgds_detector_steps_keep_the_classifiers_loss():
+    """From a fooled start the detector flags, one step: the detector's margin rises and the (linear)
+    classifier margin does not move, since the step is orthogonal to its gradient."""
+    classifier_margin, detector_margin, x, y, w = conflicting_linear_pair()
+    start = x + 0.1 * w.sign().view_as(x)
+    assert (classifier_margin(start, y) > 0).all() and (detector_margin(start) < 0).all()
+    one = orthogonal_pgd(classifier_margin, detector_margin, x, y, eps=0.3, steps=1, step_size=0.01, starts=(start,))
+    assert torch.allclose(classifier_margin(one, y), classifier_margin(start, y), atol=1e-5)
+    assert (detector_margin(one) > detector_margin(start) + 50).all()
+    with pytest.raises(UserError, match="norm must be l2 or linf"):
+        orthogonal_pgd(classifier_margin, detector_margin, x, y, eps=0.3, norm="l1")
 
 
 @pytest.mark.parametrize("name", ["cvae1", "cvae3", "m2"])

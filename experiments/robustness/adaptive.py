@@ -17,12 +17,17 @@ Attack families (cvaezoo/robustness.py), all L-infinity in [0, 1]:
   steps towards the model's reconstruction as the best wrong class, Schott et al. 2019; no gradient); spsa
   (at --spsa-eps: gradient-free, 20 steps of 32 +-1 directions on the margin); pgd_strokes and aware_strokes (PGD
   on the margin, and the detection-aware loss, perturbing only the digit's pixels, x > 0, the background left
-  exactly black: the attack of #29's report, which a density detector does not see).
-Budgets: pgd --steps from each of --restarts starts; aware --steps from one start; pgd_margin, logit matching and
+  exactly black: the attack of #29's report, which a density detector does not see); aware_orthogonal (orthogonal
+  PGD, Bryniarski et al. 2022: steps on the margin orthogonal to the detector's gradient until the margin passes
+  ORTHOGONAL_MIN_MARGIN, then on the detector's margin orthogonal to the classifier's; from x, from the margin
+  PGD's adversarial images and, for models of x, from latent descent's; each example's unflagged success).
+Budgets: pgd --steps from each of --restarts starts; aware --steps from one start; aware_orthogonal --steps from
+each of its starts (which cost half the steps each); pgd_margin, logit matching and
 latent descent half the steps; pgd_eot a quarter (each step costs 4 draws). At eps 0.5 (the sanity row) only
 fgsm, pgd_short and pgd run.
 The aware attack's margin is capped at KAPPA, so that once the classifier is fooled the steps go to the hinge.
-Noise rows (uniform +-0.05, +-0.1, Gaussian 0.05): accuracy and right-or-flagged, no attacker.
+Noise rows (uniform +-0.05, +-0.1, Gaussian 0.05), no attacker: accuracy, the fraction flagged, right and accepted,
+and right or flagged.
 With --method optimise (analysis by synthesis), the detector is log p(x) of the optimised bound, and the
 attacker's gradient is that of the optimised objective at the optimum z* (Danskin), one prior draw per class.
 The detector is the model's default rejection score (log p(x) for models of x, max p(y|x) otherwise) at a
@@ -56,6 +61,7 @@ from cvaezoo.robustness import (
     log_px_margin,
     logit_matching_loss,
     max_prob_margin,
+    orthogonal_pgd,
     pgd,
     random_noise,
     rejection_threshold,
@@ -71,6 +77,7 @@ SANITY_EPS = 0.5  # the sanity row, where every classifier should be near 0: FGS
 SANITY_FAMILIES = ("fgsm", "pgd_short", "pgd")
 FALSE_REJECTION = 0.05
 HINGE_WEIGHT = 10.0
+ORTHOGONAL_MIN_MARGIN = 1.0  # orthogonal PGD turns to the detector past this margin (a draw-to-draw buffer)
 KAPPA = 5.0  # the aware attack's margin is capped here (Carlini & Wagner's kappa): past it, only the hinge counts
 NOISE = (("uniform", 0.05), ("uniform", 0.1), ("gaussian", 0.05))
 
@@ -165,6 +172,15 @@ def study(run_dir: Path, transfer_from: Path | None, n_attack: int, steps: int, 
     if detector == "log_px":  # a model of x given the class: its own reconstructions show the way
         families["latent_descent"] = lambda eps: attacked(partial(latent_descent, model), margin, x, y, eps,
                                                             steps=half, seed=seed, **attacker)
+    # orthogonal PGD (Bryniarski et al. 2022) against the detector: from x, from the margin PGD's adversarial images
+    # (fooled, mostly flagged) and, for models of x, from latent descent's (fooled, close to the class's images)
+    def orthogonal(eps: float) -> torch.Tensor:
+        starts = [pgd(margin, x, y, eps, steps=half, generator=generator)]
+        if detector == "log_px":
+            starts.append(latent_descent(model, margin, x, y, eps, steps=half, seed=seed, **attacker))
+        return orthogonal_pgd(margin, margin_of, x, y, eps, steps=steps, starts=starts, min_loss=ORTHOGONAL_MIN_MARGIN)
+
+    families["aware_orthogonal"] = orthogonal
     if spsa_eps:  # no gradient: 20 steps of 32 +-1 directions, 1 280 loss evaluations per image
         families["spsa"] = lambda eps: attacked(spsa, margin, x, y, eps, steps=20, directions=32, generator=generator)
     if stochastic:
@@ -186,7 +202,7 @@ def study(run_dir: Path, transfer_from: Path | None, n_attack: int, steps: int, 
     clean_right, clean_flagged = right(x), flagged(x)
     result: dict = {"model": model.model_name, "seed": seed, "run": str(run_dir), "n_attack": len(x),
                     "predict": predict, "attacker": attacker, "detector": detector, "threshold": threshold,
-                    "steps": steps, "restarts": restarts, "n_val": len(val_x), "families": list(families), "spsa_eps": list(spsa_eps), "kappa": KAPPA, "hinge_weight": HINGE_WEIGHT, **bound, "fresh_draws": fresh_draws if stochastic else 1,
+                    "steps": steps, "restarts": restarts, "n_val": len(val_x), "families": list(families), "spsa_eps": list(spsa_eps), "kappa": KAPPA, "hinge_weight": HINGE_WEIGHT, "orthogonal_min_margin": ORTHOGONAL_MIN_MARGIN, **bound, "fresh_draws": fresh_draws if stochastic else 1,
                     "transfer_from": str(transfer_from) if transfer_from else None,
                     "clean": {"accuracy": float(clean_right.float().mean()),
                               "flagged": float(clean_flagged.float().mean()),

@@ -29,7 +29,8 @@ FAMILIES = {"fgsm": "FGSM", "pgd_short": "PGD, cross-entropy, steps / 5, one sta
             "latent_descent": "latent descent (Schott et al.)", "spsa": "SPSA (gradient-free)",
             "logit_matching": "logit matching (Tramer et al.)", "aware": "detection-aware PGD (margin + detector hinge)",
             "pgd_strokes": "PGD on the stroke pixels only (margin; background left black)",
-            "aware_strokes": "detection-aware PGD on the stroke pixels only"}
+            "aware_strokes": "detection-aware PGD on the stroke pixels only",
+            "aware_orthogonal": "orthogonal PGD against classifier and detector (Bryniarski et al.)"}
 
 
 def combined_worst(a: dict, b: dict) -> dict:
