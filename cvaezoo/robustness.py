@@ -347,7 +347,9 @@ def orthogonal_pgd(loss: Loss, detector_margin: Callable[[Tensor], Tensor], x: T
     ``step_size`` (default 2.5 eps / steps): "l2", the direction scaled to that root-mean-square pixel change
     (the direction, and so the orthogonality, is kept), or "linf", its sign; kept in the eps-ball and [0, 1].
     From x and from each of ``starts`` (e.g. another attack's adversarial images); each example's best iterate
-    over all of them: the one past ``min_loss`` with the highest detector margin, else the highest loss."""
+    over all of them, ranked: fooled (``loss`` > 0) and unflagged, past ``min_loss`` first; fooled and unflagged;
+    fooled (flagged); then the rest; by the detector margin within the fooled ranks, by ``loss`` below them. The
+    buffer only steers the steps: a success inside it is kept over a flagged one past it."""
     _check_eps(eps)
     if steps < 1:
         raise UserError(f"an attack needs at least one step, got {steps}")
@@ -355,7 +357,7 @@ def orthogonal_pgd(loss: Loss, detector_margin: Callable[[Tensor], Tensor], x: T
         raise UserError(f"norm must be l2 or linf, got {norm!r}")
     step_size = 2.5 * eps / steps if step_size is None else step_size
     best = x.clone()
-    best_fooled = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    best_rank = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
     best_value = torch.full((len(x),), -torch.inf, device=x.device)  # detector margin if fooled, else loss
     for start in (x, *starts):
         adv = _project(start.detach().clone(), x, eps)
@@ -366,10 +368,12 @@ def orthogonal_pgd(loss: Loss, detector_margin: Callable[[Tensor], Tensor], x: T
             else:  # the last iterate is only scored
                 with torch.no_grad():
                     values, margins = loss(adv, y), detector_margin(adv)
-            fooled = values > min_loss
+            fooled, unflagged = values > 0, margins >= 0
+            rank = fooled.long() * (1 + unflagged.long() * (1 + (values > min_loss).long()))  # 0 ... 3
             value = torch.where(fooled, margins, values)
-            better = (fooled & ~best_fooled) | ((fooled == best_fooled) & (value > best_value))
-            best[better], best_fooled[better], best_value[better] = adv[better], fooled[better], value[better]
+            better = (rank > best_rank) | ((rank == best_rank) & (value > best_value))
+            best[better], best_rank[better], best_value[better] = adv[better], rank[better], value[better]
+            fooled = values > min_loss  # past the buffer: the steps turn to the detector
             if step == steps:
                 break
             shape = (-1, *[1] * (x.dim() - 1))

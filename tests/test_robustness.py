@@ -286,6 +286,39 @@ def test_orthogonal_pgd_fools_a_detector_that_the_hinged_sum_does_not():
     assert ((classifier_margin(summed, y) <= 0) | (detector_margin(summed) < 0)).any()
 
 
+def test_orthogonal_pgds_classifier_steps_keep_the_detectors_margin():
+    """From x, whose detector margin is exactly 0 (any move along the detector's gradient flags it), one step:
+    the classifier margin rises and the detector margin stays 0, since the step is orthogonal to its gradient."""
+    classifier_margin, _, x, y, w = conflicting_linear_pair()
+    u = w + torch.randn(6, 16, generator=torch.Generator().manual_seed(1))
+
+    def on_the_threshold(inputs):
+        return -1000 * ((inputs - x).flatten(1) * u).sum(1)
+
+    one = orthogonal_pgd(classifier_margin, on_the_threshold, x, y, eps=0.3, steps=1, step_size=0.01)
+    assert (classifier_margin(one, y) > classifier_margin(x, y) + 0.01).all()
+    assert torch.allclose(on_the_threshold(one), torch.zeros(6), atol=1e-3)
+
+
+def test_orthogonal_pgd_keeps_a_success_inside_its_buffer_over_a_flagged_one_past_it():
+    """Two starts, barely moved (steps of 1e-6): one fooled by 0.05 and unflagged, one fooled by 1.5 and flagged;
+    with the buffer at 1, the attack returns the unflagged success, not the flagged image of higher margin."""
+    x, y = torch.full((1, 1, 1, 2), 0.5), torch.zeros(1, dtype=torch.long)
+
+    def classifier_margin(inputs, _):
+        return 10 * (inputs - x).flatten(1)[:, 0] - 0.5
+
+    def detector_margin(inputs):
+        return 0.06 - (inputs - x).flatten(1).sum(1)
+
+    inside, past = (x + torch.tensor([shift, 0.0]).view_as(x) for shift in (0.055, 0.2))
+    assert classifier_margin(inside, y) > 0 and detector_margin(inside) > 0
+    assert classifier_margin(past, y) > 1 and detector_margin(past) < 0
+    adv = orthogonal_pgd(classifier_margin, detector_margin, x, y, eps=0.3, steps=1, step_size=1e-6,
+                         starts=(past, inside), min_loss=1.0)
+    assert torch.allclose(adv, inside, atol=1e-5)
+
+
 def test_orthogonal_pgds_detector_steps_keep_the_classifiers_loss():
     """From a fooled start the detector flags, one step: the detector's margin rises and the (linear)
     classifier margin does not move, since the step is orthogonal to its gradient."""
