@@ -17,10 +17,11 @@ Attack families (cvaezoo/robustness.py), all L-infinity in [0, 1]:
   steps towards the model's reconstruction as the best wrong class, Schott et al. 2019; no gradient); spsa
   (at --spsa-eps: gradient-free, 20 steps of 32 +-1 directions on the margin); pgd_strokes and aware_strokes (PGD
   on the margin, and the detection-aware loss, perturbing only the digit's pixels, x > 0, the background left
-  exactly black: the attack of #29's report, which a density detector does not see); aware_orthogonal (orthogonal
-  PGD, Bryniarski et al. 2022: steps on the margin orthogonal to the detector's gradient until the margin passes
-  ORTHOGONAL_MIN_MARGIN, then on the detector's margin orthogonal to the classifier's; from x, from the margin
-  PGD's adversarial images and, for models of x, from latent descent's; each example's unflagged success).
+  exactly black: the attack of #29's report, which a density detector does not see); pgd_near_strokes and
+  aware_near_strokes (the same on the digit's pixels and the black pixels next to them, 3 x 3);
+  aware_orthogonal (orthogonal PGD, Bryniarski et al. 2022: steps on the margin orthogonal to the detector's
+  gradient until the margin passes ORTHOGONAL_MIN_MARGIN, then on the detector's margin orthogonal to the
+  classifier's; from x, from the margin PGD's adversarial images and, for models of x, from latent descent's).
 Budgets: pgd --steps from each of --restarts starts; aware --steps from one start; aware_orthogonal --steps from
 each of its starts (which cost half the steps each); pgd_margin, logit matching and
 latent descent half the steps; pgd_eot a quarter (each step costs 4 draws). At eps 0.5 (the sanity row) only
@@ -159,16 +160,21 @@ def study(run_dir: Path, transfer_from: Path | None, n_attack: int, steps: int, 
         "logit_matching": lambda eps: attacked(pgd, matching, x, targets, eps, steps=half, generator=generator),
     }
     strokes = x > 0  # the digit's pixels; the stroke attacks leave the rest exactly black (the background)
+    # and the black pixels next to them (3 x 3 neighbourhood), where the decoders' blur puts some ink
+    near_strokes = torch.nn.functional.max_pool2d(strokes.float(), 3, stride=1, padding=1) > 0
 
-    def on_strokes(loss):
-        """``loss`` of the image whose stroke pixels are the iterate's and whose background is x's."""
-        return lambda iterate, labels: loss(torch.where(strokes, iterate, x), labels)
+    def in_region(region: torch.Tensor, loss):
+        """``loss`` of the image whose pixels in ``region`` are the iterate's and whose others are x's."""
+        return lambda iterate, labels: loss(torch.where(region, iterate, x), labels)
 
-    def stroke_attack(loss, budget: int):
-        return lambda eps: torch.where(strokes, pgd(on_strokes(loss), x, y, eps, steps=budget, generator=generator), x)
+    def region_attack(region: torch.Tensor, loss, budget: int):
+        return lambda eps: torch.where(region, pgd(in_region(region, loss), x, y, eps, steps=budget,
+                                                   generator=generator), x)
 
-    families["pgd_strokes"] = stroke_attack(margin, half)
-    families["aware_strokes"] = stroke_attack(aware, steps)
+    families["pgd_strokes"] = region_attack(strokes, margin, half)
+    families["aware_strokes"] = region_attack(strokes, aware, steps)
+    families["pgd_near_strokes"] = region_attack(near_strokes, margin, half)
+    families["aware_near_strokes"] = region_attack(near_strokes, aware, steps)
     if detector == "log_px":  # a model of x given the class: its own reconstructions show the way
         families["latent_descent"] = lambda eps: attacked(partial(latent_descent, model), margin, x, y, eps,
                                                             steps=half, seed=seed, **attacker)

@@ -9,8 +9,8 @@
 # About 10 min of training and 4 h of attacks on a 2-core CPU, two attacks at a time.
 # The recorded files of the runs attacked before orthogonal PGD existed hold it in a second pass,
 # "--families aware_orthogonal --tag orth --eps 0.05 0.1 0.2 0.3" (each family's random starts are seeded by its
-# name and eps, so the passes combine into the masks one pass gives); ABS has no orthogonal pass (its gradients
-# are 50 Adam steps each).
+# name and eps, so the passes combine into the masks one pass gives). ABS is not attacked by orthogonal PGD (each
+# of its detector's gradients is another 50 Adam steps on z per class).
 # Usage: bash experiments/robustness/adaptive.sh      (trains only what has no results.json)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,7 +25,8 @@ common="--steps 20 --restarts 2 --spsa-eps 0.1"
 jobs=()
 abs_run=$(ls -d "$root"/outlier/*model=cvae1,seed=0/)
 jobs+=("$abs_run --out-dir $out/abs --transfer-from $(nn_of 0) --method optimise --samples 100 --steps 10 \
---restarts 1 --eps 0.1 --n-attack 50 --fresh-draws 2 --n-val 200")
+--restarts 1 --eps 0.1 --n-attack 50 --fresh-draws 2 --n-val 200 --families fgsm pgd_short pgd pgd_margin pgd_eot aware \
+logit_matching latent_descent pgd_strokes aware_strokes pgd_near_strokes aware_near_strokes transfer")
 for run in "$root"/outlier/*model=cvae[134],*/ "$root"/outlier/*model=m2,*/; do
   seed=${run%/}; seed=${seed##*seed=}
   jobs+=("$run --out-dir $out/outlier --transfer-from $(nn_of "$seed") $common")

@@ -30,6 +30,8 @@ FAMILIES = {"fgsm": "FGSM", "pgd_short": "PGD, cross-entropy, steps / 5, one sta
             "logit_matching": "logit matching (Tramer et al.)", "aware": "detection-aware PGD (margin + detector hinge)",
             "pgd_strokes": "PGD on the stroke pixels only (margin; background left black)",
             "aware_strokes": "detection-aware PGD on the stroke pixels only",
+            "pgd_near_strokes": "PGD on the stroke pixels and their black neighbours (3 × 3)",
+            "aware_near_strokes": "detection-aware PGD on the stroke pixels and their black neighbours",
             "aware_orthogonal": "orthogonal PGD against classifier and detector (Bryniarski et al.)"}
 
 
@@ -241,6 +243,31 @@ def summary_table(runs: dict, epsilons: tuple[float, ...] = (0.05, 0.1, 0.2)) ->
     return "\n".join(lines) + "\n"
 
 
+def steps_and_starts(result: dict, family: str) -> str:
+    """--steps × --restarts for PGD on the cross-entropy, the only family that restarts; --steps for the others."""
+    return f"{result['steps']} × {result['restarts']}" if family == "pgd" else str(result["steps"])
+
+
+def budget_table(folder: Path, runs: dict) -> str:
+    """Larger budgets (DIR/budget/*.json, adaptive.py with more --steps): each family's accuracy and right-or-flagged
+    there and in the study's run of the same classifier and seed (more steps must never help the defender)."""
+    lines = ["| classifier, seed | family | ε | study: steps | accuracy | right or flagged | "
+             "budget: steps | accuracy | right or flagged |", "|---|---|---|---|---|---|---|---|---|"]
+    for path in sorted((folder / "budget").glob("*.json")):
+        budget = json.loads(path.read_text())
+        study = next(r for r in runs[("outlier", budget["model"])] if r["seed"] == budget["seed"])
+        for row in budget["rows"]:
+            for family, entry in row.items():
+                if family in ("eps", "worst"):
+                    continue
+                mine = row_at(study, row["eps"])[family]
+                lines.append(f"| {MODELS[budget['model']]}, {budget['seed']} | {FAMILIES[family]} | {row['eps']} | "
+                             f"{steps_and_starts(study, family)} | {mine['accuracy']:.2f} | "
+                             f"{mine['right_or_flagged']:.2f} | {steps_and_starts(budget, family)} | "
+                             f"{entry['accuracy']:.2f} | {entry['right_or_flagged']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     folder = Path(sys.argv[1])
     runs = read(folder)
@@ -263,6 +290,7 @@ def main() -> None:
             "images):\n\n" + aware_table(runs, "aware_orthogonal") +
             "\n## The gap to the discriminative network\n\n" + gap_lines(runs) +
             "\n## Sanity\n\n" + sanity_table(runs) +
+            ("\n## Larger budgets\n\n" + budget_table(folder, runs) if (folder / "budget").is_dir() else "") +
             "\n## Noise, no attacker\n\n" + noise_table(runs) +
             "\n## Cost\n\n" + cost_table(runs) +
             "\n## Per attack family\n\n" + family_tables(runs))
