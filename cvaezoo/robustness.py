@@ -13,6 +13,9 @@ classifier mode) inside the L-infinity ball of radius eps around x, within the p
   al., 2019), for the generative models: no gradient of the classifier at all;
 - :func:`orthogonal_pgd`: a detection-aware attack (Bryniarski et al., 2022) that fools the classifier and the
   detector in turn, each step orthogonal to the other's gradient;
+- :func:`region_pgd`: PGD on a region of the pixels only (e.g. a digit's strokes, the background left black), and
+  :func:`pixel_budget_pgd`: the same plus the k pixels outside it that buy the most loss, against a detector that
+  charges a price per moved pixel;
 - :func:`spsa`: the same steps with the gradient estimated from loss differences along random +-1 directions
   (Uesato et al., 2018): no backpropagation, so a classifier whose gradient is noisy or uninformative does not
   look robust for that reason alone.
@@ -331,6 +334,25 @@ def _without_component_along(g: Tensor, other: Tensor) -> Tensor:
     return (flat - coefficient * along).view_as(g)
 
 
+class _BestAgainstDetector:
+    """Each example's best image so far for an attack on a classifier and its detector, ranked: fooled (``loss``
+    > 0) and unflagged (detector margin >= 0), past ``min_loss``, first; fooled and unflagged; fooled (flagged);
+    then the rest; by the detector margin within the fooled ranks, by ``loss`` below them."""
+
+    def __init__(self, x: Tensor, min_loss: float) -> None:
+        self.images, self.min_loss = x.clone(), min_loss
+        self.rank = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
+        self.value = torch.full((len(x),), -torch.inf, device=x.device)
+
+    def offer(self, adv: Tensor, values: Tensor, margins: Tensor) -> None:
+        """Keep ``adv`` where it ranks above the best so far (``values``: its loss; ``margins``: the detector's)."""
+        fooled, unflagged = values > 0, margins >= 0
+        rank = fooled.long() * (1 + unflagged.long() * (1 + (values > self.min_loss).long()))  # 0 ... 3
+        value = torch.where(fooled, margins, values)
+        better = (rank > self.rank) | ((rank == self.rank) & (value > self.value))
+        self.images[better], self.rank[better], self.value[better] = adv[better], rank[better], value[better]
+
+
 def orthogonal_pgd(loss: Loss, detector_margin: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float,
                    steps: int = 20, step_size: float | None = None, starts: Sequence[Tensor] = (),
                    min_loss: float = 0.0, norm: str = "l2") -> Tensor:
@@ -347,18 +369,15 @@ def orthogonal_pgd(loss: Loss, detector_margin: Callable[[Tensor], Tensor], x: T
     ``step_size`` (default 2.5 eps / steps): "l2", the direction scaled to that root-mean-square pixel change
     (the direction, and so the orthogonality, is kept), or "linf", its sign; kept in the eps-ball and [0, 1].
     From x and from each of ``starts`` (e.g. another attack's adversarial images); each example's best iterate
-    over all of them, ranked: fooled (``loss`` > 0) and unflagged, past ``min_loss`` first; fooled and unflagged;
-    fooled (flagged); then the rest; by the detector margin within the fooled ranks, by ``loss`` below them. The
-    buffer only steers the steps: a success inside it is kept over a flagged one past it."""
+    over all of them, ranked by :class:`_BestAgainstDetector`. The buffer only steers the steps: a success inside
+    it is kept over a flagged one past it."""
     _check_eps(eps)
     if steps < 1:
         raise UserError(f"an attack needs at least one step, got {steps}")
     if norm not in ("l2", "linf"):
         raise UserError(f"norm must be l2 or linf, got {norm!r}")
     step_size = 2.5 * eps / steps if step_size is None else step_size
-    best = x.clone()
-    best_rank = torch.full((len(x),), -1, dtype=torch.long, device=x.device)
-    best_value = torch.full((len(x),), -torch.inf, device=x.device)  # detector margin if fooled, else loss
+    best = _BestAgainstDetector(x, min_loss)
     for start in (x, *starts):
         adv = _project(start.detach().clone(), x, eps)
         for step in range(steps + 1):
@@ -368,11 +387,7 @@ def orthogonal_pgd(loss: Loss, detector_margin: Callable[[Tensor], Tensor], x: T
             else:  # the last iterate is only scored
                 with torch.no_grad():
                     values, margins = loss(adv, y), detector_margin(adv)
-            fooled, unflagged = values > 0, margins >= 0
-            rank = fooled.long() * (1 + unflagged.long() * (1 + (values > min_loss).long()))  # 0 ... 3
-            value = torch.where(fooled, margins, values)
-            better = (rank > best_rank) | ((rank == best_rank) & (value > best_value))
-            best[better], best_rank[better], best_value[better] = adv[better], rank[better], value[better]
+            best.offer(adv, values, margins)
             fooled = values > min_loss  # past the buffer: the steps turn to the detector
             if step == steps:
                 break
@@ -385,7 +400,63 @@ def orthogonal_pgd(loss: Loss, detector_margin: Callable[[Tensor], Tensor], x: T
                 rms = direction.flatten(1).pow(2).mean(1).sqrt().clamp_min(1e-30)
                 direction = direction / rms.view(shape)
             adv = _project(adv + step_size * direction, x, eps)
-    return best
+    return best.images
+
+
+def region_pgd(loss: Loss, x: Tensor, y: Tensor, eps: float, region: Tensor, steps: int = 20,
+               generator: torch.Generator | None = None) -> Tensor:
+    """:func:`pgd` that moves only the pixels in ``region`` (a boolean mask of x's shape); the others keep x's
+    values (e.g. a digit's background left exactly black)."""
+    def on_region(adv: Tensor, labels: Tensor) -> Tensor:
+        return loss(torch.where(region, adv, x), labels)
+
+    return torch.where(region, pgd(on_region, x, y, eps, steps=steps, generator=generator), x)
+
+
+def pixel_budget_pgd(loss: Loss, detector_margin: Callable[[Tensor], Tensor], x: Tensor, y: Tensor, eps: float,
+                     region: Tensor, max_pixels: int = 256, steps: int = 20,
+                     generator: torch.Generator | None = None, min_loss: float = 0.0) -> Tensor:
+    """A detection-aware attack on a detector that charges a price per pixel it sees moved: :func:`region_pgd`
+    on ``region`` plus the k pixels outside it that buy the most ``loss`` at PGD's result on ``region`` alone (to
+    first order: |grad loss| times the room the eps-ball and [0, 1] leave in the gradient's direction, so a black
+    pixel whose gradient points below 0 buys nothing), k found per example by bisection in [0, ``max_pixels``]:
+    more pixels while the classifier is not fooled past ``min_loss``, fewer while the detector flags the image.
+    ``loss`` is positive exactly where the classifier is fooled, ``detector_margin`` the detector's score minus
+    its threshold; each example's best over all rounds, ranked by :class:`_BestAgainstDetector`. A bound on
+    log p(x) whose pixel likelihood has an outlier component (the discretised logistic with a uniform floor) is
+    flat in a black pixel once it leaves its bin: each moved background pixel costs about the same, however far
+    it moves, so the detector is a budget of pixels, and this spends it on the pixels that buy the classifier's
+    loss."""
+    if max_pixels < 1:
+        raise UserError(f"max_pixels must be positive, got {max_pixels}")
+    best = _BestAgainstDetector(x, min_loss)
+    region = region.expand_as(x)
+
+    def attack(chosen: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        adv = region_pgd(loss, x, y, eps, region | chosen, steps=steps, generator=generator)
+        with torch.no_grad():
+            values, margins = loss(adv, y), detector_margin(adv)
+        best.offer(adv, values, margins)
+        return adv, values, margins
+
+    adv, values, margins = attack(torch.zeros_like(region))
+    grad = loss_gradient(loss, adv, y)
+    room = torch.where(grad > 0, (1 - x).clamp(max=eps), x.clamp(max=eps))
+    gain = (grad.abs() * room).masked_fill(region, -1).flatten(1)
+    rank = gain.argsort(dim=1, descending=True).argsort(dim=1)  # each pixel's place in its example's order
+    low = torch.zeros(len(x), dtype=torch.long, device=x.device)  # fewer pixels did not fool the classifier
+    high = (~region).flatten(1).sum(1).clamp(max=max_pixels)  # more pixels are flagged (or there are no more)
+    done = (values > min_loss) & (margins >= 0)
+    while not done.all() and bool((low < high).any()):
+        k = torch.where(done, low, (low + high + 1) // 2)
+        chosen = (rank < k.view(-1, 1)).view_as(x) & ~done.view(-1, *[1] * (x.dim() - 1))
+        _, values, margins = attack(chosen)
+        fooled, unflagged = values > min_loss, margins >= 0
+        done |= fooled == unflagged  # a success, or flagged before it fools: fewer pixels fool less, more flag more
+        low = torch.where(~done & ~fooled, k, low)
+        high = torch.where(~done & fooled, k - 1, high)
+        done |= low >= high
+    return best.images
 
 
 # ----- scores that flag unusual inputs --------------------------------------------------------------------

@@ -14,6 +14,7 @@ from cvaezoo.data.ood import ood_sets
 from cvaezoo.errors import UserError
 from cvaezoo.models import MODELS
 from cvaezoo.robustness import (
+    _BestAgainstDetector,
     auroc,
     class_scores,
     class_thresholds,
@@ -32,6 +33,8 @@ from cvaezoo.robustness import (
     mim,
     orthogonal_pgd,
     pgd,
+    pixel_budget_pgd,
+    region_pgd,
     rejected,
     rejection_threshold,
     scores_and_predictions,
@@ -330,6 +333,77 @@ def test_orthogonal_pgds_detector_steps_keep_the_classifiers_loss():
     assert (detector_margin(one) > detector_margin(start) + 50).all()
     with pytest.raises(UserError, match="norm must be l2 or linf"):
         orthogonal_pgd(classifier_margin, detector_margin, x, y, eps=0.3, norm="l1")
+
+
+def test_the_best_image_against_a_detector_is_a_success_past_the_buffer_then_the_detectors_margin():
+    """Offered in turn: a flagged success of large margin, an unflagged success inside the buffer (detector margin
+    3), one past it (detector margin 1), and one inside it again (margin 5): the success past the buffer is kept."""
+    x = torch.zeros(1, 1, 1, 1)
+    best = _BestAgainstDetector(x, min_loss=1.0)
+    for image, loss, detector in ((1, 9.0, -1.0), (2, 0.5, 3.0), (3, 1.5, 1.0), (4, 0.5, 5.0), (5, -1.0, 9.0)):
+        best.offer(torch.full_like(x, image), torch.tensor([loss]), torch.tensor([detector]))
+    assert best.images.item() == 3
+
+
+def pixel_counting_pair():
+    """Two 4 x 4 images, one stroke pixel each (0.5, the rest black); a linear classifier margin that needs the
+    stroke and four chosen black pixels moved by 0.1 to pass 0 (weight 1 on those, 0.01 on the other black pixels
+    but four, whose weight -5 points below black: the largest gradients, which buy nothing), and a detector that
+    charges per moved black pixel and flags past four: a budget of pixels."""
+    x = torch.zeros(2, 1, 4, 4)
+    x.view(2, 16)[0, 0], x.view(2, 16)[1, 15] = 0.5, 0.5
+    weights = torch.full((2, 16), 0.01)
+    weights[0, [0, 1, 2, 3, 4]], weights[1, [15, 14, 9, 6, 3]] = 1.0, 1.0
+    weights[0, [5, 6, 7, 8]], weights[1, [0, 1, 2, 4]] = -5.0, -5.0
+    black = x == 0
+
+    def classifier_margin(inputs, _):
+        return ((inputs - x).flatten(1) * weights).sum(1) - 0.45
+
+    def detector_margin(inputs):
+        return 4.5 - (((inputs - x).abs() > 1e-3) & black).flatten(1).sum(1).float()
+
+    return classifier_margin, detector_margin, x, torch.zeros(2, dtype=torch.long), ~black
+
+
+def test_pixel_budget_pgd_spends_a_budget_of_pixels_where_the_loss_is():
+    """The strokes alone cannot fool the classifier and PGD on every pixel is flagged; the strokes plus the four
+    black pixels that buy the most margin fool it unflagged, found by bisection within six pixels, and the
+    largest gradients (pointing below black) would not."""
+    classifier_margin, detector_margin, x, y, strokes = pixel_counting_pair()
+    generator = torch.Generator().manual_seed(0)
+    on_strokes = region_pgd(classifier_margin, x, y, eps=0.1, region=strokes, steps=10, generator=generator)
+    assert (classifier_margin(on_strokes, y) < 0).all() and torch.equal(on_strokes[~strokes], x[~strokes])
+    everywhere = pgd(classifier_margin, x, y, eps=0.1, steps=10, generator=generator)
+    assert (classifier_margin(everywhere, y) > 0).all() and (detector_margin(everywhere) < 0).all()
+    adv = pixel_budget_pgd(classifier_margin, detector_margin, x, y, eps=0.1, region=strokes, max_pixels=6,
+                           steps=10, generator=generator)
+    assert (classifier_margin(adv, y) > 0).all() and (detector_margin(adv) >= 0).all()
+    assert (adv - x).abs().max() <= 0.1 + 1e-6 and adv.min() >= 0
+    with pytest.raises(UserError, match="max_pixels must be positive"):
+        pixel_budget_pgd(classifier_margin, detector_margin, x, y, eps=0.1, region=strokes, max_pixels=0)
+
+
+def test_pixel_budget_pgds_bisection_finds_each_examples_own_budget():
+    """Two examples whose detectors allow two and six moved black pixels and whose classifiers need two and six:
+    one fixed k fools one of them at most, the bisection both."""
+    x = torch.zeros(2, 1, 4, 4)
+    x.view(2, 16)[:, 0] = 0.5
+    strokes = x > 0
+    weights = torch.zeros(2, 16)
+    weights[:, 1:7] = torch.tensor([6.0, 5.0, 4.0, 3.0, 2.0, 1.0])
+    needed, allowed = torch.tensor([0.105, 0.205]), torch.tensor([2.5, 6.5])
+
+    def classifier_margin(inputs, _):
+        return ((inputs - x).flatten(1) * weights).sum(1) / 10 - needed
+
+    def detector_margin(inputs):
+        return allowed - (((inputs - x).abs() > 1e-3) & ~strokes).flatten(1).sum(1).float()
+
+    adv = pixel_budget_pgd(classifier_margin, detector_margin, x, y := torch.zeros(2, dtype=torch.long), eps=0.1,
+                           region=strokes, max_pixels=15, steps=10, generator=torch.Generator().manual_seed(0))
+    assert (classifier_margin(adv, y) > 0).all() and (detector_margin(adv) >= 0).all()
+    assert ((adv - x).abs() > 1e-3).flatten(1)[:, 1:].sum(1).tolist() == [2, 6]
 
 
 @pytest.mark.parametrize("name", ["cvae1", "cvae3", "m2"])

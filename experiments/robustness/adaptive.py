@@ -18,13 +18,16 @@ Attack families (cvaezoo/robustness.py), all L-infinity in [0, 1]:
   (at --spsa-eps: gradient-free, 20 steps of 32 +-1 directions on the margin); pgd_strokes and aware_strokes (PGD
   on the margin, and the detection-aware loss, perturbing only the digit's pixels, x > 0, the background left
   exactly black: the attack of #29's report, which a density detector does not see); pgd_near_strokes and
-  aware_near_strokes (the same on the digit's pixels and the black pixels next to them, 3 x 3);
+  aware_near_strokes (the same on the digit's pixels and the black pixels next to them, 3 x 3); pgd_pixel_budget
+  (against a detector that charges per moved pixel: PGD on the margin over that neighbourhood plus the k background
+  pixels that buy the most margin, k bisected per image in [0, MAX_PIXELS]: more while not fooled past
+  ORTHOGONAL_MIN_MARGIN, fewer while flagged; each image's best, ranked as orthogonal PGD ranks);
   aware_orthogonal (orthogonal PGD, Bryniarski et al. 2022: steps on the margin orthogonal to the detector's
   gradient until the margin passes ORTHOGONAL_MIN_MARGIN, then on the detector's margin orthogonal to the
   classifier's; from x, from the margin PGD's adversarial images and, for models of x, from latent descent's).
 Budgets: pgd --steps from each of --restarts starts; aware --steps from one start; aware_orthogonal --steps from
-each of its starts (which cost half the steps each); pgd_margin, logit matching and
-latent descent half the steps; pgd_eot a quarter (each step costs 4 draws). At eps 0.5 (the sanity row) only
+each of its starts (which cost half the steps each); pgd_margin, logit matching, the region attacks but the
+aware ones, latent descent and each of pgd_pixel_budget's PGDs (at most 2 + log2 MAX_PIXELS) half the steps; pgd_eot a quarter (each step costs 4 draws). At eps 0.5 (the sanity row) only
 fgsm, pgd_short and pgd run.
 The aware attack's margin is capped at KAPPA, so that once the classifier is fooled the steps go to the hinge.
 Noise rows (uniform +-0.05, +-0.1, Gaussian 0.05), no attacker: accuracy, the fraction flagged, right and accepted,
@@ -64,7 +67,9 @@ from cvaezoo.robustness import (
     max_prob_margin,
     orthogonal_pgd,
     pgd,
+    pixel_budget_pgd,
     random_noise,
+    region_pgd,
     rejection_threshold,
     score_names,
     scores_and_predictions,
@@ -79,6 +84,7 @@ SANITY_FAMILIES = ("fgsm", "pgd_short", "pgd")
 FALSE_REJECTION = 0.05
 HINGE_WEIGHT = 10.0
 ORTHOGONAL_MIN_MARGIN = 1.0  # orthogonal PGD turns to the detector past this margin (a draw-to-draw buffer)
+MAX_PIXELS = 256  # pgd_pixel_budget: the most background pixels it moves beside the strokes' neighbourhood
 KAPPA = 5.0  # the aware attack's margin is capped here (Carlini & Wagner's kappa): past it, only the hinge counts
 NOISE = (("uniform", 0.05), ("uniform", 0.1), ("gaussian", 0.05))
 
@@ -163,18 +169,18 @@ def study(run_dir: Path, transfer_from: Path | None, n_attack: int, steps: int, 
     # and the black pixels next to them (3 x 3 neighbourhood), where the decoders' blur puts some ink
     near_strokes = torch.nn.functional.max_pool2d(strokes.float(), 3, stride=1, padding=1) > 0
 
-    def in_region(region: torch.Tensor, loss):
-        """``loss`` of the image whose pixels in ``region`` are the iterate's and whose others are x's."""
-        return lambda iterate, labels: loss(torch.where(region, iterate, x), labels)
-
     def region_attack(region: torch.Tensor, loss, budget: int):
-        return lambda eps: torch.where(region, pgd(in_region(region, loss), x, y, eps, steps=budget,
-                                                   generator=generator), x)
+        return lambda eps: region_pgd(loss, x, y, eps, region, steps=budget, generator=generator)
 
     families["pgd_strokes"] = region_attack(strokes, margin, half)
     families["aware_strokes"] = region_attack(strokes, aware, steps)
     families["pgd_near_strokes"] = region_attack(near_strokes, margin, half)
     families["aware_near_strokes"] = region_attack(near_strokes, aware, steps)
+    # the neighbourhood plus the k background pixels that buy the most margin, k bisected per image: log p(x) with
+    # the uniform outlier charges about the same for each moved black pixel, so its threshold is a pixel budget
+    families["pgd_pixel_budget"] = lambda eps: pixel_budget_pgd(margin, margin_of, x, y, eps, near_strokes,
+                                                                max_pixels=MAX_PIXELS, steps=half,
+                                                                generator=generator, min_loss=ORTHOGONAL_MIN_MARGIN)
     if detector == "log_px":  # a model of x given the class: its own reconstructions show the way
         families["latent_descent"] = lambda eps: attacked(partial(latent_descent, model), margin, x, y, eps,
                                                             steps=half, seed=seed, **attacker)
@@ -208,7 +214,7 @@ def study(run_dir: Path, transfer_from: Path | None, n_attack: int, steps: int, 
     clean_right, clean_flagged = right(x), flagged(x)
     result: dict = {"model": model.model_name, "seed": seed, "run": str(run_dir), "n_attack": len(x),
                     "predict": predict, "attacker": attacker, "detector": detector, "threshold": threshold,
-                    "steps": steps, "restarts": restarts, "n_val": len(val_x), "families": list(families), "spsa_eps": list(spsa_eps), "kappa": KAPPA, "hinge_weight": HINGE_WEIGHT, "orthogonal_min_margin": ORTHOGONAL_MIN_MARGIN, **bound, "fresh_draws": fresh_draws if stochastic else 1,
+                    "steps": steps, "restarts": restarts, "n_val": len(val_x), "families": list(families), "spsa_eps": list(spsa_eps), "kappa": KAPPA, "hinge_weight": HINGE_WEIGHT, "orthogonal_min_margin": ORTHOGONAL_MIN_MARGIN, "max_pixels": MAX_PIXELS, **bound, "fresh_draws": fresh_draws if stochastic else 1,
                     "transfer_from": str(transfer_from) if transfer_from else None,
                     "clean": {"accuracy": float(clean_right.float().mean()),
                               "flagged": float(clean_flagged.float().mean()),

@@ -4,15 +4,18 @@
 # of the same size at seeds 0, 1, 2 (about 25 minutes per Bayes-rule classifier on one core); CVAE-1 seed 0 also classified by analysis by synthesis (--method optimise, a smaller
 # budget: each of its gradients runs 50 Adam steps on z). Each is attacked by adaptive.py (FGSM, PGD with restarts,
 # margin, EOT, transfer from the NN of the same seed, latent descent, SPSA, logit matching, the detection-aware hinge,
-# orthogonal PGD, PGD and the detection-aware hinge on the stroke pixels and on their 3 x 3 neighbourhood) and
-# adaptive_table.py writes adaptive.md.
+# orthogonal PGD, PGD and the detection-aware hinge on the stroke pixels and on their 3 x 3 neighbourhood, PGD on
+# that neighbourhood plus a budget of k background pixels) and adaptive_table.py writes adaptive.md.
 # About 10 min of training and 4 h of attacks on a 2-core CPU, two attacks at a time.
 # The recorded files of the runs attacked before orthogonal PGD existed hold it in a second pass,
 # "--families aware_orthogonal --tag orth --eps 0.05 0.1 0.2 0.3" (each family's random starts are seeded by its
 # name and eps, so the passes combine into the masks one pass gives); the neighbourhood attacks came later still and
-# are recorded at eps = 0.1 only, "--families pgd_near_strokes aware_near_strokes --tag near --eps 0.1" (this script
-# runs them at every eps). ABS is not attacked by orthogonal PGD (each
-# of its detector's gradients is another 50 Adam steps on z per class).
+# are recorded at eps = 0.1 in "--families pgd_near_strokes aware_near_strokes --tag near --eps 0.1" and at the others in "... --tag
+# near_eps --eps 0.05 0.2 0.3"; the pixel budget later again, "--families pgd_pixel_budget --tag pixels --eps 0.05 0.1
+# 0.2 0.3", and the transfer rows again from the NN retrained at this commit, "--families transfer --tag transfer"
+# (this script runs every family in one pass). The NN and CVAE-3 are recorded in one pass each.
+# ABS is not attacked by orthogonal PGD (each of its detector's gradients is another 50 Adam steps on z per class)
+# nor, for lack of time so far, by the pixel budget.
 # Usage: bash experiments/robustness/adaptive.sh      (trains only what has no results.json)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
