@@ -21,14 +21,15 @@ Attack families (cvaezoo/robustness.py), all L-infinity in [0, 1]:
   aware_near_strokes (the same on the digit's pixels and the black pixels next to them, 3 x 3); pgd_pixel_budget
   (against a detector that charges per moved pixel: PGD on the margin over that neighbourhood plus the k background
   pixels that buy the most margin, k bisected per image in [0, MAX_PIXELS]: more while not fooled past
-  ORTHOGONAL_MIN_MARGIN, fewer while flagged; each image's best, ranked as orthogonal PGD ranks);
+  ORTHOGONAL_MIN_MARGIN, fewer while flagged; each image's best, ranked as orthogonal PGD ranks) and
+  pgd_strokes_pixel_budget (the same from the stroke pixels alone);
   aware_orthogonal (orthogonal PGD, Bryniarski et al. 2022: steps on the margin orthogonal to the detector's
   gradient until the margin passes ORTHOGONAL_MIN_MARGIN, then on the detector's margin orthogonal to the
   classifier's; from x, from the margin PGD's adversarial images and, for models of x, from latent descent's).
 Budgets: pgd --steps from each of --restarts starts; aware --steps from one start; aware_orthogonal --steps from
 each of its starts (which cost half the steps each); pgd_margin, logit matching, the region attacks but the
-aware ones, latent descent and each of pgd_pixel_budget's PGDs (at most 2 + log2 MAX_PIXELS) half the steps; pgd_eot a quarter (each step costs 4 draws). At eps 0.5 (the sanity row) only
-fgsm, pgd_short and pgd run.
+aware ones, latent descent and each of the pixel budgets' PGDs (at most 2 + log2 MAX_PIXELS) half the steps;
+pgd_eot a quarter (each step costs 4 draws). At eps 0.5 (the sanity row) only fgsm, pgd_short and pgd run.
 The aware attack's margin is capped at KAPPA, so that once the classifier is fooled the steps go to the hinge.
 Noise rows (uniform +-0.05, +-0.1, Gaussian 0.05), no attacker: accuracy, the fraction flagged, right and accepted,
 and right or flagged.
@@ -178,9 +179,13 @@ def study(run_dir: Path, transfer_from: Path | None, n_attack: int, steps: int, 
     families["aware_near_strokes"] = region_attack(near_strokes, aware, steps)
     # the neighbourhood plus the k background pixels that buy the most margin, k bisected per image: log p(x) with
     # the uniform outlier charges about the same for each moved black pixel, so its threshold is a pixel budget
-    families["pgd_pixel_budget"] = lambda eps: pixel_budget_pgd(margin, margin_of, x, y, eps, near_strokes,
-                                                                max_pixels=MAX_PIXELS, steps=half,
-                                                                generator=generator, min_loss=ORTHOGONAL_MIN_MARGIN)
+    # (from the neighbourhood, whose grey the decoders forgive, or from the strokes alone, leaving the whole budget)
+    def pixel_budget(region: torch.Tensor):
+        return lambda eps: pixel_budget_pgd(margin, margin_of, x, y, eps, region, max_pixels=MAX_PIXELS, steps=half,
+                                            generator=generator, min_loss=ORTHOGONAL_MIN_MARGIN)
+
+    families["pgd_pixel_budget"] = pixel_budget(near_strokes)
+    families["pgd_strokes_pixel_budget"] = pixel_budget(strokes)
     if detector == "log_px":  # a model of x given the class: its own reconstructions show the way
         families["latent_descent"] = lambda eps: attacked(partial(latent_descent, model), margin, x, y, eps,
                                                             steps=half, seed=seed, **attacker)

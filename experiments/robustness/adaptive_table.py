@@ -34,6 +34,7 @@ FAMILIES = {"fgsm": "FGSM", "pgd_short": "PGD, cross-entropy, steps / 5, one sta
             "aware_near_strokes": "detection-aware PGD on the stroke pixels and their black neighbours",
             "pgd_pixel_budget": "PGD on the strokes' neighbourhood plus the k black pixels that buy the most margin "
                                 "(a budget of pixels, k bisected per image)",
+            "pgd_strokes_pixel_budget": "PGD on the stroke pixels plus the k black pixels that buy the most margin",
             "aware_orthogonal": "orthogonal PGD against classifier and detector (Bryniarski et al.)"}
 
 
@@ -300,6 +301,7 @@ def main() -> None:
             "\nA budget of pixels (PGD on the strokes' 3 × 3 neighbourhood plus the k black pixels that buy the most "
             "margin, k bisected per image up to 256, each image's best, unflagged successes first):\n\n"
             + aware_table(runs, "pgd_pixel_budget") +
+            "\nThe same from the stroke pixels alone:\n\n" + aware_table(runs, "pgd_strokes_pixel_budget") +
             "\n## The gap to the discriminative network\n\n" + gap_lines(runs) +
             "\n## Sanity\n\n" + sanity_table(runs) +
             ("\n## Larger budgets\n\n" + budget_table(folder, runs) if (folder / "budget").is_dir() else "") +
