@@ -85,7 +85,7 @@ SANITY_FAMILIES = ("fgsm", "pgd_short", "pgd")
 FALSE_REJECTION = 0.05
 HINGE_WEIGHT = 10.0
 ORTHOGONAL_MIN_MARGIN = 1.0  # orthogonal PGD turns to the detector past this margin (a draw-to-draw buffer)
-MAX_PIXELS = 256  # pgd_pixel_budget: the most background pixels it moves beside the strokes' neighbourhood
+MAX_PIXELS = 256  # the pixel budgets: the most background pixels they move beside their region
 KAPPA = 5.0  # the aware attack's margin is capped here (Carlini & Wagner's kappa): past it, only the hinge counts
 NOISE = (("uniform", 0.05), ("uniform", 0.1), ("gaussian", 0.05))
 
@@ -177,7 +177,7 @@ def study(run_dir: Path, transfer_from: Path | None, n_attack: int, steps: int, 
     families["aware_strokes"] = region_attack(strokes, aware, steps)
     families["pgd_near_strokes"] = region_attack(near_strokes, margin, half)
     families["aware_near_strokes"] = region_attack(near_strokes, aware, steps)
-    # the neighbourhood plus the k background pixels that buy the most margin, k bisected per image: log p(x) with
+    # a region plus the k background pixels that buy the most margin, k bisected per image: log p(x) with
     # the uniform outlier charges about the same for each moved black pixel, so its threshold is a pixel budget
     # (from the neighbourhood, whose grey the decoders forgive, or from the strokes alone, leaving the whole budget)
     def pixel_budget(region: torch.Tensor):
