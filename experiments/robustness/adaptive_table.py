@@ -17,7 +17,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from adaptive import SANITY_EPS  # this folder's scripts
+from adaptive import MAX_PIXELS, SANITY_EPS  # this folder's scripts
 from li2019_table import accuracy_cell, binomial_variance
 
 VARIANTS = {"outlier": "noise-robust recipe (default)", "old": "old recipe (no outlier)",
@@ -54,8 +54,8 @@ def combined_worst(a: dict, b: dict) -> dict:
 
 def merged(passes: list[dict]) -> dict:
     """One run's result from the files of several passes over it (adaptive.py --families ... --tag): each eps row
-    holds every pass's families, and its worst case combines the passes' and the smaller eps rows' (an image found
-    inside a smaller ball lies inside the larger one) (:func:`combined_worst`)."""
+    holds every pass's families, and its worst case combines the passes' and the smaller eps rows'
+    (:func:`combined_worst`; an image found inside a smaller ball lies inside the larger one)."""
     result = json.loads(json.dumps(passes[0]))
     result["passes"] = len(passes)
     for extra in passes[1:]:
@@ -299,7 +299,7 @@ def main() -> None:
             "\nOrthogonal PGD (Bryniarski et al. 2022; from x, the margin PGD's and latent descent's adversarial "
             "images):\n\n" + aware_table(runs, "aware_orthogonal") +
             "\nA budget of pixels (PGD on the strokes' 3 × 3 neighbourhood plus the k black pixels that buy the most "
-            "margin, k bisected per image up to 256, each image's best, unflagged successes first):\n\n"
+            f"margin, k bisected per image up to {MAX_PIXELS}, each image's best, unflagged successes first):\n\n"
             + aware_table(runs, "pgd_pixel_budget") +
             "\nThe same from the stroke pixels alone:\n\n" + aware_table(runs, "pgd_strokes_pixel_budget") +
             "\n## The gap to the discriminative network\n\n" + gap_lines(runs) +
